@@ -1,0 +1,3 @@
+from ringvisor.cli.main import main
+
+raise SystemExit(main())

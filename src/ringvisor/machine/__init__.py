@@ -1,0 +1,1 @@
+"""The machine: guest memory, port and MMIO buses, devices, loaders, vCPU loop."""
