@@ -1,0 +1,64 @@
+#include "lib.h"
+
+#define COM1 0x3F8
+#define LSR_THRE 0x20
+
+void putc(char c)
+{
+    if (c == '\n')
+        putc('\r');
+    while (!(inb(COM1 + 5) & LSR_THRE))
+        ;
+    outb(COM1, c);
+}
+
+void puts(const char *s) { while (*s) putc(*s++); }
+
+void put_hex(u32 v)
+{
+    puts("0x");
+    for (int i = 28; i >= 0; i -= 4)
+        putc("0123456789abcdef"[(v >> i) & 15]);
+}
+
+void put_dec(u32 v)
+{
+    char buf[11];
+    int i = 10;
+    buf[i] = 0;
+    do { buf[--i] = '0' + v % 10; v /= 10; } while (v);
+    puts(buf + i);
+}
+
+/* "name=value" from the multiboot command line (decimal or 0x hex). */
+u32 arg(const struct multiboot_info *mbi, const char *name, u32 fallback)
+{
+    if (!(mbi->flags & 4))
+        return fallback;
+    for (const char *p = (const char *)mbi->cmdline; *p; p++) {
+        if (p != (const char *)mbi->cmdline && p[-1] != ' ')
+            continue;
+        const char *n = name, *q = p;
+        while (*n && *q == *n) { n++; q++; }
+        if (*n || *q != '=')
+            continue;
+        q++;
+        u32 v = 0, base = 10;
+        if (q[0] == '0' && q[1] == 'x') { base = 16; q += 2; }
+        for (;; q++) {
+            u32 d = *q >= '0' && *q <= '9' ? *q - '0' :
+                    *q >= 'a' && *q <= 'f' ? *q - 'a' + 10 : 99;
+            if (d >= base) break;
+            v = v * base + d;
+        }
+        return v;
+    }
+    return fallback;
+}
+
+void exit(u32 status)
+{
+    outb(0xF4, status);
+    for (;;)
+        __asm__ volatile("cli; hlt");
+}

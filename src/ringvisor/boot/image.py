@@ -1,0 +1,50 @@
+"""Recognise a guest image and load it with the right loader."""
+from __future__ import annotations
+
+import os
+
+from ringvisor.boot import elf, flat, multiboot
+from ringvisor.boot.layout import Layout
+from ringvisor.errors import GuestImageError
+from ringvisor.machine.cpu_state import CpuState
+
+FORMATS = ("auto", "multiboot", "flat", "flat16")
+
+
+def read_file(path: str, what: str = "kernel") -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise GuestImageError(f"{what} {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise GuestImageError(f"{what} {path!r} is a directory") from None
+    except OSError as e:
+        raise GuestImageError(f"cannot read {what} {path!r}: {e.strerror}") from None
+
+
+def detect(data: bytes, path: str) -> str:
+    if not data:
+        raise GuestImageError(f"{path}: empty file")
+    if multiboot.find_header(data) is not None:
+        return "multiboot"
+    if elf.is_elf(data):
+        raise GuestImageError(f"{path}: an ELF file without a Multiboot 1 header; "
+                              "ringvisor boots Multiboot kernels (or flat binaries with --format flat)")
+    if path.endswith(".bin"):
+        return "flat"
+    raise GuestImageError(f"{path}: neither a Multiboot ELF kernel nor a flat binary "
+                          "(name it *.bin or pass --format flat to load raw bytes)")
+
+
+def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[str, ...] = (),
+         fmt: str = "auto") -> CpuState:
+    data = read_file(path)
+    name = os.path.basename(path)
+    kind = detect(data, path) if fmt == "auto" else fmt
+    if kind == "multiboot":
+        mods = tuple(multiboot.Module(read_file(m.split()[0], "module"), m) for m in modules)
+        return multiboot.load(data, name, memory, layout, cmdline, mods)
+    if modules or cmdline:
+        raise GuestImageError("a flat binary takes no command line or modules")
+    return flat.load(data, name, memory, layout, real_mode=(kind == "flat16"))

@@ -1,0 +1,62 @@
+"""`ringvisor`: the command line (DESIGN.md holds its contract)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ringvisor import __version__
+from ringvisor.errors import RingvisorError
+
+TECHNIQUES = ("native", "hw", "trap", "bt", "pv")
+ENGINES = ("kvm", "soft")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ringvisor", description="A hypervisor in Python: every classic "
+                                "way of virtualizing x86, on real guests, measured.")
+    p.add_argument("--version", action="version", version=f"ringvisor {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a guest")
+    run.add_argument("guest", nargs="?", help="kernel: a Multiboot ELF or a flat binary (*.bin); "
+                     "default: the bundled guest OS")
+    run.add_argument("--engine", choices=ENGINES, help="what executes the guest (default: kvm for hw "
+                     "and native, soft for trap, bt and pv)")
+    run.add_argument("--technique", choices=TECHNIQUES, default="hw", help="virtualization technique (default: hw)")
+    run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
+    run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
+    run.add_argument("--cmdline", default="", help="kernel command line")
+    run.add_argument("--module", action="append", default=[], metavar="'FILE ARGS'",
+                     help="a Multiboot module (repeatable)")
+    run.add_argument("--format", choices=("auto", "multiboot", "flat", "flat16"), default="auto",
+                     help="guest image format (default: detect)")
+    run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
+    run.add_argument("--timeout", type=float, help="stop the guest after this many seconds")
+    run.add_argument("--serial", default="stdio", help="where the console goes: stdio or file:PATH")
+    run.add_argument("--stats", action="store_true", help="print exit statistics after the run")
+    run.add_argument("--json", metavar="FILE", help="write the run's statistics as JSON")
+    run.set_defaults(handler="ringvisor.cli.run:command")
+
+    demo = sub.add_parser("demo", help="the main job on the bundled guest, for a newcomer")
+    demo.set_defaults(handler="ringvisor.cli.demo:command")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    module, _, func = args.handler.partition(":")
+    try:
+        import importlib
+        return getattr(importlib.import_module(module), func)(args)
+    except RingvisorError as e:
+        print(f"ringvisor: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("ringvisor: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141

@@ -1,0 +1,43 @@
+"""Turning `ringvisor run` options into a machine configuration, with one-line
+errors for everything the user can get wrong."""
+from __future__ import annotations
+
+from ringvisor import guests
+from ringvisor.errors import ConfigError
+from ringvisor.machine.machine import MachineConfig
+from ringvisor.machine.memory import check_size, parse_size
+
+WORKLOADS = ("compute", "tasks", "nanobench", "probe")
+SOFT_TECHNIQUES = ("trap", "bt", "pv")
+AVAILABLE = {("kvm", "hw")}
+
+
+def engine_for(technique: str, engine: str | None) -> str:
+    if technique == "hw":
+        if engine not in (None, "kvm"):
+            raise ConfigError("--technique hw is hardware-assisted: it runs on the kvm engine only")
+        return "kvm"
+    if engine:
+        return engine
+    return "soft" if technique in SOFT_TECHNIQUES or technique == "native" else "kvm"
+
+
+def machine_config(args) -> MachineConfig:
+    engine = engine_for(args.technique, args.engine)
+    if (engine, args.technique) not in AVAILABLE:
+        raise ConfigError(f"--technique {args.technique} on the {engine} engine is not available yet "
+                          f"(this build offers: {', '.join(f'{t} on {e}' for e, t in sorted(AVAILABLE))})")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError("--timeout must be a positive number of seconds")
+    cmdline = args.cmdline
+    if args.workload:
+        if args.workload not in WORKLOADS:
+            raise ConfigError(f"unknown workload {args.workload!r} (choose from {', '.join(WORKLOADS)})")
+        if args.guest:
+            raise ConfigError("--workload selects a workload of the bundled guest; with your own GUEST "
+                              "use --cmdline")
+        cmdline = f"workload={args.workload} {cmdline}".strip()
+    kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
+    return MachineConfig(kernel=kernel, engine=engine, memory=check_size(parse_size(args.memory)),
+                         cmdline=cmdline, modules=tuple(args.module), image_format=args.format,
+                         timeout=args.timeout)

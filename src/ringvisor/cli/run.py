@@ -1,0 +1,41 @@
+"""`ringvisor run`: boot a guest, connect its console, report how it ended."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ringvisor.cli import consoles, stats_view
+from ringvisor.cli.options import machine_config
+from ringvisor.errors import ConfigError
+from ringvisor.machine.machine import Machine
+
+
+def command(args) -> int:
+    config = machine_config(args)
+    with consoles.open_console(args.serial) as console:
+        machine = Machine(config, console.write)
+        try:
+            console.on_quit = machine.request_quit
+            console.attach(machine.uart)
+            result = machine.run()
+        finally:
+            machine.close()
+    if args.stats:
+        stats_view.print_stats(result)
+    if args.json:
+        write_json(args.json, result)
+    return result.status
+
+
+def write_json(path: str, result) -> None:
+    doc = {"status": result.status, "reason": result.reason, "wall_seconds": result.wall_seconds,
+           **result.stats}
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)      # never leave a half-written file behind
+    except OSError as e:
+        raise ConfigError(f"cannot write {path}: {e.strerror}") from None

@@ -1,0 +1,46 @@
+"""The --stats report: exits by reason and port beside the host kernel's own
+counters, the wall time, and which hardware served the run."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_stats(result, file=None) -> None:
+    console = Console(file=file or sys.stderr, highlight=False)
+    s = result.stats
+    console.print(f"[bold]ringvisor[/] guest exited with status {result.status} ({result.reason}) "
+                  f"after {result.wall_seconds:.3f} s on the {s.get('engine')} engine")
+    if "backend" in s:
+        console.print(f"backend: {s['backend']['description']}")
+
+    exits = Table(title="exits to ringvisor", title_justify="left")
+    exits.add_column("reason")
+    exits.add_column("count", justify="right")
+    for reason, n in sorted(s.get("userspace_exits", {}).items(), key=lambda kv: -kv[1]):
+        exits.add_row(reason, f"{n:,}")
+    if s.get("coalesced_writes"):
+        exits.add_row("(coalesced writes, no exit)", f"{s['coalesced_writes']:,}")
+    console.print(exits)
+
+    ports = Table(title="port exits", title_justify="left")
+    for col, justify in (("port", "left"), ("device", "left"), ("reads", "right"), ("writes", "right")):
+        ports.add_column(col, justify=justify)
+    for p in s.get("ports", []):
+        ports.add_row(f"{p['port']:#06x}", p["device"], f"{p['reads']:,}", f"{p['writes']:,}")
+    console.print(ports)
+
+    kernel = s.get("kernel", {}).get("vcpu", {})
+    if kernel:
+        table = Table(title="host kernel (KVM stats, this vCPU)", title_justify="left")
+        table.add_column("counter")
+        table.add_column("delta", justify="right")
+        for name, v in sorted(kernel.items(), key=lambda kv: -kv[1]):
+            table.add_row(name, f"{v:,}")
+        console.print(table)
+    unknown = s.get("unknown_accesses", [])
+    if unknown:
+        console.print("unassigned accesses: " + ", ".join(
+            f"{u['bus']} {u['access']} {u['address']:#x} x{u['count']}" for u in unknown))

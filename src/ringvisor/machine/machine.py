@@ -1,0 +1,196 @@
+"""A virtual machine: guest RAM, buses, devices, a loaded guest image, and the
+vCPU loop that dispatches the engine's exits (it only dispatches: handling
+lives in the devices and the monitors)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ringvisor import exits as X
+from ringvisor.boot import image
+from ringvisor.boot.layout import Layout
+from ringvisor.devices import debugcon
+from ringvisor.errors import ConfigError, GuestCrashed
+from ringvisor.machine import report
+from ringvisor.machine.bus import MmioBus, PortBus
+from ringvisor.machine.memory import GuestMemory
+from ringvisor.machine.watchdog import Watchdog
+
+DEBUG_EXIT_PORT = 0xF4
+COM1, COM1_IRQ = 0x3F8, 4
+
+
+@dataclass
+class MachineConfig:
+    kernel: str
+    engine: str = "kvm"
+    memory: int = 64 << 20
+    cmdline: str = ""
+    modules: tuple[str, ...] = ()
+    image_format: str = "auto"
+    timeout: float | None = None
+    reserved_top: int = 0          # bytes at the top of RAM kept from the guest
+
+
+@dataclass
+class RunResult:
+    status: int                    # the guest's exit status (debug-exit port)
+    reason: str
+    wall_seconds: float
+    stats: dict = field(default_factory=dict)
+
+
+class GuestStopped(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def create_engine(name: str, machine: "Machine"):
+    if name == "kvm":
+        from ringvisor.kvm.engine import KvmEngine
+        return KvmEngine(machine.memory, coalesced_sink=machine.on_coalesced)
+    raise ConfigError(f"unknown engine {name!r} (available: kvm)")
+
+
+class Machine:
+    def __init__(self, config: MachineConfig, console: Callable[[bytes], None]):
+        self.config, self.console = config, console
+        self.memory = GuestMemory(config.memory)
+        self.layout = Layout(config.memory, config.reserved_top)
+        self.ports, self.mmio = PortBus(), MmioBus()
+        self.port_reads = [0] * PortBus.SIZE
+        self.port_writes = [0] * PortBus.SIZE
+        self.result: RunResult | None = None
+        self.engine = create_engine(config.engine, self)
+        try:
+            self._attach_devices()
+            state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
+                               config.modules, config.image_format)
+            self.engine.set_state(state)
+        except BaseException:
+            self.engine.close()
+            raise
+        self._handlers = {X.Io: self._on_io, X.Mmio: self._on_mmio, X.Halt: self._on_halt,
+                          X.Shutdown: self._on_shutdown, X.InternalError: self._on_internal_error,
+                          X.Interrupted: self._on_interrupted, X.Unknown: self._on_unknown}
+
+    # -- devices ---------------------------------------------------------------
+    def _attach_devices(self) -> None:
+        from ringvisor.devices.debug_exit import DebugExit
+        from ringvisor.devices.legacy import register_ignored
+        from ringvisor.devices.uart16550 import Uart16550
+        self.uart = Uart16550(irq=self.engine.irq_line(COM1_IRQ), output=self.console)
+        self.ports.register(COM1, 8, self.uart, "uart16550 (COM1)")
+        self.ports.register(DEBUG_EXIT_PORT, 1, DebugExit(on_exit=self._guest_exit), "debug-exit")
+        self.debugcon = debugcon.DebugCon(self.console)
+        self.ports.register(debugcon.PORT, 1, self.debugcon, "debugcon")
+        if hasattr(self.engine, "coalesce_port"):
+            self.engine.coalesce_port(debugcon.PORT, 1)
+        register_ignored(self.ports)
+
+    def _guest_exit(self, status: int) -> None:
+        raise GuestStopped(status, "debug-exit")
+
+    def on_coalesced(self, addr: int, size: int, data: bytes, pio: bool) -> None:
+        value = int.from_bytes(data, "little")
+        (self.ports if pio else self.mmio).write(addr, size, value)
+
+    # -- exits -----------------------------------------------------------------
+    def _on_io(self, io: X.Io) -> None:
+        port, size = io.port, io.size
+        if io.write:
+            self.port_writes[port] += 1
+            if io.count == 1:
+                self.ports.write(port, size, int.from_bytes(io.data, "little"))
+            else:
+                for i in range(0, size * io.count, size):
+                    self.ports.write(port, size, int.from_bytes(io.data[i:i + size], "little"))
+        else:
+            self.port_reads[port] += 1
+            for i in range(0, size * io.count, size):
+                io.data[i:i + size] = self.ports.read(port, size).to_bytes(size, "little")
+
+    def _on_mmio(self, m: X.Mmio) -> None:
+        if m.write:
+            self.mmio.write(m.address, m.size, int.from_bytes(m.data, "little"))
+        else:
+            m.data[:] = self.mmio.read(m.address, m.size).to_bytes(m.size, "little")
+
+    def _on_halt(self, exit: X.Halt) -> None:
+        self._crash("the guest halted with nothing that can wake it")
+
+    def _on_shutdown(self, exit: X.Shutdown) -> None:
+        self._crash(f"the guest shut down: {exit.reason} (a triple fault means an exception "
+                    "it could not handle, not even as a double fault)")
+
+    def _on_internal_error(self, exit: X.InternalError) -> None:
+        where = f"{self.config.engine} engine internal error: {exit.description}"
+        if self.config.engine == "kvm" and getattr(self.engine, "backend", None) and \
+                self.engine.backend.emulates_ring0 and exit.suberror == 1:
+            where += " (PVM emulates guest ring-0 code in the host kernel and lacks this instruction)"
+        self._crash(where, insn=exit.instruction)
+
+    def _on_unknown(self, exit: X.Unknown) -> None:
+        self._crash(f"unexpected exit {exit.reason} {exit.detail}")
+
+    def _on_interrupted(self, exit: X.Interrupted) -> None:
+        why = self.watchdog.reason
+        self.watchdog.reason = None
+        if why == "quit":
+            raise GuestStopped(130, "quit (Ctrl-A x)")
+        if why == "timeout":
+            self._crash(f"the guest did not finish within {self.config.timeout:g} s")
+        if why == "idle" and hasattr(self.engine, "halted"):
+            state = self.engine.get_state()
+            if self.engine.halted() and not state.eflags & (1 << 9):
+                self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
+
+    def _crash(self, what: str, insn: bytes = b"") -> None:
+        state = self.engine.get_state()
+        translate = getattr(getattr(self.engine, "vcpu", None), "translate", None)
+        raise GuestCrashed(f"{what}\n{report.describe(state, self.memory, translate, insn)}")
+
+    # -- the vCPU loop -------------------------------------------------------------
+    def exits_so_far(self) -> int:
+        counts = getattr(getattr(self.engine, "vcpu", None), "exit_counts", None)
+        return sum(counts) if counts else 0
+
+    def request_quit(self) -> None:
+        self.watchdog.kick("quit")
+
+    def run(self) -> RunResult:
+        run, on_io, handlers, Io = self.engine.run, self._on_io, self._handlers, X.Io
+        self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
+        start = time.perf_counter()
+        try:
+            while True:
+                exit = run()
+                if exit.__class__ is Io:
+                    on_io(exit)
+                else:
+                    handlers[exit.__class__](exit)
+        except GuestStopped as stop:
+            wall = time.perf_counter() - start
+            return RunResult(stop.status, stop.reason, wall, self.statistics(wall))
+        finally:
+            self.watchdog.close()
+
+    def statistics(self, wall: float) -> dict:
+        e = self.engine
+        ports = [{"port": p, "device": self.ports.name_of(p), "reads": self.port_reads[p],
+                  "writes": self.port_writes[p]}
+                 for p in range(PortBus.SIZE) if self.port_reads[p] or self.port_writes[p]]
+        stats = {"engine": e.name, "wall_seconds": wall, "ports": ports,
+                 "unknown_accesses": [{"bus": b, "access": a, "address": x, "count": n}
+                                      for (b, a, x), n in sorted((self.ports.unknown + self.mmio.unknown).items())]}
+        if e.name == "kvm":
+            stats["backend"] = {"name": e.backend.name, "description": e.backend.description}
+            stats["userspace_exits"] = e.userspace_exits()
+            stats["coalesced_writes"] = e.vcpu.coalesced_writes
+            stats["kernel"] = {k: {n: v for n, v in d.items() if v} for k, d in e.kernel_stats_delta().items()}
+        return stats
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,53 @@
+"""A readable report of the guest's CPU state for crashes and hangs:
+registers, segments, control registers and the instruction at CS:EIP
+disassembled with iced-x86."""
+from __future__ import annotations
+
+from ringvisor.machine.cpu_state import CpuState
+
+
+def disassemble(code: bytes, address: int, bitness: int) -> str:
+    if not code:
+        return "(instruction bytes unavailable)"
+    try:
+        from iced_x86 import Decoder, Formatter, FormatterSyntax
+    except ImportError:
+        return code.hex(" ")
+    decoder = Decoder(bitness, code, ip=address)
+    formatter = Formatter(FormatterSyntax.NASM)
+    insn = decoder.decode()
+    if insn.is_invalid:
+        return f"(invalid instruction) {code[:8].hex(' ')}"
+    return f"{formatter.format(insn)}    [{code[:insn.len].hex(' ')}]"
+
+
+def code_bytes(state: CpuState, memory, translate, length: int = 15) -> bytes:
+    """Bytes at CS:EIP, through the guest's paging when it is on."""
+    linear = (state.cs.base + state.eip) & 0xFFFFFFFF
+    out = bytearray()
+    for i in range(length):
+        phys = translate(linear + i) if translate else linear + i
+        if phys is None or not memory.contains(phys, 1):
+            break
+        out.append(memory.read_u8(phys))
+    return bytes(out)
+
+
+def describe(state: CpuState, memory=None, translate=None, insn: bytes = b"") -> str:
+    s = state
+    bitness = 32 if (s.protected and s.cs.db) else 16
+    mode = "real mode" if not s.protected else f"protected mode, CPL {s.cpl}, {bitness}-bit code"
+    if s.protected and s.cr0 & (1 << 31):
+        mode += ", paging on"
+    lines = [f"  {mode}",
+             f"  eax={s.eax:08x} ebx={s.ebx:08x} ecx={s.ecx:08x} edx={s.edx:08x}",
+             f"  esi={s.esi:08x} edi={s.edi:08x} ebp={s.ebp:08x} esp={s.esp:08x}",
+             f"  eip={s.eip:08x} eflags={s.eflags:08x}",
+             "  " + " ".join(f"{n}={getattr(s, n).selector:04x}" for n in ("cs", "ss", "ds", "es", "fs", "gs"))
+             + f" tr={s.tr.selector:04x} ldt={s.ldt.selector:04x}",
+             f"  cr0={s.cr0:08x} cr2={s.cr2:08x} cr3={s.cr3:08x} cr4={s.cr4:08x}",
+             f"  gdt={s.gdt.base:08x}/{s.gdt.limit:04x} idt={s.idt.base:08x}/{s.idt.limit:04x}"]
+    if not insn and memory is not None:
+        insn = code_bytes(s, memory, translate)
+    lines.append(f"  at {s.cs.selector:04x}:{s.eip:08x}: {disassemble(insn, s.eip, bitness)}")
+    return "\n".join(lines)
