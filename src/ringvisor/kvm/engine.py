@@ -15,7 +15,7 @@ class KvmEngine:
     name = "kvm"
     has_interrupt_controller = True   # the in-kernel irqchip and PIT serve the guest
 
-    def __init__(self, memory, coalesced_sink=None):
+    def __init__(self, memory, ports=None, coalesced_sink=None):
         self.backend = backend.detect()
         self.kvm = Kvm()
         self.kvm.require("KVM_CAP_USER_MEMORY", "KVM_CAP_IRQCHIP", "KVM_CAP_PIT2", "KVM_CAP_IMMEDIATE_EXIT")
@@ -28,6 +28,8 @@ class KvmEngine:
             self.vcpu = self.vm.create_vcpu(0)
             self.vcpu.set_cpuid(cpuid.guest_cpuid(self.kvm.supported_cpuid()))
             self.vcpu.coalesced_sink = coalesced_sink
+            if ports is not None:
+                self.vcpu.attach_ports(ports)
             self.vm_stats = self.vm.stats()
             self.vcpu_stats = StatsReader.open(self.kvm, self.vcpu.fd)
         except BaseException:

@@ -28,6 +28,8 @@ _COALESCED_ENTRY = C.sizeof(S.kvm_coalesced_mmio)
 
 
 class Vcpu:
+    # Where KVM puts the data of port I/O exits (KVM_PIO_PAGE_OFFSET = 1 on x86).
+    PIO_DATA_OFFSET = mmap.PAGESIZE
     def __init__(self, vm, fd: int, index: int):
         self.vm, self.fd, self.index = vm, fd, index
         size = vm.kvm.vcpu_mmap_size
@@ -56,23 +58,48 @@ class Vcpu:
         self.exit_counts = [0] * 64   # by KVM exit reason: the exits that reached userspace
         self.coalesced_sink = None     # sink(addr, size, data, pio) for queued writes
         self.coalesced_writes = 0
+        self.ports = None
 
     # -- running -----------------------------------------------------------
+    def attach_ports(self, bus) -> None:
+        """Serve single port accesses from `bus` inside run() (the common
+        exit), instead of returning them as Io exits."""
+        self.ports = bus
+
     def run(self) -> X.Exit:
-        try:
-            fcntl.ioctl(self.fd, I.KVM_RUN, 0)
-        except InterruptedError:
-            self.head.immediate_exit = 0
-            return self._interrupted
-        except OSError as e:
-            return X.InternalError(0, f"KVM_RUN failed: {e.strerror}")
-        ring = self.ring_u32
-        if ring is not None and ring[0] != ring[1]:
-            self.drain_coalesced(self.coalesced_sink)
-        reason = self._u32[_EXIT_REASON_U32]
-        self.exit_counts[reason & 63] += 1
-        decode = self._decoders.get(reason)
-        return decode() if decode else X.Unknown(reason, {"name": I.EXIT_REASONS.get(reason, "?")})
+        """Run the guest until an exit the caller must see. With a port bus
+        attached, single (non-string) port accesses are completed here and
+        the guest resumed at once: this loop is the engine's hot path."""
+        ioctl, fd, KVM_RUN = fcntl.ioctl, self.fd, I.KVM_RUN
+        u8, u16, u32, counts, ring = self._u8, self._u16, self._u32, self.exit_counts, self.ring_u32
+        bus = self.ports
+        pio = self.PIO_DATA_OFFSET
+        while True:
+            try:
+                ioctl(fd, KVM_RUN, 0)
+            except InterruptedError:
+                self.head.immediate_exit = 0
+                return self._interrupted
+            except OSError as e:
+                return X.InternalError(0, f"KVM_RUN failed: {e.strerror}")
+            if ring is not None and ring[0] != ring[1]:
+                self.drain_coalesced(self.coalesced_sink)
+            reason = u32[_EXIT_REASON_U32]
+            counts[reason & 63] += 1
+            if reason != I.EXIT_IO or bus is None or u32[_IO_COUNT_U32] != 1 \
+                    or self._u64[_IO_DATA_OFFSET_U64] != pio:
+                decode = self._decoders.get(reason)
+                return decode() if decode else X.Unknown(reason, {"name": I.EXIT_REASONS.get(reason, "?")})
+            port, size = u16[_IO_PORT_U16], u8[_IO_SIZE]
+            if u8[_IO_DIRECTION]:
+                bus.write(port, size, u8[pio] if size == 1 else
+                          u16[pio >> 1] if size == 2 else u32[pio >> 2])
+            elif size == 1:
+                u8[pio] = bus.read(port, 1) & 0xFF
+            elif size == 2:
+                u16[pio >> 1] = bus.read(port, 2) & 0xFFFF
+            else:
+                u32[pio >> 2] = bus.read(port, 4) & 0xFFFFFFFF
 
     def _exit_io(self) -> X.Io:
         io, u8 = self._io, self._u8

@@ -4,7 +4,8 @@ A device is any object with `io_read(offset, size) -> int` and
 `io_write(offset, size, value)` (offset relative to its base). Overlapping
 registrations are errors. Ports listed as ignored read as all ones and swallow
 writes silently (they are known legacy hardware we choose not to model);
-every other unassigned access is counted per port so reports can show it.
+every access is counted per port, so reports show what the guest touched,
+unassigned ports included.
 
 Port dispatch is by a 64 Ki-entry table built at registration time, so the
 hot path (one port exit) is two list lookups and one call.
@@ -55,12 +56,14 @@ class PortBus:
     def __init__(self):
         self.regions: list[Region] = []
         self.ignored: dict[int, str] = {}
-        self.unknown: Counter = Counter()
         # Per port: read(offset, size), write(offset, size, value), the region
         # base; None marks an unassigned port.
         self.readers: list = [None] * self.SIZE
         self.writers: list = [None] * self.SIZE
         self.bases: list[int] = [0] * self.SIZE
+        # Accesses per port, for statistics (what the guest really touched).
+        self.read_counts = [0] * self.SIZE
+        self.write_counts = [0] * self.SIZE
 
     def _check_free(self, base: int, length: int, name: str) -> None:
         if length <= 0 or base < 0 or base + length > self.SIZE:
@@ -90,18 +93,29 @@ class PortBus:
             self.bases[p] = base
 
     def read(self, port: int, size: int) -> int:
+        self.read_counts[port] += 1
         fn = self.readers[port]
         if fn is None:
-            self.unknown[("port", "read", port)] += 1
             return ALL_ONES[size]
         return fn(port - self.bases[port], size)
 
     def write(self, port: int, size: int, value: int) -> None:
+        self.write_counts[port] += 1
         fn = self.writers[port]
-        if fn is None:
-            self.unknown[("port", "write", port)] += 1
-            return
-        fn(port - self.bases[port], size, value)
+        if fn is not None:
+            fn(port - self.bases[port], size, value)
+
+    @property
+    def unknown(self) -> Counter:
+        """Accesses to ports no device claims and no one listed as ignored."""
+        c: Counter = Counter()
+        for port, fn in enumerate(self.readers):
+            if fn is None:
+                if self.read_counts[port]:
+                    c[("port", "read", port)] = self.read_counts[port]
+                if self.write_counts[port]:
+                    c[("port", "write", port)] = self.write_counts[port]
+        return c
 
     def name_of(self, port: int) -> str:
         for r in self.regions:

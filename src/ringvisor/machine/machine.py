@@ -50,7 +50,7 @@ class GuestStopped(Exception):
 def create_engine(name: str, machine: "Machine"):
     if name == "kvm":
         from ringvisor.kvm.engine import KvmEngine
-        return KvmEngine(machine.memory, coalesced_sink=machine.on_coalesced)
+        return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
     raise ConfigError(f"unknown engine {name!r} (available: kvm)")
 
 
@@ -60,8 +60,6 @@ class Machine:
         self.memory = GuestMemory(config.memory)
         self.layout = Layout(config.memory, config.reserved_top)
         self.ports, self.mmio = PortBus(), MmioBus()
-        self.port_reads = [0] * PortBus.SIZE
-        self.port_writes = [0] * PortBus.SIZE
         self.result: RunResult | None = None
         self.engine = create_engine(config.engine, self)
         try:
@@ -101,14 +99,12 @@ class Machine:
     def _on_io(self, io: X.Io) -> None:
         port, size = io.port, io.size
         if io.write:
-            self.port_writes[port] += 1
             if io.count == 1:
                 self.ports.write(port, size, int.from_bytes(io.data, "little"))
             else:
                 for i in range(0, size * io.count, size):
                     self.ports.write(port, size, int.from_bytes(io.data[i:i + size], "little"))
         else:
-            self.port_reads[port] += 1
             for i in range(0, size * io.count, size):
                 io.data[i:i + size] = self.ports.read(port, size).to_bytes(size, "little")
 
@@ -179,9 +175,10 @@ class Machine:
 
     def statistics(self, wall: float) -> dict:
         e = self.engine
-        ports = [{"port": p, "device": self.ports.name_of(p), "reads": self.port_reads[p],
-                  "writes": self.port_writes[p]}
-                 for p in range(PortBus.SIZE) if self.port_reads[p] or self.port_writes[p]]
+        bus = self.ports
+        ports = [{"port": p, "device": bus.name_of(p), "reads": bus.read_counts[p],
+                  "writes": bus.write_counts[p]}
+                 for p in range(PortBus.SIZE) if bus.read_counts[p] or bus.write_counts[p]]
         stats = {"engine": e.name, "wall_seconds": wall, "ports": ports,
                  "unknown_accesses": [{"bus": b, "access": a, "address": x, "count": n}
                                       for (b, a, x), n in sorted((self.ports.unknown + self.mmio.unknown).items())]}

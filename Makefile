@@ -1,0 +1,45 @@
+# ringvisor: `make demo` and `make test` are the two set-up commands on a fresh
+# machine; both run `make install` first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install guests demo test test-all bench bench-exits clean
+
+install: $(STAMP) guests
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "ringvisor needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || \
+		{ echo "python venv is missing; installing Debian's python3-venv"; \
+		  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# The guests are built from source with the machine's gcc and binutils.
+guests:
+	@command -v gcc >/dev/null || { echo "gcc is needed to build the guests (apt-get install gcc)"; exit 1; }
+	$(MAKE) -s -C guests/tests
+	@if [ -f guests/os/Makefile ]; then $(MAKE) -s -C guests/os; fi
+
+demo: install
+	$(BIN)/ringvisor demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# Benchmarks against real peers (QEMU from Debian, Unicorn from PyPI): not part of `make test`.
+bench-deps: install
+	@command -v qemu-system-i386 >/dev/null || apt-get install -y -qq qemu-system-x86
+	$(BIN)/pip install -q -e '.[bench]'
+
+bench-exits: bench-deps
+	$(BIN)/python bench/exit_cost.py
+
+bench: bench-exits
+
+clean:
+	rm -rf $(VENV) guests/tests/build guests/os/build
