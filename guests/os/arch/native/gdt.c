@@ -1,0 +1,59 @@
+/* GDT and TSS. Flat 4 GiB segments for rings 0 and 3, and one TSS whose
+ * only job is to give the CPU the kernel stack (SS0:ESP0) to switch to
+ * when an interrupt or system call arrives from ring 3. */
+#include "devices.h"
+#include "layout.h"
+#include "x86.h"
+
+struct tss {
+	uint32_t link, esp0, ss0, esp1, ss1, esp2, ss2, cr3, eip, eflags;
+	uint32_t eax, ecx, edx, ebx, esp, ebp, esi, edi;
+	uint32_t es, cs, ss, ds, fs, gs, ldt;
+	uint16_t trap, iomap_base;
+} __attribute__((packed));
+
+static struct tss tss;
+uint64_t gdt[6];
+
+static uint64_t seg(uint32_t base, uint32_t limit, uint8_t access, uint8_t flags)
+{
+	return (limit & 0xffff) | (uint64_t)(base & 0xffffff) << 16 |
+	       (uint64_t)access << 40 | (uint64_t)((limit >> 16) & 0xf) << 48 |
+	       (uint64_t)(flags & 0xf) << 52 | (uint64_t)(base >> 24) << 56;
+}
+
+void gdt_init(void)
+{
+	/* Access bytes have the "accessed" bit preset so the CPU never needs
+	 * to write to the GDT when a selector is loaded. Flags 0xc: 4 KiB
+	 * granularity, 32-bit. */
+	gdt[SEL_KCODE0 >> 3] = seg(0, 0xfffff, 0x9b, 0xc); /* ring 0 code */
+	gdt[SEL_KDATA0 >> 3] = seg(0, 0xfffff, 0x93, 0xc); /* ring 0 data */
+	gdt[SEL_UCODE >> 3] = seg(0, 0xfffff, 0xfb, 0xc);  /* ring 3 code */
+	gdt[SEL_UDATA >> 3] = seg(0, 0xfffff, 0xf3, 0xc);  /* ring 3 data */
+
+	tss.ss0 = SEL_KDATA0;
+	/* I/O bitmap offset past the TSS limit: no bitmap, so ring 3 port
+	 * I/O always faults (IOPL is 0). */
+	tss.iomap_base = sizeof(tss);
+	gdt[SEL_TSS >> 3] = seg((uint32_t)&tss, sizeof(tss) - 1, 0x89, 0);
+
+	struct dtr d = { sizeof(gdt) - 1, (uint32_t)gdt };
+	__asm__ volatile("lgdt %0\n\t"
+			 "ljmp %1, $1f\n"
+			 "1:\tmovl %2, %%eax\n\t"
+			 "movl %%eax, %%ds\n\t"
+			 "movl %%eax, %%es\n\t"
+			 "movl %%eax, %%ss\n\t"
+			 "xorl %%eax, %%eax\n\t"
+			 "movl %%eax, %%fs\n\t"
+			 "movl %%eax, %%gs\n\t"
+			 "ltr %w3"
+			 : : "m"(d), "i"(SEL_KCODE0), "i"(SEL_KDATA0), "r"(SEL_TSS)
+			 : "eax", "memory");
+}
+
+void tss_set_esp0(uint32_t esp0)
+{
+	tss.esp0 = esp0;
+}

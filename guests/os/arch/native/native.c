@@ -1,0 +1,238 @@
+/* The native arch layer: the kernel owns the machine. Privileged
+ * instructions are executed directly and the devices are programmed
+ * through their ports. */
+#include "arch.h"
+#include "devices.h"
+#include "kernel.h"
+#include "layout.h"
+#include "multiboot.h"
+#include "sched.h"
+#include "x86.h"
+
+const char arch_name[] = "native";
+const int arch_kernel_ring = 0;
+const char arch_bench_in_name[] = "in";
+const char arch_bench_cr_name[] = "cr";
+const char arch_bench_ptemod_name[] = "ptemod";
+
+extern char __kernel_start[], __kernel_end[];
+static uint32_t cur_pd;
+
+/* Add [start, end) to the free RAM list, minus page 0 and the kernel. */
+static void add_ram(struct boot_info *bi, uint64_t start, uint64_t end)
+{
+	uint32_t ks = (uint32_t)__kernel_start, ke = (uint32_t)__kernel_end;
+
+	if (end > DIRECT_MAP_END)
+		end = DIRECT_MAP_END;
+	start = ALIGN_UP(start < PAGE_SIZE ? PAGE_SIZE : start, PAGE_SIZE);
+	end = ALIGN_DOWN(end, PAGE_SIZE);
+	if (start >= end)
+		return;
+	if (start < ke && end > ks) {          /* split around the image */
+		add_ram(bi, start, ks);
+		add_ram(bi, ke, end);
+		return;
+	}
+	if (bi->nram < MAX_RAM_RANGES) {
+		bi->ram[bi->nram].start = (uint32_t)start;
+		bi->ram[bi->nram].end = (uint32_t)end;
+		bi->nram++;
+	}
+}
+
+void arch_early_init(uint32_t magic, uint32_t info, struct boot_info *bi)
+{
+	const struct multiboot_info *mbi = (const void *)info;
+
+	uart_init();
+	if (magic != MULTIBOOT_BOOT_MAGIC)
+		panic("not booted by a multiboot loader (eax=%x)", magic);
+
+	/* Copy what we need out of the loader's data now: its pages become
+	 * free RAM as soon as the frame allocator starts. */
+	if ((mbi->flags & MBI_CMDLINE) && mbi->cmdline) {
+		const char *s = (const char *)mbi->cmdline;
+		size_t n = strlen(s);
+		if (n >= sizeof(bi->cmdline))
+			n = sizeof(bi->cmdline) - 1;
+		memcpy(bi->cmdline, s, n);
+	}
+	if (mbi->flags & MBI_MMAP) {
+		uint32_t p = mbi->mmap_addr, end = p + mbi->mmap_length;
+		while (p < end) {
+			const struct multiboot_mmap *m = (const void *)p;
+			if (m->type == 1)
+				add_ram(bi, m->addr, m->addr + m->len);
+			p += m->size + 4;
+		}
+	} else if (mbi->flags & MBI_MEM) {
+		add_ram(bi, 0, (uint64_t)mbi->mem_lower << 10);
+		add_ram(bi, 0x100000, 0x100000 + ((uint64_t)mbi->mem_upper << 10));
+	}
+}
+
+void arch_cpu_init(void)
+{
+	gdt_init();
+	idt_init();
+}
+
+void arch_devices_init(unsigned hz)
+{
+	pic_init();
+	pit_init(hz);
+	pic_unmask(0);
+	pic_unmask(COM1_IRQ);
+	uart_enable_irq();
+}
+
+void arch_irq(struct trapframe *tf)
+{
+	unsigned irq = tf->vector - IRQ_BASE;
+
+	if (pic_spurious(irq))
+		return;
+	/* Acknowledge first: the handler may lead to a task switch, and the
+	 * next task must still get timer interrupts. */
+	pic_eoi(irq);
+	if (irq == 0)
+		sched_tick();
+	else if (irq == COM1_IRQ)
+		uart_isr();
+}
+
+void arch_irq_disable(void)
+{
+	__asm__ volatile("cli" ::: "memory");
+}
+
+void arch_irq_enable(void)
+{
+	__asm__ volatile("sti" ::: "memory");
+}
+
+uint32_t arch_irq_save(void)
+{
+	uint32_t f = read_eflags();
+	arch_irq_disable();
+	return f & EFLAGS_IF;
+}
+
+void arch_irq_restore(uint32_t state)
+{
+	if (state)
+		arch_irq_enable();
+}
+
+void arch_idle(void)
+{
+	/* STI's one-instruction shadow makes "sti; hlt" atomic: an interrupt
+	 * arriving in between still wakes the HLT. */
+	__asm__ volatile("sti; hlt" ::: "memory");
+}
+
+void arch_console_write(const char *s, size_t n)
+{
+	uart_write(s, n);
+}
+
+void arch_console_sync(void)
+{
+	uart_sync();
+}
+
+void arch_exit(int status)
+{
+	arch_irq_disable();
+	outb(0xf4, (uint8_t)status);   /* ringvisor's (and QEMU's) debug exit */
+	for (;;)
+		__asm__ volatile("hlt");
+}
+
+void arch_load_pgdir(uint32_t pd)
+{
+	if (pd == cur_pd)
+		return;                /* a CR3 write flushes the TLB: skip it */
+	cur_pd = pd;
+	__asm__ volatile("movl %0, %%cr3" : : "r"(pd) : "memory");
+}
+
+void arch_paging_enable(uint32_t pd)
+{
+	uint32_t cr0;
+	arch_load_pgdir(pd);
+	__asm__ volatile("movl %%cr0, %0" : "=r"(cr0));
+	/* WP: the kernel too must respect read-only pages (user text). */
+	cr0 |= CR0_PG | CR0_WP;
+	__asm__ volatile("movl %0, %%cr0" : : "r"(cr0) : "memory");
+}
+
+void arch_set_pte(uint32_t *pte, uint32_t val)
+{
+	*(volatile uint32_t *)pte = val;
+}
+
+void arch_invlpg(uint32_t va)
+{
+	__asm__ volatile("invlpg (%0)" : : "r"(va) : "memory");
+}
+
+void arch_set_pte_flush(uint32_t *pte, uint32_t va, uint32_t val)
+{
+	arch_set_pte(pte, val);
+	arch_invlpg(va);
+}
+
+void arch_pt_activate(void *frame, int level)
+{
+	(void)frame, (void)level;   /* natively a page table is just memory */
+}
+
+void arch_pt_release(void *frame, int level)
+{
+	(void)frame, (void)level;
+}
+
+uint32_t arch_fault_addr(void)
+{
+	uint32_t cr2;
+	__asm__ volatile("movl %%cr2, %0" : "=r"(cr2));
+	return cr2;
+}
+
+void arch_set_kernel_stack(uint32_t esp0)
+{
+	tss_set_esp0(esp0);
+}
+
+uint32_t arch_cr0(void)
+{
+	uint32_t cr0;
+	__asm__ volatile("movl %%cr0, %0" : "=r"(cr0));
+	return cr0;
+}
+
+uint64_t arch_gdt_entry(unsigned sel)
+{
+	return gdt[sel >> 3];
+}
+
+void arch_tables(uint32_t *gdt_base, uint16_t *gdt_limit, uint32_t *idt_base,
+		 uint16_t *idt_limit)
+{
+	*gdt_base = (uint32_t)gdt;
+	*gdt_limit = sizeof(gdt) - 1;
+	*idt_base = (uint32_t)idt;
+	*idt_limit = sizeof(idt) - 1;
+}
+
+uint32_t arch_bench_in(void)
+{
+	return inb(0x21);   /* the master PIC's mask register: no side effect */
+}
+
+void arch_bench_cr(void)
+{
+	__asm__ volatile("movl %0, %%cr3" : : "r"(cur_pd) : "memory");
+}
