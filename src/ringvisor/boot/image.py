@@ -29,6 +29,8 @@ def detect(data: bytes, path: str) -> str:
     if multiboot.find_header(data) is not None:
         return "multiboot"
     if elf.is_elf(data):
+        if len(data) > 4 and data[4] == elf.ELFCLASS64:
+            raise GuestImageError(f"{path}: a 64-bit ELF; ringvisor boots 32-bit (i386) Multiboot kernels")
         raise GuestImageError(f"{path}: an ELF file without a Multiboot 1 header; "
                               "ringvisor boots Multiboot kernels (or flat binaries with --format flat)")
     if path.endswith(".bin"):

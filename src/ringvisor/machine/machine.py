@@ -55,13 +55,15 @@ def create_engine(name: str, machine: "Machine"):
 
 
 class Machine:
-    def __init__(self, config: MachineConfig, console: Callable[[bytes], None]):
+    def __init__(self, config: MachineConfig, console: Callable[[bytes], None], engine=None):
+        """`engine` overrides config.engine (tests drive the machine with
+        synthetic exits this way)."""
         self.config, self.console = config, console
         self.memory = GuestMemory(config.memory)
         self.layout = Layout(config.memory, config.reserved_top)
         self.ports, self.mmio = PortBus(), MmioBus()
         self.result: RunResult | None = None
-        self.engine = create_engine(config.engine, self)
+        self.engine = engine or create_engine(config.engine, self)
         try:
             self._attach_devices()
             state = image.load(config.kernel, self.memory, self.layout, config.cmdline,

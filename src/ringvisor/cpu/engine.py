@@ -1,0 +1,168 @@
+"""SoftEngine: the pure-Python IA-32 CPU behind the engine interface.
+
+`run()` executes guest instructions (through compiled blocks when enabled,
+else the reference interpreter) until something needs the machine:
+`Halt` (HLT with IF=0, or with nothing pending), `Shutdown` (triple fault),
+`Fault` (an exception whose vector is set in `intercept`, with the guest
+state rolled back to the faulting instruction, or after it for the trap-like
+INT3/INTO), or `Interrupted` when the instruction budget (`max_instructions`,
+default `slice`) is spent so the machine can service device time.
+External interrupts are sampled between instructions (between blocks on the
+compiled path, which is architecturally equivalent) when EFLAGS.IF=1 and no
+interrupt shadow (STI, MOV SS, POP SS) is in effect.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ringvisor.cpu.core import CS, IF, CpuFault, Core, GP
+from ringvisor.cpu.decoder import NeedMore, decode
+from ringvisor.cpu.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
+from ringvisor.cpu.protection import CHECKED, check
+from ringvisor.cpu.system import cpuid_table
+from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
+from ringvisor.machine.cpu_state import CpuState, TableRegister
+
+
+class SoftEngine(Core):
+    name = "soft"
+
+    def __init__(self, memory, ports, mmio, interrupts=None):
+        super().__init__(memory, ports, mmio)
+        self.interrupts = interrupts
+        self.instructions = 0
+        self.intercept = 0              # bit n set: exception vector n exits as Fault
+        self.halted = False
+        self.shadow = False
+        self.cpuid = cpuid_table()
+        self.tsc_offset = 0
+        self.slice = 200_000
+        self.use_blocks = True
+        self.last_exception: tuple[int, int | None] | None = None
+        from ringvisor.cpu.blocks import BlockCache
+        self.blocks = BlockCache(self)
+
+    # --- state ---------------------------------------------------------------
+    def set_state(self, st: CpuState) -> None:
+        self.r = [st.eax, st.ecx, st.edx, st.ebx, st.esp, st.ebp, st.esi, st.edi]
+        self.r = [v & 0xFFFFFFFF for v in self.r]
+        self.eip = st.eip & 0xFFFFFFFF
+        self.flags = (st.eflags | 2) & 0x3F7FD7
+        self.segs = [replace(getattr(st, n)) for n in ("es", "cs", "ss", "ds", "fs", "gs")]
+        self.tr, self.ldtr = replace(st.tr), replace(st.ldt)
+        self.gdtr, self.idtr = replace(st.gdt), replace(st.idt)
+        self.cr0, self.cr2, self.cr3, self.cr4, self.efer = st.cr0, st.cr2, st.cr3, st.cr4, st.efer
+        self.halted = False
+        self.shadow = False
+        self.recache_all()
+        self.flush_tlb()
+
+    def get_state(self) -> CpuState:
+        r = self.r
+        s = [replace(x) for x in self.segs]
+        return CpuState(eax=r[0], ecx=r[1], edx=r[2], ebx=r[3], esp=r[4], ebp=r[5], esi=r[6],
+                        edi=r[7], eip=self.eip, eflags=self.flags, es=s[0], cs=s[1], ss=s[2],
+                        ds=s[3], fs=s[4], gs=s[5], tr=replace(self.tr), ldt=replace(self.ldtr),
+                        gdt=TableRegister(self.gdtr.base, self.gdtr.limit),
+                        idt=TableRegister(self.idtr.base, self.idtr.limit),
+                        cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4, efer=self.efer)
+
+    def tsc(self) -> int:
+        return self.instructions + self.tsc_offset
+
+    def close(self) -> None:
+        self.blocks.clear()
+
+    # --- fetch and decode --------------------------------------------------------
+    def fetch_code(self, eip: int, want: int = 16) -> bytes:
+        """Up to `want` code bytes at CS:eip, stopping at the CS limit; raises
+        #GP(0) if eip itself is outside, #PF for a missing first page."""
+        limit = self.shi[CS]
+        if eip > limit:
+            raise CpuFault(GP, 0)
+        avail = min(want, limit - eip + 1)
+        lin = (self.sbase[CS] + eip) & 0xFFFFFFFF
+        if self.pg:
+            first = min(avail, 0x1000 - (lin & 0xFFF))
+            p = self.translate(lin, 0, self.user)
+        else:
+            first, p = avail, lin
+        return self._phys_bytes(p, first), avail - first, lin + first
+
+    def _phys_bytes(self, p: int, n: int) -> bytes:
+        if p + n <= self.ramsize:
+            return self.mm[p:p + n]
+        return bytes(self.rd_phys((p + i) & 0xFFFFFFFF, 1) for i in range(n))
+
+    def decode_at(self, eip: int):
+        buf, rest, nxt = self.fetch_code(eip)
+        try:
+            return decode(buf, self.code32)
+        except NeedMore:
+            if rest <= 0:
+                raise CpuFault(GP, 0) from None
+            p = self.translate(nxt & 0xFFFFFFFF, 0, self.user) if self.pg else nxt
+            return decode(buf + self._phys_bytes(p, rest), self.code32)
+
+    # --- execution -------------------------------------------------------------------
+    def step(self) -> None:
+        """Execute one instruction (the reference interpreter); CPU
+        exceptions propagate as CpuFault with EIP/ESP not yet rolled back."""
+        eip = self.cur_eip = self.eip
+        self.cur_esp = self.r[4]
+        ins = self.decode_at(eip)
+        self.eip = (eip + ins.length) & (0xFFFFFFFF if self.code32 else 0xFFFF)
+        if ins.ud or ins.row.handler is None:
+            raise CpuFault(6)
+        if ins.flags & CHECKED:
+            check(self, ins)
+        ins.row.handler(self, ins)
+        self.instructions += 1
+
+    def run(self, max_instructions: int | None = None):
+        budget = self.slice if max_instructions is None else max_instructions
+        target = self.instructions + budget
+        intr = self.interrupts
+        while True:
+            if self.shadow:
+                self.shadow = False
+            elif self.flags & IF and intr is not None and intr.pending():
+                self.halted = False
+                try:
+                    exception(self, intr.acknowledge(), None, EXT)
+                except TripleFault:
+                    return Shutdown()
+            if self.halted:
+                return Halt()
+            if self.instructions >= target:
+                return Interrupted()
+            try:
+                if self.use_blocks:
+                    self.blocks.run(target)
+                else:
+                    self.step()
+            except CpuFault as e:
+                exit_ = self._fault(e)
+                if exit_ is not None:
+                    return exit_
+            except TripleFault:
+                return Shutdown()
+
+    def _fault(self, e: CpuFault):
+        if not e.soft:
+            self.eip = self.cur_eip
+            self.r[4] = self.cur_esp
+        self.shadow = False
+        self.last_exception = (e.vector, e.code)
+        if self.intercept >> e.vector & 1:
+            code = e.code if e.vector in HAS_ERROR_CODE and self.pe else None
+            return Fault(e.vector, code, self.cr2)
+        try:
+            exception(self, e.vector, e.code, SOFT if e.soft else EXC)
+        except TripleFault:
+            return Shutdown()
+        return None
+
+    def interrupt(self, vector: int) -> None:
+        """Deliver an external interrupt now (for monitors and tests)."""
+        exception(self, vector, None, EXT)
