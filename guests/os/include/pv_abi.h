@@ -38,6 +38,15 @@
 #define TI_DPL_MASK   3        /* highest ring allowed to use INT n */
 #define TI_MASK_EVENTS 4       /* set evt_mask on entry (interrupt gate) */
 
+/* What a PV kernel may assume about CR0 (it cannot read it): protected
+ * mode, paging, write-protect honoured in ring 1. */
+#define PV_GUEST_CR0 0x80010011
+
+/* The monitor's GDT (the guest has none of its own). Ring-1 segments end
+ * below the monitor's hole: paging cannot separate ring 1 from ring 0
+ * (both are "supervisor"), segment limits can. */
+#define PV_KSEG_LIMIT 0xefffffff
+
 /* Events (bits of shared_info.evt_pending) */
 #define EVT_TIMER   0
 #define EVT_CONSOLE 1

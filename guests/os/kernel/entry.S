@@ -43,6 +43,7 @@ event_stub:                       /* PV: the monitor's event upcall */
 	jmp trap_common
 
 trap_common:
+	cld                       /* C code assumes DF=0, whatever ring 3 set */
 	pushl %ds
 	pushl %es
 	pushal
