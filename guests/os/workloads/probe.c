@@ -75,26 +75,57 @@ static uint32_t desc_limit(uint64_t d)
 	return (d >> 55) & 1 ? limit << 12 | 0xfff : limit;
 }
 
-static void probe_selector(const char *what, uint16_t sel, bool writable)
+/* Run one descriptor instruction on sel. *ok: 1 = ZF set (the CPU
+ * accepted the selector), 0 = ZF clear, 2 = #UD. Some instruction
+ * emulators (KVM's, which runs ring-0 code on a PVM host) lack these
+ * instructions; a monitor can then inject #UD, and the exception table
+ * turns that into a result instead of a panic. */
+#define DESC_INSN(insn, sel, val, ok)                                        \
+	__asm__ volatile("movl $2, %1\n"                                    \
+			 "1:\t" insn " %2, %0\n"                           \
+			 "\tsetz %b1\n"                                    \
+			 "\tmovzbl %b1, %1\n"                              \
+			 "2:\n"                                             \
+			 "\t.pushsection __ex_table, \"a\"\n"            \
+			 "\t.long 1b, 2b\n"                                \
+			 "\t.popsection"                                    \
+			 : "=r"(val), "=&q"(ok) : "r"(sel), "0"(0u) : "cc")
+#define DESC_TEST(insn, sel, ok)                                             \
+	__asm__ volatile("movl $2, %0\n"                                    \
+			 "1:\t" insn " %w1\n"                              \
+			 "\tsetz %b0\n"                                    \
+			 "\tmovzbl %b0, %0\n"                              \
+			 "2:\n"                                             \
+			 "\t.pushsection __ex_table, \"a\"\n"            \
+			 "\t.long 1b, 2b\n"                                \
+			 "\t.popsection"                                    \
+			 : "=&q"(ok) : "r"(sel) : "cc")
+
+static void desc_line(const char *insn, const char *what, uint32_t ok,
+		      uint32_t value, uint32_t expected, int digits)
+{
+	char name[24];
+	snprintf(name, sizeof(name), "%s_%s", insn, what);
+	if (ok == 2)
+		line(name, "#UD", "executed", false);
+	else
+		check(name, ok ? value : 0xffffffff, expected, digits);
+}
+
+static void probe_selector(const char *what, uint32_t sel, bool writable)
 {
 	uint64_t d = arch_gdt_entry(sel);
-	uint32_t rights = 0, limit = 0;
-	uint8_t lar_ok, lsl_ok, r, w;
-	char name[24];
+	uint32_t rights, limit, lar_ok, lsl_ok, r, w;
 
-	__asm__ volatile("larl %2, %0; setz %1" : "=r"(rights), "=q"(lar_ok) : "r"((uint32_t)sel) : "cc");
-	__asm__ volatile("lsll %2, %0; setz %1" : "=r"(limit), "=q"(lsl_ok) : "r"((uint32_t)sel) : "cc");
-	__asm__ volatile("verr %w1; setz %0" : "=q"(r) : "r"(sel) : "cc");
-	__asm__ volatile("verw %w1; setz %0" : "=q"(w) : "r"(sel) : "cc");
+	DESC_INSN("larl", sel, rights, lar_ok);
+	DESC_INSN("lsll", sel, limit, lsl_ok);
+	DESC_TEST("verr", sel, r);
+	DESC_TEST("verw", sel, w);
 
-	snprintf(name, sizeof(name), "lar_%s", what);
-	check(name, lar_ok ? rights : 0xffffffff, desc_rights(d), 8);
-	snprintf(name, sizeof(name), "lsl_%s", what);
-	check(name, lsl_ok ? limit : 0, desc_limit(d), 8);
-	snprintf(name, sizeof(name), "verr_%s", what);
-	check(name, r, 1, 4);
-	snprintf(name, sizeof(name), "verw_%s", what);
-	check(name, w, writable, 4);
+	desc_line("lar", what, lar_ok, rights, desc_rights(d), 8);
+	desc_line("lsl", what, lsl_ok, limit, desc_limit(d), 8);
+	desc_line("verr", what, r == 2 ? 2 : 1, r, 1, 4);
+	desc_line("verw", what, w == 2 ? 2 : 1, w, writable, 4);
 }
 
 static void probe_cpuid(void)
