@@ -14,6 +14,8 @@ from ringvisor.devices import terminal
 from ringvisor.devices.terminal import PipeConsole, TerminalConsole
 from ringvisor.devices.uart16550 import Uart16550
 
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
+
 
 class FakeUart:
     def __init__(self, room=16):
@@ -161,15 +163,16 @@ def test_paste_is_flow_controlled_into_a_real_uart(pty):
 
 
 def test_not_a_tty_means_no_raw_mode():
+    in_r, in_w = os.pipe()
     r, w = os.pipe()
     try:
-        with TerminalConsole(stdin_fd=r, stdout_fd=w) as con:
+        with TerminalConsole(stdin_fd=in_r, stdout_fd=w) as con:
             assert not con.raw
             con.write(b"a\n")
         assert os.read(r, 10) == b"a\n"        # no CRLF when not in raw mode
     finally:
-        os.close(r)
-        os.close(w)
+        for fd in (in_r, in_w, r, w):
+            os.close(fd)
 
 
 def test_sigterm_restores_terminal_in_a_child(pty):
@@ -177,7 +180,7 @@ def test_sigterm_restores_terminal_in_a_child(pty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent(f"""
         import os, sys, time
-        sys.path.insert(0, {os.path.abspath('src')!r})
+        sys.path.insert(0, {SRC!r})
         from ringvisor.devices.terminal import TerminalConsole
         con = TerminalConsole(stdin_fd={slave}, stdout_fd={slave}).open()
         sys.stdout.write("ready\\n"); sys.stdout.flush()
@@ -201,7 +204,7 @@ def test_atexit_restores_terminal_in_a_child(pty):
     before = termios.tcgetattr(slave)
     code = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {os.path.abspath('src')!r})
+        sys.path.insert(0, {SRC!r})
         from ringvisor.devices.terminal import TerminalConsole
         TerminalConsole(stdin_fd={slave}, stdout_fd={slave}).open()
         sys.exit(3)       # never closed: atexit must restore
