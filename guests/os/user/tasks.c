@@ -9,7 +9,10 @@
 
 static volatile uint32_t work_sink;
 
-/* Burn CPU for n timer ticks, asking the time less and less often. */
+/* Burn CPU until n timer ticks have passed, asking the time less and less
+ * often. With n = 1 a spin ends at the next tick: a tick is certain to hit
+ * a spinner while the other one is runnable (so preemption is seen), yet
+ * the cost stays small however the machine's clock relates to its speed. */
 static void spin_ticks(uint32_t n)
 {
 	uint32_t start = uptime_ticks(), chunk = 256, x = 1;
@@ -26,7 +29,7 @@ static int spinner(int lines)
 {
 	int pid = getpid();
 	for (int i = 1; i <= lines; i++) {
-		spin_ticks(2);
+		spin_ticks(1);
 		printf("[task %d] spin %d\n", pid, i);
 	}
 	return lines;
