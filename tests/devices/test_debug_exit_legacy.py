@@ -3,7 +3,6 @@ import pytest
 from ringvisor.devices.debug_exit import DebugExit
 from ringvisor.devices.legacy import IGNORED_PORTS, register_ignored
 from ringvisor.devices.uart16550 import Uart16550
-from ringvisor.errors import ConfigError
 from ringvisor.machine.bus import PortBus
 
 

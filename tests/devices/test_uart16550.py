@@ -384,3 +384,53 @@ def test_receive_from_another_thread(uart):
     t.join()
     assert bytes(got) == data
     assert uart.stats.bytes_dropped == 0
+
+
+def test_linux_size_fifo_counts_sixteen(uart, out):
+    """8250_port.c size_fifo(): loopback 256 bytes at divisor 1, count what came back."""
+    wr(uart, LCR, 0)
+    old_fcr = rd(uart, IIR_)
+    wr(uart, FCR, 0x07)
+    wr(uart, MCR, 0x10)
+    wr(uart, LCR, 0x80)
+    wr(uart, DLL, 1)
+    wr(uart, DLM, 0)
+    wr(uart, LCR, 0x03)
+    for count in range(256):
+        wr(uart, THR, count)
+    count = 0
+    while rd(uart, LSR_) & LSR.DR and count < 256:
+        rd(uart, RBR)
+        count += 1
+    wr(uart, FCR, old_fcr)
+    wr(uart, MCR, 0)
+    assert count == 16                       # a 16550A, not a 64-byte U6 16550A
+    assert not out
+
+
+def test_interrupt_driven_echo_through_the_pic(out):
+    """A guest's IRQ 4 handler loop: read IIR until no interrupt is pending."""
+    from ringvisor.devices.pic8259 import PicPair
+    pic = PicPair()
+    u = Uart16550(irq=pic.irq_line(4), output=out.extend)
+    for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 4), (0x21, 1), (0x21, 0xEF)):
+        pic.master.io_write(port & 1, 1, value)
+    wr(u, FCR, 0x07)
+    wr(u, LCR, 0x03)
+    wr(u, MCR, 0x0B)
+    wr(u, IER, 0x01)
+    u.receive(b"ping")
+    handled = 0
+    while pic.pending():
+        assert pic.acknowledge() == 0x24
+        while True:
+            iir = rd(u, IIR_)
+            if iir & 1:
+                break
+            if iir & 0x0E in (0x04, 0x0C):
+                while rd(u, LSR_) & LSR.DR:
+                    wr(u, THR, rd(u, RBR))    # echo
+        pic.master.io_write(0, 1, 0x20)
+        handled += 1
+    assert handled == 1
+    assert bytes(out) == b"ping"
