@@ -41,8 +41,8 @@ _Noreturn void arch_exit(int status);
 void arch_paging_enable(uint32_t pd_phys);      /* first switch-on */
 void arch_load_pgdir(uint32_t pd_phys);
 void arch_set_pte(uint32_t *pte, uint32_t val);
-void arch_set_pte_flush(uint32_t *pte, uint32_t va, uint32_t val); /* pte maps va
-								     in the current space */
+/* pte must be the entry that maps va in the current address space */
+void arch_set_pte_flush(uint32_t *pte, uint32_t va, uint32_t val);
 void arch_invlpg(uint32_t va);
 void arch_pt_activate(void *frame, int level);   /* frame now a table */
 void arch_pt_release(void *frame, int level);    /* table now a frame */
