@@ -1,0 +1,25 @@
+"""SingleStepTests vectors on the soft engine: 100% of the applicable ones.
+
+By default a deterministic sample per file (fast); `pytest --vectors-full
+tests/testvectors` runs all 96,500 (see runner.py for each named exclusion).
+"""
+import pytest
+
+from ringvisor.testvectors.runner import DATA, VectorRunner, run_file, vector_files
+
+SAMPLE = 250
+FILES = vector_files()
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="test data not present")
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return VectorRunner()
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name[:5]}-{p.name[:-7]}" for p in FILES])
+def test_vectors(path, runner, vectors_full):
+    res = run_file(path, sample=None if vectors_full else SAMPLE, runner=runner)
+    c = res["counts"]
+    assert c["fail"] == 0, res["failures"][:5]
+    assert c["pass"] > 0
