@@ -1,8 +1,11 @@
 """SingleStepTests vectors on the soft engine: 100% of the applicable ones.
 
-By default a deterministic sample per file (fast); `pytest --vectors-full
-tests/testvectors` runs all 96,500 (see runner.py for each named exclusion).
+By default a deterministic sample per file (fast);
+`RINGVISOR_VECTORS=full pytest tests/testvectors` runs all 96,500 (see
+runner.py for each named exclusion).
 """
+import os
+
 import pytest
 
 from ringvisor.testvectors.runner import DATA, VectorRunner, run_file, vector_files
@@ -18,7 +21,8 @@ def runner():
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name[:5]}-{p.name[:-7]}" for p in FILES])
-def test_vectors(path, runner, vectors_full):
+def test_vectors(path, runner):
+    vectors_full = os.environ.get("RINGVISOR_VECTORS") == "full"
     res = run_file(path, sample=None if vectors_full else SAMPLE, runner=runner)
     c = res["counts"]
     assert c["fail"] == 0, res["failures"][:5]
