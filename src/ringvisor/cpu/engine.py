@@ -124,6 +124,8 @@ class SoftEngine(Core):
         target = self.instructions + budget
         intr = self.interrupts
         while True:
+            if self.instructions >= target and not self.halted:
+                return Interrupted()
             if self.shadow:
                 self.shadow = False
             elif self.flags & IF and intr is not None and intr.pending():
@@ -132,10 +134,10 @@ class SoftEngine(Core):
                     exception(self, intr.acknowledge(), None, EXT)
                 except TripleFault:
                     return Shutdown()
+                if self.instructions >= target:
+                    return Interrupted()
             if self.halted:
                 return Halt()
-            if self.instructions >= target:
-                return Interrupted()
             try:
                 if self.use_blocks:
                     self.blocks.run(target)
@@ -159,6 +161,8 @@ class SoftEngine(Core):
             return Fault(e.vector, code, self.cr2)
         try:
             exception(self, e.vector, e.code, SOFT if e.soft else EXC)
+        except CpuFault as second:             # delivery of INT3/INTO faulted
+            return self._fault(second)
         except TripleFault:
             return Shutdown()
         return None

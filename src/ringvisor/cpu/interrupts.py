@@ -113,7 +113,11 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
         deliver(cpu, vector, code, kind)
         return
     except CpuFault as second:
-        if kind == SOFT or kind == EXT:
+        if kind == SOFT:
+            # A fault while delivering INT n/INT3/INTO is a fault of that
+            # instruction (EIP rolled back by the engine).
+            raise CpuFault(second.vector, second.code) from None
+        if kind == EXT:
             first_class = None
         else:
             first_class = vector
