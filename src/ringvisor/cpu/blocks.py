@@ -42,7 +42,7 @@ MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 
 
 class Block:
-    __slots__ = ("fn", "n", "page", "key", "source", "code", "size")
+    __slots__ = ("fn", "n", "page", "key", "source", "code", "lo", "hi")
 
 
 class BlockCache:
@@ -70,23 +70,35 @@ class BlockCache:
         cpu.smc = True
 
     def run(self, target: int) -> None:
+        """Run blocks back to back until the budget is spent or something the
+        engine loop must see happens (HLT, interrupt shadow, a pending
+        interrupt with IF=1)."""
         cpu = self.cpu
-        lin = (cpu.sbase[CS] + cpu.eip) & 0xFFFFFFFF
-        p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
-        key = (p, cpu.eip, cpu.sbase[CS], cpu.shi[CS], cpu.code32, cpu.stack32, cpu.cpl, cpu.pe)
-        b = self.blocks.get(key)
-        if b is not None and cpu.mm[p:p + b.size] != b.code:
-            b = None                          # written behind our back (DMA, loader)
-        if b is None:
-            b = self.compile(key, p, lin)
+        blocks = self.blocks
+        intr = cpu.interrupts
+        sbase, shi = cpu.sbase, cpu.shi
+        while True:
+            eip = cpu.eip
+            lin = (sbase[CS] + eip) & 0xFFFFFFFF
+            p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
+            key = (p, eip, sbase[CS], shi[CS], cpu.code32, cpu.stack32, cpu.cpl, cpu.pe)
+            b = blocks.get(key)
+            if b is not None and cpu.mm[b.lo:b.hi] != b.code:
+                b = None                      # written behind our back (DMA, loader)
             if b is None:
-                cpu.step()
+                b = self.compile(key, p, lin)
+                if b is None:
+                    cpu.step()
+                    return
+            if b.n > target - cpu.instructions:
+                cpu.step()                    # keep the instruction budget exact
                 return
-        if b.n > target - cpu.instructions:
-            cpu.step()                        # keep the instruction budget exact
-            return
-        cpu.smc = False
-        b.fn(cpu)
+            cpu.smc = False
+            b.fn(cpu)
+            if cpu.halted or cpu.shadow or cpu.instructions >= target:
+                return
+            if intr is not None and cpu.flags & 0x200 and intr.pending():
+                return
 
     # --- compilation ---------------------------------------------------------------
     def compile(self, key, p: int, lin: int):
@@ -107,6 +119,10 @@ class BlockCache:
                 ins.eip = eip
                 insns.append(ins)
                 eip = (eip + ins.length) & mask
+                if self._follow(ins, eip, lin, mask):
+                    # Direct JMP/CALL to the same page: the block goes on at the target.
+                    eip = (eip + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
+                    continue
                 if ins.ud or ins.row.handler is None or ins.flags & ENDS_BLOCK or ins.rep:
                     break
         except CpuFault:
@@ -117,8 +133,13 @@ class BlockCache:
         b.n = len(insns)
         b.key = key
         b.page = p >> 12
-        b.size = sum(i.length for i in insns)
-        b.code = bytes(cpu.mm[p:p + b.size])
+        # The bytes the block was decoded from (one page; not contiguous when
+        # it follows jumps), checked on every entry.
+        page_base = p & ~0xFFF
+        offs = [((cpu.sbase[CS] + i.eip) & 0xFFF, i.length) for i in insns]
+        b.lo = page_base + min(o for o, _ in offs)
+        b.hi = page_base + max(o + n for o, n in offs)
+        b.code = bytes(cpu.mm[b.lo:b.hi])
         b.source, env = self._generate(insns, mask)
         exec(compile(b.source, f"<block {p:#x}>", "exec"), env)
         b.fn = env["block"]
@@ -127,6 +148,14 @@ class BlockCache:
         cpu.code_pages.add(b.page)
         self.compiled += 1
         return b
+
+    def _follow(self, ins, nxt, lin, mask) -> bool:
+        cpu = self.cpu
+        if ins.ud or ins.lock or ins.row is None or ins.row.mnemonic not in ("JMP", "CALL") \
+                or ins.row.operands[0].kind != "J":
+            return False
+        t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
+        return t <= cpu.shi[CS] and ((cpu.sbase[CS] + t) & 0xFFFFFFFF) >> 12 == lin >> 12
 
     def _generate(self, insns, mask):
         env = {"FL": FL, "check": check, "CpuFault": CpuFault, "MASKS": MASK}
@@ -141,6 +170,11 @@ class BlockCache:
             env[f"i{idx}"] = ins
             last = idx == n - 1
             lines.append(f"  k = {idx}")
+            if not last and self._follow(ins, nxt, (self.cpu.sbase[CS] + ins.eip) & 0xFFFFFFFF, mask):
+                if ins.row.mnemonic == "CALL":
+                    lines += ["  s = r[4]", f"  cpu.push({nxt}, {ins.osz})"]
+                    esp_dirty = True
+                continue
             body = None if ins.ud or ins.flags & CHECKED else self._inline(ins, idx, insns, nxt, last)
             m = ins.row.mnemonic if ins.row else ""
             # `s` must hold ESP as it was before the instruction that faults.
@@ -287,6 +321,15 @@ class BlockCache:
             expr = COND_EXPR[cc & 14]
             test = f"not ({expr})" if cc & 1 else f"({expr})"
             return ["f = cpu.flags", f"cpu.eip = {t} if {test} else {nxt}"]
+        if m == "CALL" and ops[0].kind == "J" and last:
+            t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
+            if t > self.cpu.shi[CS]:
+                return None
+            return ["s = r[4]", f"cpu.push({nxt}, {ins.osz})", f"cpu.eip = {t}"]
+        if m == "RET" and last and not ops:
+            return ["s = r[4]", f"v = cpu.pop({ins.osz})",
+                    f"if v > cpu.shi[{CS}]:", " r[4] = s", " raise CpuFault(13, 0)",
+                    "cpu.eip = v"]
         if m == "JMP" and ops[0].kind == "J" and last:
             t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
             if t > self.cpu.shi[CS]:

@@ -150,12 +150,42 @@ class Core:
     def rd(self, s: int, off: int, n: int) -> int:
         if off < self.slo[s] or off + n - 1 > self.shi[s] or not self.sread[s]:
             raise self.seg_fault(s)
-        return self.rd_lin((self.sbase[s] + off) & 0xFFFFFFFF, n)
+        lin = (self.sbase[s] + off) & 0xFFFFFFFF
+        # Fast path (hot): a TLB hit or no paging, inside one page of RAM.
+        if self.pg:
+            base = self.tlb[self.user].get(lin >> 12)
+            if base is None or (lin & 0xFFF) + n > 0x1000:
+                return self.rd_lin(lin, n)
+            p = base | (lin & 0xFFF)
+        else:
+            p = lin
+        if p + n <= self.ramsize:
+            if n == 1:
+                return self.mm[p]
+            return int.from_bytes(self.mm[p:p + n], "little")
+        return self._rd_phys_slow(p, n)
 
     def wr(self, s: int, off: int, n: int, v: int) -> None:
         if off < self.slo[s] or off + n - 1 > self.shi[s] or not self.swrite[s]:
             raise self.seg_fault(s)
-        self.wr_lin((self.sbase[s] + off) & 0xFFFFFFFF, n, v)
+        lin = (self.sbase[s] + off) & 0xFFFFFFFF
+        if self.pg:
+            base = self.tlb[self.user | 2].get(lin >> 12)
+            if base is None or (lin & 0xFFF) + n > 0x1000:
+                return self.wr_lin(lin, n, v)
+            p = base | (lin & 0xFFF)
+        else:
+            p = lin
+        if p + n <= self.ramsize:
+            if n == 1:
+                self.mm[p] = v & 0xFF
+            else:
+                self.mm[p:p + n] = (v & MASKS[n]).to_bytes(n, "little")
+            cp = self.code_pages
+            if cp and ((p >> 12) in cp or ((p + n - 1) >> 12) in cp):
+                self.code_written(p, n)
+            return
+        self.wr_phys(p, n, v)
 
     def check_wr(self, s: int, off: int, n: int) -> int:
         """Segment and page checks of a write without writing (for
