@@ -120,3 +120,14 @@ def test_blocks_are_reused_and_invalidated():
     rig.run(300)
     assert rig.cpu.r[0] < a
     _ = Halt
+
+
+def test_tsc_counts_instructions_exactly_in_blocks():
+    out = []
+    for blocks in (False, True):
+        rig = Rig()
+        rig.protected(b"\x40\x40\x40\x0f\x31\x89\xc3\x40\x0f\x31\xf4")  # inc x3; rdtsc; mov ebx,eax; inc; rdtsc
+        rig.cpu.use_blocks = blocks
+        rig.run()
+        out.append((rig.cpu.r[3], rig.cpu.r[0], rig.cpu.instructions))
+    assert out[0] == out[1] and out[0][:2] == (3, 6)

@@ -160,10 +160,11 @@ class BlockCache:
     def _generate(self, insns, mask):
         env = {"FL": FL, "check": check, "CpuFault": CpuFault, "MASKS": MASK}
         lines = ["def block(cpu):", " r = cpu.r", " rd = cpu.rd", " wr = cpu.wr",
-                 " k = 0", " s = r[4]", " try:"]
+                 " k = 0", " done = 0", " s = r[4]", " try:"]
         eips = []
         n = len(insns)
         esp_dirty = False
+        synced = 0          # instructions already added to cpu.instructions (RDTSC sees exact counts)
         for idx, ins in enumerate(insns):
             eips.append(ins.eip)
             nxt = (ins.eip + ins.length) & mask
@@ -189,26 +190,29 @@ class BlockCache:
                     env[f"h{idx}"] = ins.row.handler
                     body = [f"s = r[4]", f"cpu.cur_eip = {ins.eip}", f"cpu.cur_esp = s",
                             f"cpu.eip = {nxt}"]
+                    if idx > synced:
+                        body += [f"cpu.instructions += {idx - synced}", f"done = {idx}"]
+                        synced = idx
                     if ins.flags & CHECKED:
                         body.append(f"check(cpu, i{idx})")
                     body.append(f"h{idx}(cpu, i{idx})")
                     if not last:
                         body.append(f"if cpu.smc or cpu.eip != {nxt}:")
-                        body.append(f" cpu.instructions += {idx + 1}")
+                        body.append(f" cpu.instructions += {idx + 1 - synced}")
                         body.append(" return")
             elif last and not any(x.startswith("cpu.eip") for x in body):
                 body.append(f"cpu.eip = {nxt}")
             elif not last and (ins.mem or m == "PUSH"):
                 body.append("if cpu.smc:")
                 body.append(f" cpu.eip = {nxt}")
-                body.append(f" cpu.instructions += {idx + 1}")
+                body.append(f" cpu.instructions += {idx + 1 - synced}")
                 body.append(" return")
             lines += ["  " + x for x in body]
-        lines.append(f"  cpu.instructions += {n}")
+        lines.append(f"  cpu.instructions += {n - synced}")
         lines.append(" except BaseException:")
         lines.append(f"  cpu.cur_eip = E[k]")
         lines.append("  cpu.cur_esp = s")
-        lines.append("  cpu.instructions += k")
+        lines.append("  cpu.instructions += k - done")
         lines.append("  raise")
         env["E"] = eips
         return "\n".join(lines) + "\n", env
