@@ -27,11 +27,14 @@ from ringvisor.cpu import flags as FL
 from ringvisor.cpu.core import CS, CpuFault
 from ringvisor.cpu.opcodes import ENDS_BLOCK
 from ringvisor.cpu.protection import CHECKED, check
+from ringvisor.cpu.shift import SHIFT_COMPUTE
 
 MAX_INSNS = 48
 ALU = {"ADD", "SUB", "AND", "OR", "XOR", "CMP", "TEST", "ADC", "SBB"}
 # Mnemonics that write every status flag without reading any.
 WRITES_ALL = {"ADD", "SUB", "AND", "OR", "XOR", "CMP", "TEST", "NEG"}
+# (SHL/SHR with a non-zero count also write them all but are not listed:
+# a zero count writes none.)
 # Mnemonics that neither read nor write flags (safe to skip over when
 # looking for the next flag consumer).
 FLAG_NEUTRAL = {"MOV", "LEA", "MOVZX", "MOVSX", "XCHG", "NOP", "NOT", "BSWAP",
@@ -158,7 +161,7 @@ class BlockCache:
         return t <= cpu.shi[CS] and ((cpu.sbase[CS] + t) & 0xFFFFFFFF) >> 12 == lin >> 12
 
     def _generate(self, insns, mask):
-        env = {"FL": FL, "check": check, "CpuFault": CpuFault, "MASKS": MASK}
+        env = {"FL": FL, "check": check, "CpuFault": CpuFault, "MASKS": MASK, "SH": SHIFT_COMPUTE}
         lines = ["def block(cpu):", " r = cpu.r", " rd = cpu.rd", " wr = cpu.wr",
                  " k = 0", " done = 0", " s = r[4]", " try:"]
         eips = []
@@ -301,6 +304,24 @@ class BlockCache:
             setup = a[2] or b[2]
             out = [setup] if setup else []
             out.append(a[1].format(b[0]))
+            return out
+        if m in SHIFT_COMPUTE and ops[1].kind in ("I", "const") and ins.w in MASK:
+            c = (ins.imm if ops[1].kind == "I" else 1) & 0x1F
+            a = self._operand(ins, 0)
+            if not a or a[1] is None:
+                return None
+            out = [a[2]] if a[2] else []
+            if c == 0:
+                if ins.mem:
+                    out.append(a[1].format(a[0]))
+                return out or ["pass"]
+            w = ins.w
+            if m in ("SHL", "SAL", "SHR") and self._flags_dead(insns, idx):
+                expr = f"({a[0]} << {c}) & {MASK[w]}" if m != "SHR" else f"{a[0]} >> {c}"
+                out.append(f"v = {expr}")
+            else:
+                out.append(f"v = SH['{m}'](cpu, {a[0]}, {c}, {w})")
+            out.append(a[1].format("v"))
             return out
         if m in ("INC", "DEC") and not ins.mem and ins.w in MASK:
             a = self._operand(ins, 0)

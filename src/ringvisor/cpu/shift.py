@@ -14,6 +14,9 @@ def _count(cpu, ins):
     return ins.g1(cpu, ins) & 0x1F
 
 
+SHIFT_COMPUTE = {}
+
+
 def _shift(kind):
     def fn(cpu, ins):
         c = _count(cpu, ins)
@@ -22,7 +25,10 @@ def _shift(kind):
             if ins.mem:
                 ins.wb0(cpu, ins, v)   # the write cycle still happens (faults on read-only)
             return
-        w = ins.w
+        ins.wb0(cpu, ins, compute(cpu, v, c, ins.w))
+
+    def compute(cpu, v, c, w):
+        """Result of shifting `v` by a non-zero masked count `c`; sets the flags."""
         bits = 8 * w
         m = MASK[w]
         s = SIGN[w]
@@ -74,8 +80,9 @@ def _shift(kind):
         if of:
             f |= OF
         cpu.flags = f
-        ins.wb0(cpu, ins, res)
+        return res
     fn.__name__ = kind.lower()
+    SHIFT_COMPUTE[kind] = compute
     return fn
 
 
