@@ -217,3 +217,12 @@ def test_get_set_state_roundtrip():
     got = rig.cpu.get_state()
     assert got == st
     _ = (struct, TSS, desc, UDATA)
+
+
+def test_single_step_trap():
+    rig = Rig()
+    rig.protected("inc eax\ninc eax\nhlt", eflags=0x102)
+    rig.intercept(1)
+    e = rig.run()
+    assert isinstance(e, Fault) and e.vector == 1
+    assert rig.cpu.r[0] == 1 and rig.cpu.eip == CODE + 1 and rig.cpu.dr[6] & 0x4000

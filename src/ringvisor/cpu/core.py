@@ -38,11 +38,13 @@ class CpuFault(Exception):
     trap-like software exceptions (INT3, INTO) whose saved EIP is the next
     instruction and whose gate DPL is checked like INT n."""
 
-    def __init__(self, vector: int, code: int | None = None, soft: bool = False):
+    def __init__(self, vector: int, code: int | None = None, soft: bool = False,
+                 trap: bool = False):
         super().__init__(vector, code)
         self.vector = vector
         self.code = code
         self.soft = soft
+        self.trap = trap or soft       # EIP already points after the instruction
 
     def __repr__(self) -> str:
         return f"CpuFault({self.vector}, {self.code})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ringvisor.cpu.core import CS, IF, CpuFault, Core, GP
+from ringvisor.cpu.core import CS, IF, TF, CpuFault, Core, GP
 from ringvisor.cpu.decoder import NeedMore, decode
 from ringvisor.cpu.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
 from ringvisor.cpu.protection import CHECKED, check
@@ -139,6 +139,11 @@ class SoftEngine(Core):
             if self.halted:
                 return Halt()
             try:
+                if self.flags & TF:
+                    # Single-step: a #DB trap after each instruction that began with TF=1.
+                    self.step()
+                    self.dr[6] |= 0x4000               # DR6.BS
+                    raise CpuFault(1, None, trap=True)
                 if self.use_blocks:
                     self.blocks.run(target)
                 else:
@@ -151,7 +156,7 @@ class SoftEngine(Core):
                 return Shutdown()
 
     def _fault(self, e: CpuFault):
-        if not e.soft:
+        if not e.trap:
             self.eip = self.cur_eip
             self.r[4] = self.cur_esp
         self.shadow = False
