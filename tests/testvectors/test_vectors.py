@@ -27,3 +27,9 @@ def test_vectors(path, runner):
     c = res["counts"]
     assert c["fail"] == 0, res["failures"][:5]
     assert c["pass"] > 0
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f"{p.parent.name[:5]}-{p.name[:-7]}" for p in FILES])
+def test_vectors_through_compiled_blocks(path):
+    res = run_file(path, sample=60, seed=7, runner=VectorRunner(blocks=True))
+    assert res["counts"]["fail"] == 0, res["failures"][:5]

@@ -64,11 +64,13 @@ def flags_mask_for(meta: dict, name: str) -> int:
 
 
 class VectorRunner:
-    def __init__(self):
+    def __init__(self, blocks: bool = False):
         from ringvisor.cpu import SoftEngine
         self.memory = GuestMemory(16 << 20)
         self.engine = SoftEngine(self.memory, PortBus(), MmioBus())
-        self.engine.use_blocks = False        # one instruction: the interpreter is the reference
+        # One instruction: the interpreter is the reference; blocks=True runs
+        # the same vectors through the block compiler.
+        self.engine.use_blocks = blocks
 
     def run(self, t: Test, flags_mask: int, cpu286: bool) -> Outcome:
         eng, mem = self.engine, self.memory
