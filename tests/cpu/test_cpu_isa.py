@@ -112,3 +112,9 @@ def test_sixteen_bit_forms(run):
     rig, e = run("mov eax, 0x12345678\nadd ax, 0x8000\nmovsx ecx, ax\nmovzx edx, ah\n"
                  "xchg bx, ax\ncwde\nlea si, [ebx+ebx]")
     assert R(rig, "ecx") == 0xFFFFD678 and R(rig, "edx") == 0xD6
+
+
+def test_aas_borrows_into_ah(run):
+    # AL=0x02 (< 6) with AF: AX - 6 borrows from AH, then AH - 1 (SDM AAS, IA-32 form).
+    rig2, _ = run("push 0x10\npopfd\nmov ax, 0x0502\naas")     # AF=1
+    assert R(rig2, "eax") & 0xFFFF == 0x030C

@@ -226,9 +226,9 @@ def aas(cpu, ins):
     ax = r[0] & 0xFFFF
     f = cpu.flags & NSTATUS
     if (ax & 0xF) > 9 or cpu.flags & AF:
-        al = ((ax & 0xFF) - 6) & 0xFF
-        ah = ((ax >> 8) - 1) & 0xFF
-        ax = ah << 8 | al
+        # IA-32 form (SDM AAS): AX <- AX - 6 (borrowing into AH), then AH <- AH - 1.
+        ax = (ax - 6) & 0xFFFF
+        ax = (((ax >> 8) - 1) & 0xFF) << 8 | (ax & 0xFF)
         f |= AF | CF
     ax &= 0xFF0F
     r[0] = (r[0] & 0xFFFF0000) | ax
