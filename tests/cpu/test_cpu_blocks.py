@@ -20,7 +20,11 @@ def modrm(rng, reg=None):
 
 
 def random_insn(rng):
-    c = rng.randrange(22)
+    c = rng.randrange(24)
+    if c == 22:
+        return b"\xe8\x00\x00\x00\x00" + bytes([0x58 + rng.choice(REGS)])   # call +0; pop r
+    if c == 23:
+        return b"\xeb\x00"                                 # jmp +0 (followed by blocks)
     if c < 5:
         op = rng.choice([0x00, 0x08, 0x10, 0x18, 0x20, 0x28, 0x30, 0x38]) + rng.randrange(4)
         return bytes([op]) + modrm(rng)
@@ -131,3 +135,19 @@ def test_tsc_counts_instructions_exactly_in_blocks():
         rig.run()
         out.append((rig.cpu.r[3], rig.cpu.r[0], rig.cpu.instructions))
     assert out[0] == out[1] and out[0][:2] == (3, 6)
+
+
+def test_stack_write_over_code_in_the_running_block():
+    # ESP points into the code page: the CALL's push overwrites the next
+    # instructions of the same (followed) block; both paths must agree.
+    code = bytes.fromhex("e800000000" "90" * 6 + "b801000000" "f4")
+    out = []
+    for blocks in (False, True):
+        rig = Rig()
+        rig.protected(code)
+        rig.cpu.r[4] = CODE + 15
+        rig.cpu.use_blocks = blocks
+        rig.intercept(*range(32))
+        e = rig.run(1000)
+        out.append((type(e).__name__, rig.cpu.eip, list(rig.cpu.r), rig.cpu.instructions))
+    assert out[0] == out[1]

@@ -176,7 +176,10 @@ class BlockCache:
             lines.append(f"  k = {idx}")
             if not last and self._follow(ins, nxt, (self.cpu.sbase[CS] + ins.eip) & 0xFFFFFFFF, mask):
                 if ins.row.mnemonic == "CALL":
-                    lines += ["  s = r[4]", f"  cpu.push({nxt}, {ins.osz})"]
+                    lines += ["  " + x for x in ["s = r[4]"] + _push_code(self.cpu.stack32, str(nxt), ins.osz)]
+                    t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
+                    lines += ["  if cpu.smc:", f"   cpu.eip = {t}",
+                              f"   cpu.instructions += {idx + 1 - synced}", "   return"]
                     esp_dirty = True
                 continue
             body = None if ins.ud or ins.flags & CHECKED else self._inline(ins, idx, insns, nxt, last)
@@ -334,10 +337,11 @@ class BlockCache:
             a = self._operand(ins, 0)
             return [self._ea(ins), a[1].format(f"a & {MASK[ins.osz]}")]
         if m == "PUSH" and ops[0].kind == "Z":
-            return ["s = r[4]", f"cpu.push({_reg_rw(ins.osz, ins.row.zreg)[0]}, {ins.osz})"]
+            return ["s = r[4]"] + _push_code(self.cpu.stack32, _reg_rw(ins.osz, ins.row.zreg)[0],
+                                             ins.osz)
         if m == "POP" and ops[0].kind == "Z":
-            return ["s = r[4]", f"v = cpu.pop({ins.osz})",
-                    _reg_rw(ins.osz, ins.row.zreg)[1].format("v")]
+            return ["s = r[4]"] + _pop_code(self.cpu.stack32, ins.osz) + \
+                [_reg_rw(ins.osz, ins.row.zreg)[1].format("v")]
         if ins.row.family == "Jcc" and last:
             t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
             if t > self.cpu.shi[CS]:
@@ -350,9 +354,9 @@ class BlockCache:
             t = (nxt + ins.imm) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF)
             if t > self.cpu.shi[CS]:
                 return None
-            return ["s = r[4]", f"cpu.push({nxt}, {ins.osz})", f"cpu.eip = {t}"]
+            return ["s = r[4]"] + _push_code(self.cpu.stack32, str(nxt), ins.osz) + [f"cpu.eip = {t}"]
         if m == "RET" and last and not ops:
-            return ["s = r[4]", f"v = cpu.pop({ins.osz})",
+            return ["s = r[4]"] + _pop_code(self.cpu.stack32, ins.osz) + [
                     f"if v > cpu.shi[{CS}]:", " r[4] = s", " raise CpuFault(13, 0)",
                     "cpu.eip = v"]
         if m == "JMP" and ops[0].kind == "J" and last:
@@ -361,6 +365,20 @@ class BlockCache:
                 return None
             return [f"cpu.eip = {t}"]
         return None
+
+
+def _push_code(stack32: bool, value: str, w: int) -> list[str]:
+    if stack32:
+        return [f"sp = (r[4] - {w}) & 0xFFFFFFFF", f"wr(2, sp, {w}, {value})", "r[4] = sp"]
+    return [f"sp = (r[4] - {w}) & 0xFFFF", f"wr(2, sp, {w}, {value})",
+            "r[4] = (r[4] & 0xFFFF0000) | sp"]
+
+
+def _pop_code(stack32: bool, w: int) -> list[str]:
+    if stack32:
+        return [f"v = rd(2, r[4], {w})", f"r[4] = (r[4] + {w}) & 0xFFFFFFFF"]
+    return ["sp = r[4] & 0xFFFF", f"v = rd(2, sp, {w})",
+            f"r[4] = (r[4] & 0xFFFF0000) | ((sp + {w}) & 0xFFFF)"]
 
 
 def _reg_rw(w, i):
