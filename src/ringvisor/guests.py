@@ -8,7 +8,6 @@ from ringvisor.errors import GuestImageError
 
 ROOT = Path(os.environ.get("RINGVISOR_GUESTS", Path(__file__).resolve().parents[2] / "guests"))
 BUNDLED = {"ringos": "os/build/ringos.elf", "ringos-pv": "os/build/ringos-pv.elf"}
-TEST_KERNELS = ROOT / "tests" / "build"
 
 
 def path(relative: str) -> str:

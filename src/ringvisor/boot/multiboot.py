@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ringvisor.boot import elf
-from ringvisor.boot.layout import E820_RAM, HIGH_RAM_START, LOW_RAM_END, Layout, align_up
+from ringvisor.boot.layout import HIGH_RAM_START, LOW_RAM_END, Layout, align_up
 from ringvisor.errors import GuestImageError
 from ringvisor.machine.cpu_state import CpuState
 
@@ -141,6 +141,3 @@ def load(data: bytes, name: str, memory, layout: Layout, cmdline: str = "",
     memory.write(INFO_ADDRESS + 64, struct.pack("<I", loader_addr))
     return CpuState.protected_flat(entry, eax=BOOTLOADER_MAGIC, ebx=INFO_ADDRESS)
 
-
-def ram_regions(layout: Layout) -> list[tuple[int, int]]:
-    return [(b, l) for b, l, t in layout.memory_map() if t == E820_RAM]

@@ -10,9 +10,9 @@ from rich.console import Console
 
 from ringvisor import guests
 from ringvisor.cli import stats_view
-from ringvisor.cli.consoles import open_console
+from ringvisor.cli.run import run_guest
 from ringvisor.kvm.backend import detect
-from ringvisor.machine.machine import Machine, MachineConfig
+from ringvisor.machine.machine import MachineConfig
 
 STEPS = (("hello", "status=0 demo=1", "a Multiboot kernel boots and reports its boot information"),
          ("portloop", "n=2000 ring=3 port=0x99", "2,000 port writes from ring 3: each one an exit to ringvisor"))
@@ -24,14 +24,8 @@ def command(args) -> int:
     say.print(f"this machine's /dev/kvm: {detect().description}\n")
     for kernel, cmdline, what in STEPS:
         say.print(f"[bold]>>> {what}[/]  (ringvisor run {kernel}.elf --cmdline '{cmdline}' --stats)")
-        config = MachineConfig(kernel=guests.test_kernel(kernel), engine="kvm", cmdline=cmdline, timeout=60)
-        with open_console("stdio") as out:
-            machine = Machine(config, out.write)
-            try:
-                out.on_quit = machine.request_quit
-                result = machine.run()
-            finally:
-                machine.close()
+        result = run_guest(MachineConfig(kernel=guests.test_kernel(kernel), engine="kvm",
+                                         cmdline=cmdline, timeout=60))
         if kernel == "portloop":
             stats_view.print_stats(result)
         if result.status:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from ringvisor.cli import consoles, stats_view
 from ringvisor.cli.options import machine_config
@@ -11,16 +10,21 @@ from ringvisor.errors import ConfigError
 from ringvisor.machine.machine import Machine
 
 
-def command(args) -> int:
-    config = machine_config(args)
-    with consoles.open_console(args.serial) as console:
+def run_guest(config, serial: str = "stdio"):
+    """Boot `config` with its console on `serial` (keyboard input reaches the
+    UART, Ctrl-A x quits); the machine is torn down however the run ends."""
+    with consoles.open_console(serial) as console:
         machine = Machine(config, console.write)
         try:
             console.on_quit = machine.request_quit
             console.attach(machine.uart)
-            result = machine.run()
+            return machine.run()
         finally:
             machine.close()
+
+
+def command(args) -> int:
+    result = run_guest(machine_config(args), args.serial)
     if args.stats:
         stats_view.print_stats(result)
     if args.json:

@@ -3,7 +3,6 @@ AMD-V, or PVM on these nested machines), with the in-kernel 8259/IOAPIC/LAPIC
 and 8254 PIT, guest RAM registered as one memory slot."""
 from __future__ import annotations
 
-from ringvisor.exits import Exit
 from ringvisor.kvm import backend, cpuid
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm.stats import StatsReader, delta

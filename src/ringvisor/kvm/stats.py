@@ -10,8 +10,6 @@ from ringvisor.kvm import ioctls as I
 from ringvisor.kvm import structs as S
 
 TYPE_MASK, TYPE_CUMULATIVE, TYPE_INSTANT, TYPE_PEAK = 0xF, 0, 1, 2
-UNIT_SHIFT = 4
-UNITS = {0: "", 1: "bytes", 2: "seconds", 3: "cycles", 4: "boolean"}
 
 
 class StatsReader:
@@ -22,14 +20,13 @@ class StatsReader:
         header = S.kvm_stats_header.from_buffer_copy(os.pread(fd, C.sizeof(S.kvm_stats_header), 0))
         desc_size = C.sizeof(S.kvm_stats_desc) + header.name_size
         raw = os.pread(fd, desc_size * header.num_desc, header.desc_offset)
-        self.fields: list[tuple[str, int, int, int]] = []   # name, data offset, count, unit
+        self.fields: list[tuple[str, int]] = []   # name, file offset of its u64
         for i in range(header.num_desc):
             chunk = raw[i * desc_size:(i + 1) * desc_size]
             desc = S.kvm_stats_desc.from_buffer_copy(chunk)
             name = chunk[C.sizeof(S.kvm_stats_desc):].split(b"\0", 1)[0].decode()
             if desc.flags & TYPE_MASK in (TYPE_CUMULATIVE, TYPE_INSTANT, TYPE_PEAK) and desc.size == 1:
-                self.fields.append((name, header.data_offset + desc.offset, desc.size,
-                                    (desc.flags >> UNIT_SHIFT) & 0xF))
+                self.fields.append((name, header.data_offset + desc.offset))
         self._start = min((f[1] for f in self.fields), default=header.data_offset)
         self._end = max((f[1] + 8 for f in self.fields), default=header.data_offset)
 
@@ -46,7 +43,7 @@ class StatsReader:
     def read(self) -> dict[str, int]:
         data = os.pread(self.fd, self._end - self._start, self._start)
         return {name: int.from_bytes(data[off - self._start:off - self._start + 8], "little")
-                for name, off, _count, _unit in self.fields}
+                for name, off in self.fields}
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -13,7 +13,6 @@ import mmap
 import os
 
 from ringvisor import exits as X
-from ringvisor.errors import KvmUnavailable
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm import structs as S
 from ringvisor.kvm.system import ioctl_struct

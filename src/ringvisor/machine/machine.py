@@ -14,6 +14,7 @@ from ringvisor.devices import debugcon
 from ringvisor.errors import ConfigError, GuestCrashed
 from ringvisor.machine import report
 from ringvisor.machine.bus import MmioBus, PortBus
+from ringvisor.machine.cpu_state import EFLAGS_IF
 from ringvisor.machine.memory import GuestMemory
 from ringvisor.machine.watchdog import Watchdog
 
@@ -99,16 +100,13 @@ class Machine:
 
     # -- exits -----------------------------------------------------------------
     def _on_io(self, io: X.Io) -> None:
-        port, size = io.port, io.size
-        if io.write:
-            if io.count == 1:
-                self.ports.write(port, size, int.from_bytes(io.data, "little"))
+        """String port I/O (engines serve single accesses from the bus themselves)."""
+        port, size, data = io.port, io.size, io.data
+        for i in range(0, size * io.count, size):
+            if io.write:
+                self.ports.write(port, size, int.from_bytes(data[i:i + size], "little"))
             else:
-                for i in range(0, size * io.count, size):
-                    self.ports.write(port, size, int.from_bytes(io.data[i:i + size], "little"))
-        else:
-            for i in range(0, size * io.count, size):
-                io.data[i:i + size] = self.ports.read(port, size).to_bytes(size, "little")
+                data[i:i + size] = self.ports.read(port, size).to_bytes(size, "little")
 
     def _on_mmio(self, m: X.Mmio) -> None:
         if m.write:
@@ -142,7 +140,7 @@ class Machine:
             self._crash(f"the guest did not finish within {self.config.timeout:g} s")
         if why == "idle" and hasattr(self.engine, "halted"):
             state = self.engine.get_state()
-            if self.engine.halted() and not state.eflags & (1 << 9):
+            if self.engine.halted() and not state.eflags & EFLAGS_IF:
                 self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
 
     def _crash(self, what: str, insn: bytes = b"") -> None:

@@ -3,7 +3,7 @@ registers, segments, control registers and the instruction at CS:EIP
 disassembled with iced-x86."""
 from __future__ import annotations
 
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.machine.cpu_state import CR0_PG, CpuState
 
 
 def disassemble(code: bytes, address: int, bitness: int) -> str:
@@ -37,7 +37,7 @@ def describe(state: CpuState, memory=None, translate=None, insn: bytes = b"") ->
     s = state
     bitness = 32 if (s.protected and s.cs.db) else 16
     mode = "real mode" if not s.protected else f"protected mode, CPL {s.cpl}, {bitness}-bit code"
-    if s.protected and s.cr0 & (1 << 31):
+    if s.protected and s.cr0 & CR0_PG:
         mode += ", paging on"
     lines = [f"  {mode}",
              f"  eax={s.eax:08x} ebx={s.ebx:08x} ecx={s.ecx:08x} edx={s.edx:08x}",

@@ -20,7 +20,6 @@ class Watchdog:
     def __init__(self, engine, timeout: float | None, progress, period: float = 0.5):
         self.engine, self.timeout, self.progress, self.period = engine, timeout, progress, period
         self.reason: str | None = None        # why the vCPU was last kicked
-        self.idle_kicks = 0
         self._thread_id = threading.get_ident()
         self._can_signal = threading.current_thread() is threading.main_thread()
         self._old_handler = signal.signal(signal.SIGUSR1, _ignore) if self._can_signal else None
