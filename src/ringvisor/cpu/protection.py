@@ -259,26 +259,26 @@ LAR_SYSTEM = {1, 2, 3, 4, 5, 9, 11, 12}
 LSL_SYSTEM = {1, 2, 3, 9, 11}
 
 
-@sem("LAR")
-def lar(cpu, ins):
+def _load_descriptor_field(cpu, ins, system_types, field) -> None:
+    """LAR/LSL: ZF=1 and the field loaded when the selector names a
+    descriptor the current privilege may see; ZF=0 and nothing written otherwise."""
     sel = ins.g1(cpu, ins) & 0xFFFF
     d = try_fetch(cpu, sel)
-    if d is None or (not d.s and d.type not in LAR_SYSTEM) or not _visible(cpu, d, sel):
+    if d is None or (not d.s and d.type not in system_types) or not _visible(cpu, d, sel):
         cpu.flags &= ~ZF
         return
-    ins.s0(cpu, ins, d.hi & (0x00FFFF00 if ins.osz == 4 else 0xFF00))
+    ins.s0(cpu, ins, field(d, ins.osz))
     cpu.flags |= ZF
+
+
+@sem("LAR")
+def lar(cpu, ins):
+    _load_descriptor_field(cpu, ins, LAR_SYSTEM, lambda d, osz: d.hi & (0x00FFFF00 if osz == 4 else 0xFF00))
 
 
 @sem("LSL")
 def lsl(cpu, ins):
-    sel = ins.g1(cpu, ins) & 0xFFFF
-    d = try_fetch(cpu, sel)
-    if d is None or (not d.s and d.type not in LSL_SYSTEM) or not _visible(cpu, d, sel):
-        cpu.flags &= ~ZF
-        return
-    ins.s0(cpu, ins, d.limit & (0xFFFFFFFF if ins.osz == 4 else 0xFFFF))
-    cpu.flags |= ZF
+    _load_descriptor_field(cpu, ins, LSL_SYSTEM, lambda d, osz: d.limit & (0xFFFFFFFF if osz == 4 else 0xFFFF))
 
 
 @sem("VERR")

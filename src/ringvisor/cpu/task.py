@@ -28,31 +28,30 @@ def switch_via(cpu, d, sel: int, reason: str) -> None:
     switch(cpu, sel, d, reason)
 
 
+def _tss_for_switch(cpu, sel: int, want_type: int):
+    """The TSS descriptor a task gate or a back link names: in the GDT, of
+    the expected busy state, present; #TS (#NP when absent) otherwise."""
+    if sel & 4:
+        raise CpuFault(TS, sel & 0xFFFC)
+    d = fetch(cpu, sel, TS)
+    if d.s or d.type != want_type:
+        raise CpuFault(TS, sel & 0xFFFC)
+    if not d.present:
+        raise CpuFault(NP, sel & 0xFFFC)
+    return d
+
+
 def switch_via_gate(cpu, g, code) -> None:
     """An interrupt or exception through a task gate in the IDT."""
     tsel = g.gate_selector
-    if tsel & 4:
-        raise CpuFault(TS, tsel & 0xFFFC)
-    d = fetch(cpu, tsel, TS)
-    if d.s or d.type != AVAILABLE:
-        raise CpuFault(TS, tsel & 0xFFFC)
-    if not d.present:
-        raise CpuFault(NP, tsel & 0xFFFC)
-    switch(cpu, tsel, d, "int")
+    switch(cpu, tsel, _tss_for_switch(cpu, tsel, AVAILABLE), "int")
     if code is not None:
         cpu.push(code, 4)
 
 
 def iret_return(cpu) -> None:
     link = cpu.rd_sys(cpu.tr.base, 2)
-    if link & 4:
-        raise CpuFault(TS, link & 0xFFFC)
-    d = fetch(cpu, link, TS)
-    if d.s or d.type != BUSY:
-        raise CpuFault(TS, link & 0xFFFC)
-    if not d.present:
-        raise CpuFault(NP, link & 0xFFFC)
-    switch(cpu, link, d, "iret")
+    switch(cpu, link, _tss_for_switch(cpu, link, BUSY), "iret")
 
 
 def _set_busy(cpu, d, busy: bool) -> None:
