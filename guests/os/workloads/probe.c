@@ -63,10 +63,15 @@ static void probe_table(const char *name, struct dtr got, uint32_t base, uint16_
 	}
 }
 
+/* Access rights as LAR defines them: the descriptor's second dword masked
+ * by 00FxFF00H. Bits 19:16 (x) are undefined (silicon returns the limit's
+ * top bits there, QEMU TCG zeroes them), so they are left out of both sides. */
+#define LAR_DEFINED 0x00f0ff00u
+
 /* Access rights and limit as the kernel wrote them in its GDT. */
 static uint32_t desc_rights(uint64_t d)
 {
-	return (uint32_t)(d >> 32) & 0x00f0ff00;
+	return (uint32_t)(d >> 32) & LAR_DEFINED;
 }
 
 static uint32_t desc_limit(uint64_t d)
@@ -122,7 +127,7 @@ static void probe_selector(const char *what, uint32_t sel, bool writable)
 	DESC_TEST("verr", sel, r);
 	DESC_TEST("verw", sel, w);
 
-	desc_line("lar", what, lar_ok, rights, desc_rights(d), 8);
+	desc_line("lar", what, lar_ok, rights & LAR_DEFINED, desc_rights(d), 8);
 	desc_line("lsl", what, lsl_ok, limit, desc_limit(d), 8);
 	desc_line("verr", what, r == 2 ? 2 : 1, r, 1, 4);
 	desc_line("verw", what, w == 2 ? 2 : 1, w, writable, 4);
