@@ -27,3 +27,10 @@ def test_kernels() -> Path:
     """Builds guests/tests (idempotent) and returns its build folder."""
     subprocess.run(["make", "-s", "-C", str(ROOT / "guests" / "tests")], check=True)
     return ROOT / "guests" / "tests" / "build"
+
+
+@pytest.fixture(scope="session")
+def ringos() -> Path:
+    """Builds the bundled guest OS (idempotent) and returns its build folder."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guests" / "os")], check=True)
+    return ROOT / "guests" / "os" / "build"

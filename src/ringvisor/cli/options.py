@@ -9,7 +9,7 @@ from ringvisor.machine.memory import check_size, parse_size
 
 WORKLOADS = ("compute", "tasks", "nanobench", "probe")
 SOFT_TECHNIQUES = ("trap", "bt", "pv")
-AVAILABLE = {("kvm", "hw")}
+AVAILABLE = {("kvm", "hw"), ("kvm", "native"), ("soft", "native")}
 
 
 def engine_for(technique: str, engine: str | None) -> str:
@@ -37,7 +37,16 @@ def machine_config(args) -> MachineConfig:
             raise ConfigError("--workload selects a workload of the bundled guest; with your own GUEST "
                               "use --cmdline")
         cmdline = f"workload={args.workload} {cmdline}".strip()
+    if args.ring not in (1, 3):
+        raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
+    if args.ring != 1 and args.technique != "trap":
+        raise ConfigError("--ring applies to --technique trap only")
     kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
-    return MachineConfig(kernel=kernel, engine=engine, memory=check_size(parse_size(args.memory)),
+    reserved = 0
+    if args.technique in SOFT_TECHNIQUES:
+        from ringvisor import monitors
+        reserved = monitors.RESERVED_BYTES
+    return MachineConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
+                         reserved_top=reserved, memory=check_size(parse_size(args.memory)),
                          cmdline=cmdline, modules=tuple(args.module), image_format=args.format,
                          timeout=args.timeout)

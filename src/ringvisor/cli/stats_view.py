@@ -16,16 +16,12 @@ def print_stats(result, file=None) -> None:
     if "backend" in s:
         console.print(f"backend: {s['backend']['description']}")
 
-    exits = Table(title="exits to ringvisor", title_justify="left")
-    exits.add_column("reason")
-    exits.add_column("count", justify="right")
-    for reason, n in sorted(s.get("userspace_exits", {}).items(), key=lambda kv: -kv[1]):
-        exits.add_row(reason, f"{n:,}")
-    if s.get("coalesced_writes"):
-        exits.add_row("(coalesced writes, no exit)", f"{s['coalesced_writes']:,}")
-    console.print(exits)
+    if "instructions" in s:
+        _print_soft(console, s)
+    else:
+        _print_exits(console, s)
 
-    ports = Table(title="port exits", title_justify="left")
+    ports = Table(title="port accesses" if "instructions" in s else "port exits", title_justify="left")
     for col, justify in (("port", "left"), ("device", "left"), ("reads", "right"), ("writes", "right")):
         ports.add_column(col, justify=justify)
     for p in s.get("ports", []):
@@ -44,3 +40,41 @@ def print_stats(result, file=None) -> None:
     if unknown:
         console.print("unassigned accesses: " + ", ".join(
             f"{u['bus']} {u['access']} {u['address']:#x} x{u['count']}" for u in unknown))
+
+
+def _print_soft(console, s) -> None:
+    """The soft engine has no exits to count: its figures are instructions,
+    virtual time and interrupts (and the monitor's traps, when one runs)."""
+    p = s["platform"]
+    console.print(f"{s['instructions']:,} guest instructions, {s['mips']:.2f} MIPS; "
+                  f"virtual time {p['virtual_seconds']:.3f} s "
+                  f"({p['idle_virtual_seconds']:.3f} s halted, {p['halts_skipped']:,} halts skipped)")
+    irqs = ", ".join(f"IRQ{irq} x{n:,}" for irq, n in p["interrupts_by_irq"].items()) or "none"
+    console.print(f"interrupts delivered: {irqs}")
+    monitor = s.get("monitor")
+    if monitor:
+        table = Table(title="monitor", title_justify="left")
+        table.add_column("counter")
+        table.add_column("value", justify="right")
+        for name, value in _flatten(monitor):
+            table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
+        console.print(table)
+
+
+def _flatten(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _print_exits(console, s) -> None:
+    exits = Table(title="exits to ringvisor", title_justify="left")
+    exits.add_column("reason")
+    exits.add_column("count", justify="right")
+    for reason, n in sorted(s.get("userspace_exits", {}).items(), key=lambda kv: -kv[1]):
+        exits.add_row(reason, f"{n:,}")
+    if s.get("coalesced_writes"):
+        exits.add_row("(coalesced writes, no exit)", f"{s['coalesced_writes']:,}")
+    console.print(exits)

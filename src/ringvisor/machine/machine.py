@@ -14,7 +14,7 @@ from ringvisor.devices import debugcon
 from ringvisor.errors import ConfigError, GuestCrashed
 from ringvisor.machine import report
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import EFLAGS_IF
+from ringvisor.machine.cpu_state import CR0_PG, EFLAGS_IF
 from ringvisor.machine.memory import GuestMemory
 from ringvisor.machine.watchdog import Watchdog
 
@@ -26,6 +26,8 @@ COM1, COM1_IRQ = 0x3F8, 4
 class MachineConfig:
     kernel: str
     engine: str = "kvm"
+    technique: str = "hw"          # native, hw, or a monitor's: trap, bt, pv
+    ring: int = 1                  # trap: the ring the guest kernel is deprivileged to
     memory: int = 64 << 20
     cmdline: str = ""
     modules: tuple[str, ...] = ()
@@ -48,11 +50,26 @@ class GuestStopped(Exception):
         self.status, self.reason = status, reason
 
 
-def create_engine(name: str, machine: "Machine"):
-    if name == "kvm":
+MONITOR_TECHNIQUES = ("trap", "bt", "pv")
+SLICE = 200_000                    # soft engine: instructions between looks at the devices
+
+
+def create_engine(config: MachineConfig, machine: "Machine"):
+    if config.engine == "kvm":
         from ringvisor.kvm.engine import KvmEngine
         return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
-    raise ConfigError(f"unknown engine {name!r} (available: kvm)")
+    if config.engine == "soft":
+        from ringvisor.cpu import SoftEngine
+        from ringvisor.machine.soft_platform import SoftPlatform
+        machine.platform = SoftPlatform(machine.ports)
+        machine.pic = machine.platform.pic
+        cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
+                                                   interrupts=machine.pic)
+        if config.technique in MONITOR_TECHNIQUES:
+            from ringvisor import monitors
+            return monitors.create(config.technique, machine, cpu, config.ring)
+        return cpu
+    raise ConfigError(f"unknown engine {config.engine!r} (available: kvm, soft)")
 
 
 class Machine:
@@ -64,7 +81,9 @@ class Machine:
         self.layout = Layout(config.memory, config.reserved_top)
         self.ports, self.mmio = PortBus(), MmioBus()
         self.result: RunResult | None = None
-        self.engine = engine or create_engine(config.engine, self)
+        self.platform = None           # the soft engine's PIC, PIT and clock
+        self.pic = None
+        self.engine = engine or create_engine(config, self)
         try:
             self._attach_devices()
             state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
@@ -75,14 +94,15 @@ class Machine:
             raise
         self._handlers = {X.Io: self._on_io, X.Mmio: self._on_mmio, X.Halt: self._on_halt,
                           X.Shutdown: self._on_shutdown, X.InternalError: self._on_internal_error,
-                          X.Interrupted: self._on_interrupted, X.Unknown: self._on_unknown}
+                          X.Interrupted: self._on_interrupted, X.Unknown: self._on_unknown,
+                          X.Fault: self._on_fault}
 
     # -- devices ---------------------------------------------------------------
     def _attach_devices(self) -> None:
         from ringvisor.devices.debug_exit import DebugExit
         from ringvisor.devices.legacy import register_ignored
         from ringvisor.devices.uart16550 import Uart16550
-        self.uart = Uart16550(irq=self.engine.irq_line(COM1_IRQ), output=self.console)
+        self.uart = Uart16550(irq=self.irq_line(COM1_IRQ), output=self.console)
         self.ports.register(COM1, 8, self.uart, "uart16550 (COM1)")
         self.ports.register(DEBUG_EXIT_PORT, 1, DebugExit(on_exit=self._guest_exit), "debug-exit")
         self.debugcon = debugcon.DebugCon(self.console)
@@ -90,6 +110,13 @@ class Machine:
         if hasattr(self.engine, "coalesce_port"):
             self.engine.coalesce_port(debugcon.PORT, 1)
         register_ignored(self.ports)
+
+    def irq_line(self, irq: int):
+        """A device's interrupt line: into KVM's in-kernel irqchip, or into
+        the soft platform's 8259 pair."""
+        if self.platform is not None:
+            return self.platform.irq_line(irq)
+        return self.engine.irq_line(irq)
 
     def _guest_exit(self, status: int) -> None:
         raise GuestStopped(status, "debug-exit")
@@ -115,7 +142,17 @@ class Machine:
             m.data[:] = self.mmio.read(m.address, m.size).to_bytes(m.size, "little")
 
     def _on_halt(self, exit: X.Halt) -> None:
-        self._crash("the guest halted with nothing that can wake it")
+        if self.platform is None:
+            self._crash("the guest halted with nothing that can wake it")
+        if not self.engine.get_state().eflags & EFLAGS_IF:
+            self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
+        if self.platform.skip_to_next_event():
+            return
+        # No timer will fire: only the console (keyboard input) can wake it.
+        while not self.pic.pending():
+            if self.watchdog.reason in ("quit", "timeout"):
+                return self._on_interrupted(X.Interrupted())
+            time.sleep(0.01)
 
     def _on_shutdown(self, exit: X.Shutdown) -> None:
         self._crash(f"the guest shut down: {exit.reason} (a triple fault means an exception "
@@ -128,6 +165,10 @@ class Machine:
             where += " (PVM emulates guest ring-0 code in the host kernel and lacks this instruction)"
         self._crash(where, insn=exit.instruction)
 
+    def _on_fault(self, exit: X.Fault) -> None:
+        code = "" if exit.error_code is None else f" error code {exit.error_code:#x}"
+        self._crash(f"exception {exit.vector}{code} reached the machine with no monitor to handle it")
+
     def _on_unknown(self, exit: X.Unknown) -> None:
         self._crash(f"unexpected exit {exit.reason} {exit.detail}")
 
@@ -138,7 +179,7 @@ class Machine:
             raise GuestStopped(130, "quit (Ctrl-A x)")
         if why == "timeout":
             self._crash(f"the guest did not finish within {self.config.timeout:g} s")
-        if why == "idle" and hasattr(self.engine, "halted"):
+        if why == "idle" and self.config.engine == "kvm":
             state = self.engine.get_state()
             if self.engine.halted() and not state.eflags & EFLAGS_IF:
                 self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
@@ -146,18 +187,34 @@ class Machine:
     def _crash(self, what: str, insn: bytes = b"") -> None:
         state = self.engine.get_state()
         translate = getattr(getattr(self.engine, "vcpu", None), "translate", None)
+        if translate is None and state.protected and state.cr0 & CR0_PG:
+            translate = report.page_walk(state, self.memory)
         raise GuestCrashed(f"{what}\n{report.describe(state, self.memory, translate, insn)}")
 
     # -- the vCPU loop -------------------------------------------------------------
     def exits_so_far(self) -> int:
+        """The watchdog's sign of life: exits on KVM; on the soft engine,
+        instructions retired plus halts skipped (it never blocks inside run)."""
+        if self.platform is not None:
+            return self.platform.engine.instructions + self.platform.idle_skips
         counts = getattr(getattr(self.engine, "vcpu", None), "exit_counts", None)
         return sum(counts) if counts else 0
+
+    def _run_soft(self):
+        """One slice on the soft engine, cut where the PIT's next edge falls
+        so timer interrupts arrive at the same instruction on every run."""
+        platform = self.platform
+        platform.engine.slice = platform.budget(SLICE)
+        exit = self.engine.run()
+        platform.sync()
+        return exit
 
     def request_quit(self) -> None:
         self.watchdog.kick("quit")
 
     def run(self) -> RunResult:
-        run, on_io, handlers, Io = self.engine.run, self._on_io, self._handlers, X.Io
+        run = self.engine.run if self.platform is None else self._run_soft
+        on_io, handlers, Io = self._on_io, self._handlers, X.Io
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
         start = time.perf_counter()
         try:
@@ -182,6 +239,13 @@ class Machine:
         stats = {"engine": e.name, "wall_seconds": wall, "ports": ports,
                  "unknown_accesses": [{"bus": b, "access": a, "address": x, "count": n}
                                       for (b, a, x), n in sorted((self.ports.unknown + self.mmio.unknown).items())]}
+        if self.platform is not None:
+            cpu = self.platform.engine
+            stats["instructions"] = cpu.instructions
+            stats["mips"] = cpu.instructions / wall / 1e6 if wall > 0 else 0.0
+            stats["platform"] = self.platform.statistics()
+            if cpu is not e:
+                stats["monitor"] = e.statistics()
         if e.name == "kvm":
             stats["backend"] = {"name": e.backend.name, "description": e.backend.description}
             stats["userspace_exits"] = e.userspace_exits()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ringvisor.machine.cpu_state import CR0_PG, CpuState
 
+CR4_PSE = 1 << 4
+
 
 def disassemble(code: bytes, address: int, bitness: int) -> str:
     if not code:
@@ -31,6 +33,30 @@ def code_bytes(state: CpuState, memory, translate, length: int = 15) -> bytes:
             break
         out.append(memory.read_u8(phys))
     return bytes(out)
+
+
+def page_walk(state: CpuState, memory):
+    """A translate function for `code_bytes` that reads the 32-bit page
+    tables `state` points at (4 KiB and PSE 4 MiB pages) without touching
+    them: no accessed bits set, no faults, None where nothing is mapped."""
+    pse = bool(state.cr4 & CR4_PSE)
+
+    def translate(linear: int) -> int | None:
+        linear &= 0xFFFFFFFF
+        pde_addr = (state.cr3 & 0xFFFFF000) | (linear >> 22) * 4
+        if not memory.contains(pde_addr, 4):
+            return None
+        pde = memory.read_u32(pde_addr)
+        if not pde & 1:
+            return None
+        if pde & 0x80 and pse:
+            return (pde & 0xFFC00000) | (linear & 0x3FFFFF)
+        pte_addr = (pde & 0xFFFFF000) | ((linear >> 12) & 0x3FF) * 4
+        if not memory.contains(pte_addr, 4):
+            return None
+        pte = memory.read_u32(pte_addr)
+        return (pte & 0xFFFFF000) | (linear & 0xFFF) if pte & 1 else None
+    return translate
 
 
 def describe(state: CpuState, memory=None, translate=None, insn: bytes = b"") -> str:

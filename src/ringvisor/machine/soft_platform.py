@@ -1,0 +1,82 @@
+"""What the soft engine lacks that KVM's host kernel gives a VM: the 8259A
+PIC pair, the 8254 PIT, and a clock to drive them.
+
+Time on the soft engine is virtual and deterministic: the CPU is a 100 MHz
+processor retiring one instruction per cycle, so virtual time is the retired
+instruction count times `NS_PER_INSTRUCTION`, plus the time skipped while the
+guest halted waiting for the timer. A halted guest costs no host time: the
+clock jumps to the PIT's next edge. The TSC keeps counting through the skip,
+as a real TSC does while the processor sleeps.
+"""
+from __future__ import annotations
+
+from ringvisor.devices.pic8259 import PicPair
+from ringvisor.devices.pit8254 import BASE as PIT_BASE, PORTS as PIT_PORTS, Pit8254
+
+NS_PER_INSTRUCTION = 10          # 100 MHz, one instruction per cycle
+
+
+class _ClockedPit:
+    """The PIT as the bus sees it: brought to the CPU's present before every
+    access, so a guest polling the counter watches it move mid-slice."""
+
+    def __init__(self, platform: "SoftPlatform"):
+        self.platform, self.pit = platform, platform.pit
+
+    def io_read(self, offset: int, size: int) -> int:
+        self.platform.sync()
+        return self.pit.io_read(offset, size)
+
+    def io_write(self, offset: int, size: int, value: int) -> None:
+        self.platform.sync()
+        self.pit.io_write(offset, size, value)
+
+
+class SoftPlatform:
+    def __init__(self, ports, engine=None):
+        self.engine = engine
+        self.pic = PicPair()
+        self.pit = Pit8254(irq=self.pic.irq_line(0))
+        self.idle_ns = 0                  # virtual time skipped while halted
+        self.idle_skips = 0
+        self.pic.register(ports)
+        ports.register(PIT_BASE, PIT_PORTS, _ClockedPit(self), "8254 PIT")
+
+    def irq_line(self, irq: int):
+        return self.pic.irq_line(irq)
+
+    def now_ns(self) -> int:
+        return self.engine.instructions * NS_PER_INSTRUCTION + self.idle_ns
+
+    def sync(self) -> None:
+        """Bring the PIT to the CPU's present (it may raise IRQ 0)."""
+        self.pit.advance_to(self.now_ns())
+
+    def budget(self, slice_: int) -> int:
+        """Instructions to run before the PIT's next edge is due, at most
+        `slice_`: timer interrupts arrive at the exact instruction they would
+        on every run (deterministic)."""
+        nxt = self.pit.next_event_ns()
+        if nxt is None:
+            return slice_
+        return max(1, min(slice_, -(-(nxt - self.now_ns()) // NS_PER_INSTRUCTION)))
+
+    def skip_to_next_event(self) -> bool:
+        """The CPU halted waiting for an interrupt: let virtual time jump to
+        the PIT's next edge. False if no timer will ever fire."""
+        nxt = self.pit.next_event_ns()
+        if nxt is None:
+            return False
+        skipped = max(0, nxt - self.now_ns())
+        self.idle_ns += skipped
+        self.idle_skips += 1
+        self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
+        self.pit.advance_to(nxt)
+        return True
+
+    def statistics(self) -> dict:
+        return {"virtual_seconds": self.now_ns() / 1e9,
+                "idle_virtual_seconds": self.idle_ns / 1e9,
+                "halts_skipped": self.idle_skips,
+                "timer_interrupts": self.pit.stats.irq_pulses,
+                "interrupts_by_irq": dict(sorted(self.pic.delivered.items()))}
