@@ -3,7 +3,7 @@ errors for everything the user can get wrong."""
 from __future__ import annotations
 
 from ringvisor import guests
-from ringvisor.errors import ConfigError
+from ringvisor.errors import ConfigError, KvmUnavailable
 from ringvisor.machine.machine import MachineConfig
 from ringvisor.machine.memory import check_size, parse_size
 
@@ -42,6 +42,8 @@ def machine_config(args) -> MachineConfig:
     if args.ring != 1 and args.technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
     kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
+    if engine == "kvm" and not args.guest:
+        refuse_paging_guest_on_pvm()
     reserved = 0
     if args.technique in SOFT_TECHNIQUES:
         from ringvisor import monitors
@@ -50,3 +52,13 @@ def machine_config(args) -> MachineConfig:
                          reserved_top=reserved, memory=check_size(parse_size(args.memory)),
                          cmdline=cmdline, modules=tuple(args.module), image_format=args.format,
                          timeout=args.timeout)
+
+
+def refuse_paging_guest_on_pvm() -> None:
+    """The bundled guest enables 32-bit paging, which PVM (a KVM without
+    VT-x/AMD-V) answers with #GP: say so before the guest panics."""
+    from ringvisor.kvm.backend import detect
+    if detect().name == "PVM":
+        raise KvmUnavailable("the bundled guest OS needs 32-bit paging, which this host's /dev/kvm "
+                             "(PVM, kvm_pvm) refuses; run it on the soft engine: "
+                             "--engine soft --technique native")
