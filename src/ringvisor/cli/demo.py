@@ -1,10 +1,14 @@
-"""`ringvisor demo`: what the kvm engine does today, for a newcomer.
+"""`ringvisor demo`: the main job on the bundled guest, for a newcomer.
 
-A test kernel boots through Multiboot and prints what it was told; then a
-ring-3 loop makes 2,000 port exits and the table shows where each one went.
-The bundled guest OS (ringos) joins when it runs on this backend: it turns on
-32-bit paging, which PVM hosts refuse (README, Limits)."""
+Each step is one `ringvisor run` (the command line is printed beside it):
+the kvm engine boots a Multiboot test kernel and a ring-3 loop whose 2,000
+port writes each exit to ringvisor; then the bundled guest OS (ringos) asks
+its red-pill questions on bare (soft) hardware, where nothing is visible.
+On PVM hosts ringos cannot run on the kvm engine (PVM refuses 32-bit paging;
+README, Limits), so the kvm steps use the test kernels."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.console import Console
 
@@ -14,19 +18,41 @@ from ringvisor.cli.run import run_guest
 from ringvisor.kvm.backend import detect
 from ringvisor.machine.machine import MachineConfig
 
-STEPS = (("hello", "status=0 demo=1", "a Multiboot kernel boots and reports its boot information"),
-         ("portloop", "n=2000 ring=3 port=0x99", "2,000 port writes from ring 3: each one an exit to ringvisor"))
+
+@dataclass(frozen=True)
+class Step:
+    what: str
+    command: str            # the equivalent command line, shown to the reader
+    kernel: str             # a test kernel's name, or "ringos"
+    engine: str
+    technique: str
+    cmdline: str
+    stats: bool = False
+
+
+STEPS = (
+    Step("a Multiboot kernel boots on /dev/kvm and reports its boot information",
+         "ringvisor run guests/tests/build/hello.elf --cmdline 'status=0 demo=1'",
+         "hello", "kvm", "hw", "status=0 demo=1"),
+    Step("2,000 port writes from ring 3: each one an exit to ringvisor",
+         "ringvisor run guests/tests/build/portloop.elf --cmdline 'n=2000 ring=3 port=0x99' --stats",
+         "portloop", "kvm", "hw", "n=2000 ring=3 port=0x99", stats=True),
+    Step("the bundled guest OS on bare (soft) hardware: can its kernel tell it is virtualized?",
+         "ringvisor run --engine soft --technique native --workload probe",
+         "ringos", "soft", "native", "workload=probe"),
+)
 
 
 def command(args) -> int:
     say = Console(stderr=True, highlight=False)
-    say.print("[bold]ringvisor demo[/]: hardware-assisted virtualization through /dev/kvm")
+    say.print("[bold]ringvisor demo[/]: virtualizing x86, step by step")
     say.print(f"this machine's /dev/kvm: {detect().description}\n")
-    for kernel, cmdline, what in STEPS:
-        say.print(f"[bold]>>> {what}[/]  (ringvisor run {kernel}.elf --cmdline '{cmdline}' --stats)")
-        result = run_guest(MachineConfig(kernel=guests.test_kernel(kernel), engine="kvm",
-                                         cmdline=cmdline, timeout=60))
-        if kernel == "portloop":
+    for step in STEPS:
+        say.print(f"[bold]>>> {step.what}[/]\n    ({step.command})")
+        kernel = guests.bundled() if step.kernel == "ringos" else guests.test_kernel(step.kernel)
+        result = run_guest(MachineConfig(kernel=kernel, engine=step.engine, technique=step.technique,
+                                         cmdline=step.cmdline, timeout=120))
+        if step.stats:
             stats_view.print_stats(result)
         if result.status:
             return result.status

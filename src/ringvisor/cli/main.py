@@ -20,8 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a guest")
     run.add_argument("guest", nargs="?", help="kernel: a Multiboot ELF or a flat binary (*.bin); "
                      "default: the bundled guest OS")
-    run.add_argument("--engine", choices=ENGINES, help="what executes the guest (default: kvm for hw "
-                     "and native, soft for trap, bt and pv)")
+    run.add_argument("--engine", choices=ENGINES, help="what executes the guest (default: kvm for hw, "
+                     "soft for native, trap, bt and pv)")
     run.add_argument("--technique", choices=TECHNIQUES, default="hw", help="virtualization technique (default: hw)")
     run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
     run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
