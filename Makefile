@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 		{ echo "python venv is missing; installing Debian's python3-venv"; \
 		  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,chart]'
 	@touch $@
 
 # The guests are built from source with the machine's gcc and binutils.

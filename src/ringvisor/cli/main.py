@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", metavar="FILE", help="write the run's statistics as JSON")
     run.set_defaults(handler="ringvisor.cli.run:command")
 
+    compare = sub.add_parser("compare", help="the bundled guest under every technique available here, "
+                             "one table (Adams & Agesen's nanobenchmarks, red pill, MIPS)")
+    compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
+    compare.add_argument("--chart", metavar="FILE", help="draw the ratios to native (.png or .svg)")
+    compare.add_argument("--iters", type=int, default=1000, help="nanobenchmark iterations (default 1000)")
+    compare.add_argument("--rounds", type=int, default=2, help="compute rounds (default 2)")
+    compare.add_argument("--only", metavar="NAMES", help="comma-separated techniques "
+                         "(native, trap-ring1, trap-ring3, bt, pv, hw)")
+    compare.set_defaults(handler="ringvisor.cli.compare:command")
+
     demo = sub.add_parser("demo", help="the main job on the bundled guest, for a newcomer")
     demo.set_defaults(handler="ringvisor.cli.demo:command")
     return p

@@ -33,8 +33,11 @@ def command(args) -> int:
 
 
 def write_json(path: str, result) -> None:
-    doc = {"status": result.status, "reason": result.reason, "wall_seconds": result.wall_seconds,
-           **result.stats}
+    write_doc(path, {"status": result.status, "reason": result.reason,
+                     "wall_seconds": result.wall_seconds, **result.stats})
+
+
+def write_doc(path: str, doc: dict) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "w") as f:

@@ -42,6 +42,7 @@ _TABLE = [
     ("KVM_SET_CPUID2",                 _WRITE,            0x90, S.kvm_cpuid2_header),
     ("KVM_GET_VCPU_EVENTS",            _READ,             0x9F, S.kvm_vcpu_events),
     ("KVM_SET_VCPU_EVENTS",            _WRITE,            0xA0, S.kvm_vcpu_events),
+    ("KVM_GET_TSC_KHZ",                _NONE,             0xA3, None),
     ("KVM_ENABLE_CAP",                 _WRITE,            0xA3, S.kvm_enable_cap),
     ("KVM_GET_STATS_FD",               _NONE,             0xCE, None),
 ]

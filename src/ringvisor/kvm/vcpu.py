@@ -197,6 +197,10 @@ class Vcpu:
             buf.entries[i] = e
         ioctl_struct(self.fd, I.KVM_SET_CPUID2, buf, "KVM_SET_CPUID2")
 
+    def tsc_khz(self) -> int:
+        """The guest TSC's frequency (what RDTSC cycles are worth in time)."""
+        return fcntl.ioctl(self.fd, I.KVM_GET_TSC_KHZ, 0)
+
     def translate(self, linear: int) -> int | None:
         t = S.kvm_translation(linear_address=linear)
         try:

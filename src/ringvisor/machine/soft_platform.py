@@ -10,6 +10,8 @@ as a real TSC does while the processor sleeps.
 """
 from __future__ import annotations
 
+import time
+
 from ringvisor.devices.pic8259 import PicPair
 from ringvisor.devices.pit8254 import BASE as PIT_BASE, PORTS as PIT_PORTS, Pit8254
 
@@ -73,6 +75,23 @@ class SoftPlatform:
         self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
         self.pit.advance_to(nxt)
         return True
+
+    def host_clock_tsc(self, traps=lambda: 0) -> list[tuple[int, int]]:
+        """Make RDTSC read the host clock (100 MHz: one tick per 10 ns of
+        host time) instead of the instruction count, and log every read as
+        (host ns, traps so far). `ringvisor compare` uses it: the guest's
+        own RDTSC-timed loops then measure host time, monitor included, as
+        Adams & Agesen's nanobenchmarks did on real hardware. Runs stop
+        being repeatable, so it is never the default."""
+        log: list[tuple[int, int]] = []
+        clock, start = time.perf_counter_ns, time.perf_counter_ns()
+
+        def tsc() -> int:
+            ns = clock() - start
+            log.append((ns, traps()))
+            return ns // NS_PER_INSTRUCTION
+        self.engine.tsc = tsc
+        return log
 
     def statistics(self) -> dict:
         return {"virtual_seconds": self.now_ns() / 1e9,

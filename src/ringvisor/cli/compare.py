@@ -1,0 +1,43 @@
+"""`ringvisor compare`: every technique available here, one table."""
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+
+from ringvisor.cli.run import write_doc
+from ringvisor.compare import chart, report
+from ringvisor.compare.techniques import ALL
+from ringvisor.errors import ConfigError
+from ringvisor.kvm.backend import detect
+
+
+def command(args) -> int:
+    if args.iters < 10 or args.rounds < 1:
+        raise ConfigError("--iters must be at least 10 and --rounds at least 1")
+    if args.chart:
+        chart.check_path(args.chart)
+    chosen = ALL
+    if args.only:
+        known = [t.name for t in ALL]
+        wanted = args.only.split(",")
+        bad = [w for w in wanted if w not in known]
+        if bad:
+            raise ConfigError(f"unknown technique {bad[0]!r} (choose from {', '.join(known)})")
+        chosen = tuple(t for t in ALL if t.name in wanted)
+    say = Console(stderr=True, highlight=False)
+    with say.status("measuring") as status:
+        doc = report.compare(chosen, args.iters, args.rounds,
+                             progress=lambda what: status.update(f"measuring {what}"))
+    backend = detect()
+    doc = {"backend": backend.name, "backend_description": backend.description,
+           "iters": args.iters, "rounds": args.rounds, **doc}
+    out = Console(file=sys.stdout, highlight=False, width=200)
+    out.print(report.table(doc))
+    for name, why in doc["unavailable"].items():
+        out.print(f"{name}: not measured: {why}")
+    if args.json:
+        write_doc(args.json, doc)
+    if args.chart:
+        chart.draw(doc, args.chart)
+    return 0

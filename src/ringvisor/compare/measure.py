@@ -1,0 +1,111 @@
+"""Running the bundled guest's workloads under one technique and reading
+off what they cost on the host.
+
+Nanobenchmarks are timed by the guest itself with RDTSC, as Adams & Agesen
+did on real hardware. On the soft engine RDTSC then reads the host clock
+(SoftPlatform.host_clock_tsc) and every read is logged with the monitor's
+trap count, so the pair of reads around each benchmark loop gives its host
+time and its traps exactly. On KVM, RDTSC is the host's TSC already
+(KVM_GET_TSC_KHZ converts it); its exits cannot be attributed to one loop.
+Compute MIPS: two runs of different length, differenced, so boot and
+start-up costs cancel."""
+from __future__ import annotations
+
+import re
+import time
+
+from ringvisor import guests
+from ringvisor.compare.techniques import Technique
+from ringvisor.machine.machine import Machine, MachineConfig
+
+MONITOR_TECHNIQUES = ("trap", "bt", "pv")
+
+
+def traps_so_far(machine: Machine) -> int:
+    """Traps into the monitor (none on bare soft hardware)."""
+    return getattr(machine.engine, "traps", 0)
+
+
+class Run:
+    """One boot of the bundled guest: its console lines, the wall time of
+    the run, and (soft engine, host_tsc) the RDTSC log."""
+
+    def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
+        from ringvisor import monitors
+        reserved = monitors.RESERVED_BYTES if t.technique in MONITOR_TECHNIQUES else 0
+        kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
+        config = MachineConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
+                               cmdline=cmdline, reserved_top=reserved, timeout=timeout)
+        out = bytearray()
+        machine = Machine(config, out.extend)
+        try:
+            self.tsc_log = None
+            self.tsc_khz = None
+            if host_tsc and machine.platform is not None:
+                self.tsc_log = machine.platform.host_clock_tsc(lambda: traps_so_far(machine))
+            elif machine.platform is None:
+                self.tsc_khz = machine.engine.vcpu.tsc_khz()
+            start = time.perf_counter()
+            result = machine.run()
+            self.seconds = time.perf_counter() - start
+        finally:
+            machine.close()
+        self.lines = out.decode("latin-1").replace("\r", "").splitlines()
+        if result.status != 0:
+            raise RuntimeError(f"exit status {result.status}: " + " / ".join(self.lines[-3:]))
+
+    def find(self, pattern: re.Pattern) -> list[re.Match]:
+        return [m for m in map(pattern.match, self.lines) if m]
+
+
+NANOBENCH = re.compile(r"^nanobench (\S+) iters=(\d+) cycles_per_iter=(\d+)$")
+PV_NAMES = {"in-hypercall": "in", "cr-hypercall": "cr", "ptemod-hypercall": "ptemod"}
+
+
+def nanobench(t: Technique, iters: int) -> dict[str, dict]:
+    run = Run(t, f"workload=nanobench iters={iters}", host_tsc=True)
+    found = run.find(NANOBENCH)
+    if not found:
+        raise RuntimeError("the guest printed no nanobench lines")
+    out = {}
+    for k, m in enumerate(found):
+        cycles = int(m[3])
+        if run.tsc_log is not None:
+            if len(run.tsc_log) != 2 * len(found):
+                raise RuntimeError(f"{len(run.tsc_log)} RDTSC reads for {len(found)} benchmarks")
+            (ns0, traps0), (ns1, traps1) = run.tsc_log[2 * k], run.tsc_log[2 * k + 1]
+            ns, traps = (ns1 - ns0) / iters, (traps1 - traps0) / iters
+        else:
+            ns, traps = cycles * 1e6 / run.tsc_khz, None
+        out[PV_NAMES.get(m[1], m[1])] = {"ns_per_iter": ns, "traps_per_iter": traps,
+                                         "guest_cycles_per_iter": cycles}
+    return out
+
+
+COMPUTE = re.compile(r"^compute checksum=([0-9a-f]+) instructions=(\d+)$")
+
+
+def compute_mips(t: Technique, rounds: int) -> tuple[float, str]:
+    """Guest MIPS of the compute loop: its own exact instruction count over
+    the host time the extra rounds of a longer run took."""
+    points = []
+    for n in (rounds, 3 * rounds):
+        run = Run(t, f"workload=compute iters={n}")
+        found = run.find(COMPUTE)
+        if not found:
+            raise RuntimeError("the guest printed no checksum")
+        points.append((int(found[0][2]), run.seconds, found[0][1]))
+    (i0, s0, _), (i1, s1, checksum) = points
+    return (i1 - i0) / max(s1 - s0, 1e-9) / 1e6, checksum
+
+
+PROBE_VISIBLE = re.compile(r"^probe (\S+) .* VISIBLE$")
+VERDICT = re.compile(r"^virtualization visible: (yes|no)$")
+
+
+def probe(t: Technique) -> tuple[bool, list[str]]:
+    run = Run(t, "workload=probe")
+    verdict = run.find(VERDICT)
+    if not verdict:
+        raise RuntimeError("the probe gave no verdict")
+    return verdict[0][1] == "yes", [m[1] for m in run.find(PROBE_VISIBLE)]

@@ -1,0 +1,69 @@
+"""The comparison as data (the `--json` document) and as a table."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from ringvisor.compare import measure
+from ringvisor.compare.techniques import ALL, Technique, unavailable
+
+# Adams & Agesen's nanobenchmarks as ringos names them (the PV build's
+# hypercall variants are the same rows).
+BENCH_ORDER = ("syscall", "in", "cr", "call/ret", "pgfault", "divzero", "ptemod")
+
+
+def measure_technique(t: Technique, iters: int, rounds: int, progress=None) -> dict:
+    def step(what):
+        if progress:
+            progress(f"{t.name}: {what}")
+    step("probe")
+    visible, leaks = measure.probe(t)
+    step("compute")
+    mips, checksum = measure.compute_mips(t, rounds)
+    step("nanobench")
+    bench = measure.nanobench(t, iters)
+    return {"command": f"ringvisor run {t.command}", "probe_visible": visible, "probe_leaks": leaks,
+            "mips": mips, "compute_checksum": checksum, "nanobench": bench}
+
+
+def compare(techniques=ALL, iters: int = 1000, rounds: int = 2, progress=None) -> dict:
+    doc = {"techniques": {}, "unavailable": {}}
+    for t in techniques:
+        why = unavailable(t)
+        if why:
+            doc["unavailable"][t.name] = why
+            continue
+        try:
+            doc["techniques"][t.name] = measure_technique(t, iters, rounds, progress)
+        except RuntimeError as e:
+            doc["unavailable"][t.name] = f"the guest failed: {e}"
+    native = doc["techniques"].get("native", {}).get("nanobench", {})
+    for entry in doc["techniques"].values():
+        for name, b in entry["nanobench"].items():
+            base = native.get(name, {}).get("ns_per_iter")
+            b["ratio_to_native"] = b["ns_per_iter"] / base if base else None
+    return doc
+
+
+def table(doc: dict) -> Table:
+    names = list(doc["techniques"])
+    t = Table(title="ns per iteration on the host (traps per iteration) ×ratio to native",
+              title_justify="left")
+    t.add_column("")
+    for n in names:
+        t.add_column(n, justify="right")
+    benches = [b for b in BENCH_ORDER if any(b in e["nanobench"] for e in doc["techniques"].values())]
+    for b in benches:
+        row = []
+        for n in names:
+            r = doc["techniques"][n]["nanobench"].get(b)
+            if r is None:
+                row.append("–")
+                continue
+            ratio = f" ×{r['ratio_to_native']:.1f}" if r.get("ratio_to_native") else ""
+            traps = "?" if r["traps_per_iter"] is None else f"{r['traps_per_iter']:.2f}"
+            row.append(f"{r['ns_per_iter']:,.0f} ({traps}){ratio}")
+        t.add_row(b, *row)
+    t.add_row("compute MIPS", *(f"{doc['techniques'][n]['mips']:.2f}" for n in names))
+    t.add_row("probe: virtualization visible",
+              *("yes" if doc["techniques"][n]["probe_visible"] else "no" for n in names))
+    return t

@@ -1,0 +1,41 @@
+"""The techniques `compare` knows, in the order of its table, and whether
+this machine can run the bundled guest under each."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ringvisor.errors import RingvisorError
+
+
+@dataclass(frozen=True)
+class Technique:
+    name: str            # the JSON and table name
+    engine: str
+    technique: str       # `ringvisor run --technique`
+    ring: int = 1
+
+    @property
+    def command(self) -> str:
+        ring = f" --ring {self.ring}" if self.technique == "trap" else ""
+        return f"--engine {self.engine} --technique {self.technique}{ring}"
+
+
+ALL = (Technique("native", "soft", "native"),
+       Technique("trap-ring1", "soft", "trap", 1),
+       Technique("trap-ring3", "soft", "trap", 3),
+       Technique("bt", "soft", "bt"),
+       Technique("pv", "soft", "pv"),
+       Technique("hw", "kvm", "hw"))
+
+
+def unavailable(t: Technique) -> str | None:
+    """Why the bundled guest cannot run under `t` here (None: it can)."""
+    from argparse import Namespace
+    from ringvisor.cli.options import machine_config
+    args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload="probe", guest=None,
+                     cmdline="", module=[], format="auto", memory="64M", timeout=None)
+    try:
+        machine_config(args)
+    except RingvisorError as e:
+        return str(e)
+    return None
