@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips clean
 
 install: $(STAMP) guests
 
@@ -39,7 +39,10 @@ bench-deps: install
 bench-exits: bench-deps
 	$(BIN)/python bench/exit_cost.py
 
-bench: bench-exits
+bench-mips: bench-deps
+	$(BIN)/python bench/mips.py
+
+bench: bench-exits bench-mips
 
 clean:
 	rm -rf $(VENV) guests/tests/build guests/os/build
