@@ -2,8 +2,9 @@
 """What one port-I/O exit costs: ringvisor against QEMU (-accel kvm), in one run.
 
 The same Multiboot payload (guests/tests/portloop.elf) runs N one-byte port
-writes from ring 3 with IOPL 3 (on PVM hosts ring-3 guest code runs on
-silicon, so the loop costs only its exits) and exits through port 0xf4.
+writes from ring 3 with IOPL 3 and exits through port 0xf4. (On PVM hosts
+the host kernel emulates every instruction of this 32-bit guest, the loop's
+few included, for ringvisor and QEMU alike.)
 Each VMM runs it with n=N and n=0; (t_N - t_0) / N is the cost per write,
 boot and teardown cancelling out. Medians of --runs runs each.
 
