@@ -9,7 +9,10 @@ from ringvisor.machine.memory import check_size, parse_size
 
 WORKLOADS = ("compute", "tasks", "nanobench", "probe")
 SOFT_TECHNIQUES = ("trap", "bt", "pv")
-AVAILABLE = {("kvm", "hw"), ("kvm", "native"), ("soft", "native")}
+# The monitors (trap, bt, pv) run on the soft engine; ringvisor.monitors.create
+# says in one line which of them this build has.
+AVAILABLE = {("kvm", "hw"), ("kvm", "native"), ("soft", "native"),
+             ("soft", "trap"), ("soft", "bt"), ("soft", "pv")}
 
 
 def engine_for(technique: str, engine: str | None) -> str:
@@ -47,7 +50,9 @@ def machine_config(args) -> MachineConfig:
     reserved = 0
     if args.technique in SOFT_TECHNIQUES:
         from ringvisor import monitors
-        reserved = monitors.RESERVED_BYTES
+        reserved = getattr(monitors, "RESERVED_BYTES", None)
+        if reserved is None:
+            raise ConfigError(f"--technique {args.technique}: this build has no monitors yet")
     return MachineConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
                          reserved_top=reserved, memory=check_size(parse_size(args.memory)),
                          cmdline=cmdline, modules=tuple(args.module), image_format=args.format,

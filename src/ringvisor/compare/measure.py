@@ -32,7 +32,7 @@ class Run:
 
     def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
         from ringvisor import monitors
-        reserved = monitors.RESERVED_BYTES if t.technique in MONITOR_TECHNIQUES else 0
+        reserved = getattr(monitors, "RESERVED_BYTES", 0) if t.technique in MONITOR_TECHNIQUES else 0
         kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
         config = MachineConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
                                cmdline=cmdline, reserved_top=reserved, timeout=timeout)

@@ -5,6 +5,7 @@ from rich.table import Table
 
 from ringvisor.compare import measure
 from ringvisor.compare.techniques import ALL, Technique, unavailable
+from ringvisor.errors import RingvisorError
 
 # Adams & Agesen's nanobenchmarks as ringos names them (the PV build's
 # hypercall variants are the same rows).
@@ -34,6 +35,8 @@ def compare(techniques=ALL, iters: int = 1000, rounds: int = 2, progress=None) -
             continue
         try:
             doc["techniques"][t.name] = measure_technique(t, iters, rounds, progress)
+        except RingvisorError as e:              # e.g. a monitor this build lacks
+            doc["unavailable"][t.name] = str(e).splitlines()[0]
         except RuntimeError as e:
             doc["unavailable"][t.name] = f"the guest failed: {e}"
     native = doc["techniques"].get("native", {}).get("nanobench", {})
