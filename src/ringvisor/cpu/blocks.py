@@ -83,6 +83,9 @@ class BlockCache:
         while True:
             eip = cpu.eip
             lin = (sbase[CS] + eip) & 0xFFFFFFFF
+            # A fetch fault here belongs to the instruction at eip: the engine
+            # rolls back to cur_eip/cur_esp, so they must describe it.
+            cpu.cur_eip, cpu.cur_esp = eip, cpu.r[4]
             p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
             key = (p, eip, sbase[CS], shi[CS], cpu.code32, cpu.stack32, cpu.cpl, cpu.pe)
             b = blocks.get(key)
