@@ -13,6 +13,9 @@ from ringvisor.cpu.segments import fetch, nullify_outer
 EXC, SOFT, EXT = 0, 1, 2          # delivery kinds: CPU exception, INT n/INT3/INTO, external
 CONTRIBUTORY = {0, 10, 11, 12, 13}
 HAS_ERROR_CODE = {8, 10, 11, 12, 13, 14, 17}
+# Exceptions that are not faults: #DB (a trap here: single-step, INT1), NMI,
+# the INT3/INTO traps, and the aborts #DF and #MC.
+NOT_FAULTS = {1, 2, 3, 4, 8, 18}
 
 
 class TripleFault(Exception):
@@ -75,6 +78,12 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
             new_cpl = d.dpl
         else:
             new_cpl = cpu.cpl
+        if kind == EXC and vector not in NOT_FAULTS:
+            # SDM vol. 3 17.3.1.1: "For any fault-class exception except a
+            # debug exception generated in response to an instruction
+            # breakpoint, the value pushed for RF is 1" (so that IRET back
+            # to the restarted instruction skips its code breakpoint).
+            flags |= RF
         cpu.push(flags & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
         cpu.push(old_cs, gsz)
         cpu.push(old_eip & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
