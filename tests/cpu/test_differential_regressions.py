@@ -110,12 +110,28 @@ def test_enter_with_16_bit_operand_size_pushes_bp():
         assert out.stack[at:at + 2] == bytes.fromhex("c8cb")
 
 
+# --- SLDT/STR/SMSW to a 32-bit register -----------------------------------------------------------
+# Found at CPL 0 (sldt ebp): the soft CPU wrote 16 bits and kept the upper
+# half; KVM zero-extends, as every processor since the P6 does (the SDM
+# leaves it undefined on the Pentium only) and AMD documents. 16-bit forms
+# keep the upper half.
+def test_sldt_str_smsw_to_a_32_bit_register_zero_extend():
+    case = case_from_hex("0f00c5" "0f00cd" "660f00cb" "0f01e0", cpl=0, ebp=0x10000, eax=0x55550000,
+                         ecx=0x12345678, ebx=0xABCDEF01)
+    for (blocks, paging), out in zip(RUNS, each_run(case)):
+        assert out.event == "end"
+        assert out.regs[5] == 0x28 and out.regs[1] == 0x12345678     # EBP: STR r32 last
+        assert out.regs[3] == 0xABCD0028                              # STR bx
+        assert out.regs[0] == 0x11 | (0x80000000 if paging else 0)     # SMSW eax: CR0
+
+
 REGRESSIONS = [case_from_hex(code, cpl=cpl) for code, cpl, _ in RF_FAULTS] + [
     case_from_hex("cc", cpl=3),
     case_from_hex("01d80f21c021c0", cpl=3, eflags=0x24D6, eax=0x1234, ebx=0x7FFFFFFF),
     case_from_hex("c1e9070f20ec21f0", cpl=3, eflags=0x24D6, ecx=0x7FFF),
     case_from_hex("d4cb", cpl=3, eax=0x80007B32), case_from_hex("d5c2", cpl=0, eax=0x8000CEFF),
     case_from_hex("66c8620000", cpl=3, ebp=0xABCDCBC8),
+    case_from_hex("0f00c50f00cd660f00cb", cpl=0, ebp=0x10000, ebx=0xABCDEF01),
 ]
 
 

@@ -107,11 +107,15 @@ def sidt(cpu, ins):
 
 
 def _store_selector(cpu, ins, v):
-    """SLDT/STR/SMSW/MOV r/m,Sreg: 16 bits to memory, zero-extended to a register."""
+    """SLDT/STR/SMSW/MOV r/m,Sreg: 16 bits to memory, zero-extended to a
+    32-bit register (the SDM leaves the upper half undefined on the Pentium
+    and clears it from the P6 on, as AMD does: found against KVM)."""
     if ins.mem:
         cpu.wr(ins.seg, ins.eaf(cpu, ins), 2, v & 0xFFFF)
+    elif ins.osz == 4:
+        cpu.r[ins.rm] = v & 0xFFFFFFFF
     else:
-        ins.s0(cpu, ins, v)
+        cpu.r[ins.rm] = (cpu.r[ins.rm] & 0xFFFF0000) | (v & 0xFFFF)
 
 
 @sem("SLDT")

@@ -572,7 +572,7 @@ def start_flags(draw, cpl: int):
 
 
 @st.composite
-def test_case(draw, cpl: int, interrupts: bool = False, max_items: int = 8):
+def cases(draw, cpl: int, interrupts: bool = False, max_items: int = 8):
     """A Case: start flags and registers, data seed, the nodes, the normalizer."""
     eflags = draw(start_flags(cpl))
     regs = {r: draw(u32) for r in ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")}

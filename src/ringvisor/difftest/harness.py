@@ -34,8 +34,12 @@ class Stats:
     diverged: Counter = field(default_factory=Counter)      # by CPL
     known: Counter = field(default_factory=Counter)         # by (CPL, known soft bug)
 
-    def summary(self, backend: str = "") -> str:
+    def summary(self, backend: str = "", kvm=None) -> str:
         lines = [f"backend: {backend}"] if backend else []
+        if kvm is not None and kvm.runs:
+            lines.append(f"kvm: {kvm.runs} runs; KVM's instruction emulator executed "
+                         f"{kvm.emulated} instructions (insn_emulation), "
+                         f"{kvm.emulated / kvm.runs:.1f} per run")
         for cpl in sorted(self.run):
             lines.append(f"CPL {cpl}: {self.run[cpl]} run, {self.compared[cpl]} compared, "
                          f"{sum(n for (c, _), n in self.skipped.items() if c == cpl)} skipped, "
@@ -78,6 +82,9 @@ class Harness:
         self.stats = Stats()
         emulated = self.kvm is not None and self.kvm.backend.emulates_ring0
         self.quirks = EMULATOR_FLAG_QUIRKS if emulated else {}
+
+    def summary(self) -> str:
+        return self.stats.summary(self.backend, self.kvm)
 
     @property
     def backend(self) -> str:

@@ -121,6 +121,8 @@ class KvmRunner:
         self.image = bytes(base_image(self.paging))
         self.engine = None
         self.restarts = 0
+        self.runs = 0
+        self.emulated = 0          # instructions KVM's emulator executed (insn_emulation)
         self._open()
 
     def _open(self) -> None:
@@ -133,9 +135,12 @@ class KvmRunner:
     def run(self, case: Case, program: Program) -> Outcome | Skip:
         load(self.memory, self.image, case, program)
         self.engine.set_state(start_state(case.cpl, case.eflags, case.regs, self.paging))
+        before = self._emulations()
+        self.runs += 1
         try:
             with _deadline(KVM_TIMEOUT):
                 e = self.engine.run()
+            self.emulated += self._emulations() - before
         except _Timeout:
             self._open()
             return Outcome("timeout", detail="KVM_RUN did not return")
@@ -148,6 +153,10 @@ class KvmRunner:
         if isinstance(e, X.InternalError):
             return Skip(e.description, program.mnemonic_at(eip) or f"at {eip:#x}", bytes(e.instruction))
         return Outcome(type(e).__name__.lower(), eip=eip, detail=f"kvm exit {e!r}")
+
+    def _emulations(self) -> int:
+        stats = self.engine.vcpu_stats
+        return stats.read().get("insn_emulation", 0) if stats else 0
 
     def close(self) -> None:
         if self.engine is not None:

@@ -1,0 +1,59 @@
+"""The differential harness's own parts: the SDM flags table, the
+assembler's undefined-flag tracking, the replay decoder, the world."""
+from __future__ import annotations
+
+from ringvisor.cpu.core import AF, CF, OF, PF, SF, ZF
+from ringvisor.cpu.opcodes import ROWS
+from ringvisor.difftest.effects import CONDITIONAL, EFFECTS, STATUS, effect
+from ringvisor.difftest.program import Branch, Insn, assemble, normalizer
+from ringvisor.difftest.replay import nodes_from_code
+from ringvisor.difftest.world import CODE, terminator
+
+
+def test_every_flags_table_key_is_in_the_opcode_table():
+    names = {r.mnemonic for r in ROWS} | {r.family for r in ROWS}
+    assert set(EFFECTS) - names == set()
+    assert set(CONDITIONAL) <= names
+
+
+def test_shift_flags_follow_the_count():
+    assert effect("SHL", 4, 0) == effect("SHL", 4, 32)            # masked to 0: no flag touched
+    assert effect("SHL", 4, 0).writes == effect("SHL", 4, 0).undefined == 0
+    one = effect("SHR", 4, 1)
+    assert one.writes & OF and one.undefined == AF
+    many = effect("SAR", 4, 5)
+    assert many.undefined == AF | OF and many.writes == CF | SF | ZF | PF
+    assert effect("SHL", 1, 8).undefined & CF                    # count >= width: CF undefined
+    assert not effect("SAR", 1, 8).undefined & CF
+    assert effect("RCL", 1, 9).reads == CF and effect("RCL", 1, 9).undefined == OF
+    assert effect("ROL", 2, 1).undefined == 0
+
+
+def test_normalizer_goes_before_a_reader_of_an_undefined_flag():
+    mul = Insn(b"\xf7\xe1", "MUL", effect("MUL"))
+    setz = Insn(b"\x0f\x94\xc0", "SETcc", effect("SETcc", cc=4))
+    seto = Insn(b"\x0f\x90\xc0", "SETcc", effect("SETcc", cc=0))
+    norm = normalizer(3, 0x1234)
+    p = assemble([mul, setz], 3, norm)
+    assert p.code == mul.code + norm.code + setz.code + terminator(3)
+    p = assemble([mul, seto], 3, norm)                            # OF is defined by MUL
+    assert p.code == mul.code + seto.code + terminator(3)
+    assert p.undefined_end == SF | ZF | AF | PF
+    assert p.undefined_at[CODE] == 0 and p.undefined_at[CODE + 2] == SF | ZF | AF | PF
+
+
+def test_a_branch_merges_the_undefined_flags_of_both_ways():
+    mul = Insn(b"\xf7\xe1", "MUL", effect("MUL"))
+    cmp_ = normalizer(0, 0)
+    p = assemble([cmp_, Branch("jcc8", (mul,), cc=4)], 0)
+    assert p.code[6:8] == b"\x74\x02"                            # JZ over the 2-byte MUL
+    assert p.undefined_end == SF | ZF | AF | PF
+
+
+def test_replay_splits_with_iced_and_takes_unknown_counts_as_undefined():
+    nodes = nodes_from_code(bytes.fromhex("d3e0c1e001f3a6f7f1"))
+    assert [n.mnemonic for n in nodes] == ["SHL", "SHL", "CMPSB", "DIV"]
+    assert nodes[0].effect.undefined == STATUS                   # SHL by CL
+    assert nodes[1].effect.writes & OF and nodes[1].effect.undefined == AF
+    assert nodes[2].effect.writes == 0                           # REP: the count may be 0
+    assert nodes[3].effect.undefined == STATUS
