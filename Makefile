@@ -31,6 +31,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Differential testing of the soft CPU against /dev/kvm: a long hypothesis
+# campaign (RINGVISOR_FUZZ_EXAMPLES cases per CPL), not part of `make test`.
+.PHONY: fuzz-cpu
+fuzz-cpu: install
+	$(BIN)/python -m ringvisor.difftest --examples $${RINGVISOR_FUZZ_EXAMPLES:-20000} < /dev/null
+
 # Benchmarks against real peers (QEMU from Debian, Unicorn from PyPI): not part of `make test`.
 bench-deps: install
 	@command -v qemu-system-i386 >/dev/null || apt-get install -y -qq qemu-system-x86

@@ -57,3 +57,32 @@ def test_replay_splits_with_iced_and_takes_unknown_counts_as_undefined():
     assert nodes[1].effect.writes & OF and nodes[1].effect.undefined == AF
     assert nodes[2].effect.writes == 0                           # REP: the count may be 0
     assert nodes[3].effect.undefined == STATUS
+
+
+class _FakeHarness:
+    """Diverges exactly when the case runs `culprit` with EBX = 7."""
+
+    def __init__(self, culprit: bytes):
+        self.culprit = culprit
+
+    def check(self, case):
+        from ringvisor.difftest.harness import Verdict
+        from ringvisor.difftest.campaign import _flat
+        hit = any(n.code == self.culprit for n in _flat(case.nodes)) and case.regs.get("ebx") == 7
+        return Verdict(divergences=["divergence"] if hit else [])
+
+
+def test_reduce_keeps_only_what_makes_the_divergence():
+    from dataclasses import replace
+    from ringvisor.difftest.campaign import reduce, replay_command
+    from ringvisor.difftest.program import Case
+    culprit = Insn(b"\xd4\x0a", "AAM", effect("AAM"))
+    filler = [Insn(b"\x40", "INC", effect("INC")), Insn(b"\x90", "NOP")]
+    case = Case(3, 0x8D7, {"eax": 5, "ebx": 7, "ecx": 9}, 1,
+                (filler[0], Branch("jcc8", (filler[1], culprit), cc=3), filler[1]), normalizer(0, 0))
+    small = reduce(_FakeHarness(culprit.code), case)
+    assert small.nodes == (culprit,) and small.regs == {"eax": 0, "ebx": 7, "ecx": 0}
+    assert small.eflags & 0x8D5 == 0
+    assert replay_command(small) == ("python -m ringvisor.difftest --replay d40a --cpl 3 "
+                                     "--eflags 0x2 --reg ebx=0x7")
+    assert reduce(_FakeHarness(b"\xcc"), replace(case, nodes=(culprit,))).nodes == (culprit,)

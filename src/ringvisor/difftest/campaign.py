@@ -1,0 +1,109 @@
+"""A long differential campaign (`make fuzz-cpu`): many hypothesis cases at
+each CPL, every divergence kept (not only the first), reduced to a short
+case by removing instructions and zeroing registers while it still
+diverges, grouped by what differs, and printed with a replay command."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, settings
+
+from ringvisor.difftest.generators import cases
+from ringvisor.difftest.harness import Harness
+from ringvisor.difftest.program import Branch, Case, Insn
+
+
+def _diverges(harness: Harness, case: Case) -> bool:
+    try:
+        return bool(harness.check(case).divergences)
+    except ValueError:                       # a reduction made a branch body invalid
+        return False
+
+
+def _without(nodes: tuple, i: int) -> tuple:
+    return nodes[:i] + nodes[i + 1:]
+
+
+def reduce(harness: Harness, case: Case) -> Case:
+    """Greedy: drop nodes (flattening branches), then zero registers and
+    status flags, keeping each change that still diverges."""
+    changed = True
+    while changed:
+        changed = False
+        nodes = case.nodes
+        for i in range(len(nodes) - 1, -1, -1):
+            options = [_without(nodes, i)]
+            if isinstance(nodes[i], Branch):
+                options.append(nodes[:i] + nodes[i].body + nodes[i + 1:])
+            for option in options:
+                trial = replace(case, nodes=option)
+                if option and _diverges(harness, trial):
+                    case, nodes, changed = trial, option, True
+                    break
+    for name, value in case.regs.items():
+        if value:
+            trial = replace(case, regs={**case.regs, name: 0})
+            if _diverges(harness, trial):
+                case = trial
+    if case.eflags & 0x8D5:
+        trial = replace(case, eflags=case.eflags & ~0x8D5)
+        if _diverges(harness, trial):
+            case = trial
+    return case
+
+
+def signature(text: str) -> tuple:
+    """What differs (field names) and where: how divergences are grouped."""
+    lines = text.splitlines()
+    fields = tuple(sorted({ln.strip().split(":")[0] for ln in lines if ln.startswith("  ") and
+                           not ln.startswith("  0") and ":" in ln}))
+    return lines[0], fields
+
+
+def replay_command(case: Case) -> str:
+    code = b"".join(n.code for n in _flat(case.nodes))
+    regs = " ".join(f"--reg {k}={v:#x}" for k, v in case.regs.items() if v)
+    return (f"python -m ringvisor.difftest --replay {code.hex()} --cpl {case.cpl} "
+            f"--eflags {case.eflags:#x} {regs}".rstrip())
+
+
+def _flat(nodes):
+    for n in nodes:
+        if isinstance(n, Insn):
+            yield n
+        else:
+            yield from _flat(n.body)
+
+
+def run(examples: int, cpls=(3, 0), seed: int | None = None, max_reports: int = 20, out=print) -> int:
+    seed = int(time.time()) if seed is None else seed
+    harness = Harness()
+    found: dict[tuple, tuple[Case, str]] = {}
+    started = time.monotonic()
+    try:
+        for cpl in cpls:
+            interrupts = not harness.kvm.backend.emulates_ring0
+
+            @hypothesis_seed(seed + cpl)
+            @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(case=cases(cpl, interrupts=interrupts))
+            def campaign(case):
+                for text in harness.check(case).divergences:
+                    found.setdefault(signature(text), (case, text))
+            t0 = time.monotonic()
+            campaign()
+            out(f"CPL {cpl}: {examples} cases in {time.monotonic() - t0:.0f} s")
+        out(f"\nseed {seed}, {time.monotonic() - started:.0f} s\n" + harness.summary())
+        out(f"divergences: {len(found)} distinct")
+        for n, (case, _) in enumerate(found.values()):
+            if n >= max_reports:
+                out(f"... and {len(found) - max_reports} more")
+                break
+            small = reduce(harness, case)
+            texts = harness.check(small).divergences or harness.check(case).divergences
+            out("\n" + "\n".join(texts) + "\n  replay: " + replay_command(small))
+    finally:
+        harness.close()
+    return 1 if found else 0
