@@ -125,6 +125,53 @@ def test_sldt_str_smsw_to_a_32_bit_register_zero_extend():
         assert out.regs[0] == 0x11 | (0x80000000 if paging else 0)     # SMSW eax: CR0
 
 
+# --- a read-modify-write whose write faults changes nothing ------------------------------------
+# Found at CPL 3 (mov es,0x63 - a readable conforming code segment; shrd
+# es:[m],bp,15): KVM raised #GP(0) with the flags as they were, the soft CPU
+# with the SHRD flags. Every RMW instruction computed its flags before the
+# write that faulted. SDM: a fault leaves the state as before the
+# instruction. DS = 0x53 is the harness's read-only ring-3 data segment.
+RMW_FORMS = ["0105" "00a00000", "800d" "00a00000" "05", "661115" "00a00000", "ff05" "00a00000",
+             "fe0d" "00a00000", "f71d" "00a00000", "d125" "00a00000", "c12d" "00a00000" "05",
+             "d315" "00a00000", "0fab05" "00a00000", "0fba2d" "00a00000" "05", "0fc105" "00a00000",
+             "0fb105" "00a00000", "0fa405" "00a00000" "05", "0fad05" "00a00000"]
+READ_ONLY_DS = "b853000000" "8ed8"
+
+
+@pytest.mark.parametrize("form", RMW_FORMS)
+def test_a_rmw_whose_write_faults_leaves_the_flags(form):
+    case = case_from_hex(READ_ONLY_DS + form, cpl=3, eflags=0x2, eax=0x7FFFFFFF, ecx=3)
+    out = soft(case, blocks=False)
+    assert (out.event, out.vector, out.error_code, out.eip) == ("exception", 13, 0, CODE + 7)
+    assert out.eflags == 0x2 | RF
+
+
+@pytest.mark.parametrize("form", ["0105" "00a00000", "d125" "00a00000", "0fab0d" "00a00000"])
+def test_a_rmw_into_a_read_only_page_faults_with_the_flags_unchanged(form):
+    import struct
+    from ringvisor.difftest.world import DATA, PT
+    runner = SoftRunner(paging=True, blocks=False)
+    image = bytearray(runner.image)
+    struct.pack_into("<I", image, PT + 4 * (DATA >> 12), DATA | 5)     # user, read-only
+    runner.image = bytes(image)
+    case = case_from_hex(form, cpl=3, eflags=0x2, eax=0x7FFFFFFF, ecx=3)
+    try:
+        out = runner.run(case, case.program())
+    finally:
+        runner.close()
+    assert (out.event, out.vector, out.error_code, out.eip) == ("exception", 14, 7, CODE)
+    assert out.eflags == 0x2 | RF
+
+
+@pytest.mark.xfail(strict=True, reason="blocks.py: inlined ALU ops and shifts on memory set "
+                   "EFLAGS before the write that faults (owner of blocks.py)")
+@pytest.mark.parametrize("form", ["0105" "00a00000", "800d" "00a00000" "05", "d125" "00a00000",
+                                  "c12d" "00a00000" "05"])
+def test_a_rmw_whose_write_faults_leaves_the_flags_in_a_block(form):
+    out = soft(case_from_hex(READ_ONLY_DS + form, cpl=3, eflags=0x2, eax=0x7FFFFFFF), blocks=True)
+    assert (out.event, out.vector) == ("exception", 13) and out.eflags == 0x2 | RF
+
+
 REGRESSIONS = [case_from_hex(code, cpl=cpl) for code, cpl, _ in RF_FAULTS] + [
     case_from_hex("cc", cpl=3),
     case_from_hex("01d80f21c021c0", cpl=3, eflags=0x24D6, eax=0x1234, ebx=0x7FFFFFFF),
@@ -132,7 +179,8 @@ REGRESSIONS = [case_from_hex(code, cpl=cpl) for code, cpl, _ in RF_FAULTS] + [
     case_from_hex("d4cb", cpl=3, eax=0x80007B32), case_from_hex("d5c2", cpl=0, eax=0x8000CEFF),
     case_from_hex("66c8620000", cpl=3, ebp=0xABCDCBC8),
     case_from_hex("0f00c50f00cd660f00cb", cpl=0, ebp=0x10000, ebx=0xABCDEF01),
-]
+    case_from_hex("bf600000008ec726660fac2d07a400000f", cpl=3, eflags=0x6602),
+] + [case_from_hex(READ_ONLY_DS + form, cpl=3, eax=0x7FFFFFFF, ecx=3) for form in RMW_FORMS]
 
 
 @pytest.fixture(scope="module")

@@ -7,33 +7,34 @@ from ringvisor.cpu import flags as FL
 from ringvisor.cpu.core import AF, CF, DE, OF, SF, ZF, CpuFault
 from ringvisor.cpu.flags import MASK, NSTATUS, PARITY, SIGN, szp
 from ringvisor.cpu.isa import register, sem
+from ringvisor.cpu.operands import get_for_update as RMW
 
 
 def _binop(kind):
     if kind == "ADD":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.add(cpu, ins.g0(cpu, ins), ins.g1(cpu, ins), 0, ins.w))
+            ins.wb0(cpu, ins, FL.add(cpu, RMW(cpu, ins), ins.g1(cpu, ins), 0, ins.w))
     elif kind == "ADC":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.add(cpu, ins.g0(cpu, ins), ins.g1(cpu, ins), cpu.flags & 1, ins.w))
+            ins.wb0(cpu, ins, FL.add(cpu, RMW(cpu, ins), ins.g1(cpu, ins), cpu.flags & 1, ins.w))
     elif kind == "SUB":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.sub(cpu, ins.g0(cpu, ins), ins.g1(cpu, ins), 0, ins.w))
+            ins.wb0(cpu, ins, FL.sub(cpu, RMW(cpu, ins), ins.g1(cpu, ins), 0, ins.w))
     elif kind == "SBB":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.sub(cpu, ins.g0(cpu, ins), ins.g1(cpu, ins), cpu.flags & 1, ins.w))
+            ins.wb0(cpu, ins, FL.sub(cpu, RMW(cpu, ins), ins.g1(cpu, ins), cpu.flags & 1, ins.w))
     elif kind == "CMP":
         def fn(cpu, ins):
             FL.sub(cpu, ins.g0(cpu, ins), ins.g1(cpu, ins), 0, ins.w)
     elif kind == "AND":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.logic(cpu, ins.g0(cpu, ins) & ins.g1(cpu, ins), ins.w))
+            ins.wb0(cpu, ins, FL.logic(cpu, RMW(cpu, ins) & ins.g1(cpu, ins), ins.w))
     elif kind == "OR":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.logic(cpu, ins.g0(cpu, ins) | ins.g1(cpu, ins), ins.w))
+            ins.wb0(cpu, ins, FL.logic(cpu, RMW(cpu, ins) | ins.g1(cpu, ins), ins.w))
     elif kind == "XOR":
         def fn(cpu, ins):
-            ins.wb0(cpu, ins, FL.logic(cpu, ins.g0(cpu, ins) ^ ins.g1(cpu, ins), ins.w))
+            ins.wb0(cpu, ins, FL.logic(cpu, RMW(cpu, ins) ^ ins.g1(cpu, ins), ins.w))
     elif kind == "TEST":
         def fn(cpu, ins):
             FL.logic(cpu, ins.g0(cpu, ins) & ins.g1(cpu, ins), ins.w)
@@ -48,20 +49,20 @@ for _k in ("ADD", "ADC", "SUB", "SBB", "CMP", "AND", "OR", "XOR", "TEST"):
 @sem("INC")
 def inc(cpu, ins):
     c = cpu.flags & CF
-    ins.wb0(cpu, ins, FL.add(cpu, ins.g0(cpu, ins), 1, 0, ins.w))
+    ins.wb0(cpu, ins, FL.add(cpu, RMW(cpu, ins), 1, 0, ins.w))
     cpu.flags = (cpu.flags & ~CF) | c
 
 
 @sem("DEC")
 def dec(cpu, ins):
     c = cpu.flags & CF
-    ins.wb0(cpu, ins, FL.sub(cpu, ins.g0(cpu, ins), 1, 0, ins.w))
+    ins.wb0(cpu, ins, FL.sub(cpu, RMW(cpu, ins), 1, 0, ins.w))
     cpu.flags = (cpu.flags & ~CF) | c
 
 
 @sem("NEG")
 def neg(cpu, ins):
-    ins.wb0(cpu, ins, FL.sub(cpu, 0, ins.g0(cpu, ins), 0, ins.w))
+    ins.wb0(cpu, ins, FL.sub(cpu, 0, RMW(cpu, ins), 0, ins.w))
 
 
 @sem("NOT")
@@ -278,7 +279,7 @@ def cwd(cpu, ins):
 
 @sem("XADD")
 def xadd(cpu, ins):
-    d = ins.g0(cpu, ins)
+    d = RMW(cpu, ins)
     s = ins.g1(cpu, ins)
     t = FL.add(cpu, d, s, 0, ins.w)
     if ins.mem:
@@ -292,7 +293,7 @@ def xadd(cpu, ins):
 @sem("CMPXCHG")
 def cmpxchg(cpu, ins):
     w = ins.w
-    d = ins.g0(cpu, ins)
+    d = RMW(cpu, ins)            # always written, even when not equal
     acc = cpu.r[0] & MASK[w]
     FL.sub(cpu, acc, d, 0, w)
     if acc == d:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ringvisor.cpu.core import CF, DF, ZF
 from ringvisor.cpu.flags import MASK, cond
 from ringvisor.cpu.isa import register, sem
+from ringvisor.cpu.operands import get_for_update as RMW
 
 
 def _bitop(kind):
@@ -20,9 +21,11 @@ def _bitop(kind):
             amask = 0xFFFF if ins.asz == 2 else 0xFFFFFFFF
             a = (ins.eaf(cpu, ins) + (off >> (3 + (w >> 1))) * w) & amask
             v = cpu.rd(ins.seg, a, w)
+            if kind != "BT":
+                cpu.check_wr(ins.seg, a, w)   # a write fault before CF changes
             b = off & (bits - 1)
         else:
-            v = ins.g0(cpu, ins)
+            v = ins.g0(cpu, ins) if kind == "BT" else RMW(cpu, ins)
             b = off & (bits - 1)
             a = cpu.ea
         bit = (v >> b) & 1

@@ -34,6 +34,19 @@ def ea_moffs(cpu, ins) -> int:
     return ins.disp
 
 
+def get_for_update(cpu, ins) -> int:
+    """Operand 0 of a read-modify-write instruction. A memory destination is
+    read with the write checks made at once (segment writable and in limit,
+    page writable), as the processor does: a faulting instruction changes
+    nothing, so the fault must come before the flags change (found by the
+    differential tests: ADD/SHL/BTS... into a read-only segment left their
+    flags behind)."""
+    v = ins.g0(cpu, ins)
+    if ins.mem:
+        cpu.check_wr(ins.seg, cpu.ea, ins.w)
+    return v
+
+
 def get_imm(cpu, ins) -> int:
     return ins.imm
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ringvisor.cpu.core import AF, CF, OF
 from ringvisor.cpu.flags import MASK, NSTATUS, SIGN, szp
 from ringvisor.cpu.isa import register
+from ringvisor.cpu.operands import get_for_update as RMW
 
 
 def _count(cpu, ins):
@@ -20,7 +21,7 @@ SHIFT_COMPUTE = {}
 def _shift(kind):
     def fn(cpu, ins):
         c = _count(cpu, ins)
-        v = ins.g0(cpu, ins)
+        v = RMW(cpu, ins)
         if c == 0:
             if ins.mem:
                 ins.wb0(cpu, ins, v)   # the write cycle still happens (faults on read-only)
@@ -93,7 +94,7 @@ for _k in ("ROL", "ROR", "RCL", "RCR", "SHL", "SAL", "SHR", "SAR"):
 def _double(left):
     def fn(cpu, ins):
         c = ins.g2(cpu, ins) & 0x1F
-        d = ins.g0(cpu, ins)
+        d = RMW(cpu, ins)
         src = ins.g1(cpu, ins)
         if c == 0:
             if ins.mem:

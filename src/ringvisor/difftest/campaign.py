@@ -1,7 +1,8 @@
 """A long differential campaign (`make fuzz-cpu`): many hypothesis cases at
 each CPL, every divergence kept (not only the first), reduced to a short
 case by removing instructions and zeroing registers while it still
-diverges, grouped by what differs, and printed with a replay command."""
+diverges, grouped by what differs and where (Verdict.signatures), and
+printed with a replay command."""
 from __future__ import annotations
 
 import time
@@ -53,14 +54,6 @@ def reduce(harness: Harness, case: Case) -> Case:
     return case
 
 
-def signature(text: str) -> tuple:
-    """What differs (field names) and where: how divergences are grouped."""
-    lines = text.splitlines()
-    fields = tuple(sorted({ln.strip().split(":")[0] for ln in lines if ln.startswith("  ") and
-                           not ln.startswith("  0") and ":" in ln}))
-    return lines[0], fields
-
-
 def replay_command(case: Case) -> str:
     code = b"".join(n.code for n in _flat(case.nodes))
     regs = " ".join(f"--reg {k}={v:#x}" for k, v in case.regs.items() if v)
@@ -90,8 +83,9 @@ def run(examples: int, cpls=(3, 0), seed: int | None = None, max_reports: int = 
                       suppress_health_check=list(HealthCheck))
             @given(case=cases(cpl, interrupts=interrupts))
             def campaign(case):
-                for text in harness.check(case).divergences:
-                    found.setdefault(signature(text), (case, text))
+                verdict = harness.check(case)
+                for text, sig in zip(verdict.divergences, verdict.signatures):
+                    found.setdefault(sig, (case, text))
             t0 = time.monotonic()
             campaign()
             out(f"CPL {cpl}: {examples} cases in {time.monotonic() - t0:.0f} s")

@@ -29,7 +29,10 @@ def differences(a: Outcome, b: Outcome, program: Program) -> list[str]:
     for name, va, vb in zip(SELECTORS, a.selectors, b.selectors):
         if va != vb:
             out.append(f"{name}: {va:#x} != {vb:#x}")
-    for name in ("data", "stack"):
+    for name, va, vb in zip(("ds cache", "es cache", "fs cache", "gs cache"), a.caches, b.caches):
+        if va != vb:
+            out.append(f"{name}: {_fmt_cache(va)} != {_fmt_cache(vb)}")
+    for name in ("data", "stack", "gdt"):
         da, db = getattr(a, name), getattr(b, name)
         if da != db:
             diff = [i for i in range(min(len(da), len(db))) if da[i] != db[i]]
@@ -37,6 +40,11 @@ def differences(a: Outcome, b: Outcome, program: Program) -> list[str]:
             out.append(f"{name}: {len(diff)} bytes differ, first at +{i:#x}: "
                        f"{da[i:i + 8].hex()} != {db[i:i + 8].hex()}")
     return out
+
+
+def _fmt_cache(c: tuple) -> str:
+    return "(" + ", ".join(f"{x:#x}" if isinstance(x, int) and not isinstance(x, bool) else str(x)
+                           for x in c) + ")"
 
 
 def _fmt(v) -> str:

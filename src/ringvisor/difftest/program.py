@@ -10,7 +10,7 @@ the run ends is masked when the engines' EFLAGS are compared.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ringvisor.difftest.effects import COND_FLAGS, Effect, STATUS
 from ringvisor.difftest.world import CODE, terminator
@@ -23,6 +23,7 @@ class Insn:
     effect: Effect = Effect()
     ring0: bool = False             # only meaningful at CPL 0 (privileged by design)
     shows_paging: bool = False      # its result reveals CR0.PG or CR3 (MOV from CR0/CR3, SMSW)
+    fixup: object = field(default=None, compare=False)   # eip -> code, for absolute targets
 
 
 # Branch kinds: (opcode bytes, length of the rel field, flags read)
@@ -142,6 +143,10 @@ def _put(a: _Asm, insn: Insn, undefined: int) -> tuple[bytes, int]:
     out = b""
     if insn.effect.reads & undefined:
         out, undefined = _put(a, a.normalizer, undefined)
+    if insn.fixup is not None:
+        code = insn.fixup(a.eip)
+        assert len(code) == len(insn.code), "a fixup must keep the instruction's length"
+        insn = replace(insn, code=code, fixup=None)
     a.listing.append((a.eip, insn))
     a.undefined_at[a.eip] = undefined
     a.ever |= undefined

@@ -52,11 +52,11 @@ CR0_PE, CR0_ET, CR0_PG = 1, 0x10, 1 << 31
 
 
 def descriptor(base: int, limit: int, type_: int, dpl: int = 0, s: bool = True,
-               db: bool = True, g: bool = True) -> bytes:
+               db: bool = True, g: bool = True, present: bool = True) -> bytes:
     if g:
         limit >>= 12
     lo = (limit & 0xFFFF) | (base & 0xFFFF) << 16
-    hi = ((base >> 16) & 0xFF) | type_ << 8 | s << 12 | dpl << 13 | 1 << 15 | \
+    hi = ((base >> 16) & 0xFF) | type_ << 8 | s << 12 | dpl << 13 | present << 15 | \
         (limit & 0xF0000) | db << 22 | g << 23 | (base & 0xFF000000)
     return struct.pack("<II", lo, hi)
 
@@ -78,19 +78,45 @@ def terminator(cpl: int) -> bytes:
     return b"\xf4" if cpl == 3 else stub(END)
 
 
+# Descriptors for segment loads and far transfers to hit every check:
+# (selector, base, limit, type, dpl, present, granular)
+EXTRA_DESCRIPTORS = (
+    (0x30, 0, 0xFFFFFFFF, 0x2, 3, True, True),      # ring-3 data, not accessed: loads set A
+    (0x38, 0, 0xFFFFFFFF, 0x2, 0, True, True),      # ring-0 data, not accessed
+    (0x40, 0, 0xFFFFFFFF, 0x8, 3, True, True),      # ring-3 code, execute-only
+    (0x48, 0, 0xFFFFFFFF, 0x3, 3, False, True),     # ring-3 data, not present: #NP / #SS
+    (0x50, 0, 0xFFFFFFFF, 0x1, 3, True, True),      # ring-3 data, read-only
+    (0x58, 0, 0xBFFF, 0x3, 3, True, False),         # ring-3 data, limit 0xBFFF (data area inside)
+    (0x60, 0, 0xFFFFFFFF, 0xF, 0, True, True),      # ring-0 conforming code, readable
+    (0x68, 0, 0xFFFFFFFF, 0xB, 3, False, True),     # ring-3 code, not present
+    (0x70, 0, 0x0FFF, 0x7, 3, True, False),         # ring-3 expand-down data: offsets above 0xFFF
+)
+GDT_ENTRIES = 0x78 // 8
+
+
 def _gdt() -> bytes:
     flat = 0xFFFFFFFF
-    return b"".join((bytes(8),
-                     descriptor(0, flat, 0xB), descriptor(0, flat, 0x3),
-                     descriptor(0, flat, 0xB, dpl=3), descriptor(0, flat, 0x3, dpl=3),
-                     descriptor(TSS, TSS_LIMIT, 0x9, s=False, db=False, g=False)))
+    gdt = bytearray(b"".join((bytes(8),
+                              descriptor(0, flat, 0xB), descriptor(0, flat, 0x3),
+                              descriptor(0, flat, 0xB, dpl=3), descriptor(0, flat, 0x3, dpl=3),
+                              descriptor(TSS, TSS_LIMIT, 0xB, s=False, db=False, g=False))))   # busy: TR holds it
+    gdt += bytes(GDT_ENTRIES * 8 - len(gdt))
+    for sel, base, limit, type_, dpl, present, g in EXTRA_DESCRIPTORS:
+        gdt[sel:sel + 8] = descriptor(base, limit, type_, dpl, g=g, present=present)
+    return bytes(gdt)
+
+
+OPEN_PORTS = range(0x80, 0x84)      # the TSS I/O bitmap lets ring 3 reach these
 
 
 def _tss() -> bytes:
     tss = bytearray(0x68)
     struct.pack_into("<II", tss, 4, STACK0_TOP, KDATA)
     struct.pack_into("<H", tss, 102, 0x68)          # I/O bitmap right after the header
-    return bytes(tss) + b"\xff" * (0x2000 + 1)
+    bitmap = bytearray(b"\xff" * (0x2000 + 1))
+    for port in OPEN_PORTS:
+        bitmap[port >> 3] &= ~(1 << (port & 7))
+    return bytes(tss) + bytes(bitmap)
 
 
 def base_image(paging: bool) -> bytearray:
@@ -112,7 +138,7 @@ def base_image(paging: bool) -> bytearray:
     return img
 
 
-GDT_LIMIT = 6 * 8 - 1
+GDT_LIMIT = GDT_ENTRIES * 8 - 1
 
 
 def start_state(cpl: int, eflags: int, regs: dict[str, int], paging: bool) -> CpuState:
@@ -128,7 +154,11 @@ def start_state(cpl: int, eflags: int, regs: dict[str, int], paging: bool) -> Cp
                     cr0=CR0_PE | CR0_ET | (CR0_PG if paging else 0), cr3=PD if paging else 0,
                     gdt=TableRegister(GDT, GDT_LIMIT),
                     idt=TableRegister(IDT, IDT_VECTORS * 8 - 1),
-                    tr=Segment.system(TSSSEL, TSS, TSS_LIMIT, 11), **regs)
+                    tr=Segment.system(TSSSEL, TSS, TSS_LIMIT, 11),
+                    # No LDT: a null LDTR whose cache is unusable, as after LLDT 0
+                    # (a usable cache would let KVM read "LDT" descriptors at 0).
+                    ldt=Segment(selector=0, base=0, limit=0, type=2, present=False, s=False,
+                                unusable=True), **regs)
 
 
 @dataclass
@@ -144,11 +174,26 @@ class Outcome:
     selectors: tuple[int, ...] = ()     # CS SS DS ES FS GS
     data: bytes = b""
     stack: bytes = b""
+    gdt: bytes = b""                    # accessed bits set by segment loads
+    caches: tuple = ()                  # DS ES FS GS descriptor caches (non-null selectors)
     detail: str = ""
     extra: dict = field(default_factory=dict)
 
 
 GPR_ORDER = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+
+
+def _caches(state: CpuState) -> tuple:
+    """What a segment load put in the hidden part: base, limit, type (A
+    included), DPL, D/B, for each data segment register that is not null
+    (a null one's cache is not architectural: KVM marks it unusable)."""
+    out = []
+    for seg in (state.ds, state.es, state.fs, state.gs):
+        if seg.selector & 0xFFFC:
+            out.append((seg.selector, seg.base, seg.limit, seg.type, seg.dpl, bool(seg.db)))
+        else:
+            out.append((seg.selector,))
+    return tuple(out)
 
 
 def read_outcome(state: CpuState, memory, cpl: int, end_eip: int) -> Outcome:
@@ -158,9 +203,10 @@ def read_outcome(state: CpuState, memory, cpl: int, end_eip: int) -> Outcome:
     stack = bytearray(memory.read(STACK, STACK_SIZE))
     sel = [state.cs.selector, state.ss.selector, state.ds.selector, state.es.selector,
            state.fs.selector, state.gs.selector]
+    gdt = memory.read(GDT, GDT_ENTRIES * 8)
     if vector == END:
         return Outcome("end", None, None, end_eip, state.eflags, tuple(regs), tuple(sel),
-                       memory.read(DATA, DATA_SIZE), bytes(stack))
+                       memory.read(DATA, DATA_SIZE), bytes(stack), gdt, _caches(state))
     code = None
     frame = esp0
     if vector in HAS_ERROR_CODE:
@@ -182,4 +228,4 @@ def read_outcome(state: CpuState, memory, cpl: int, end_eip: int) -> Outcome:
     if cpl == 3 and vector == 13 and code == 0 and eip == end_eip:
         event, vector, code = "end", None, None
     return Outcome(event, vector, code, eip, eflags, tuple(regs), tuple(sel),
-                   memory.read(DATA, DATA_SIZE), bytes(stack))
+                   memory.read(DATA, DATA_SIZE), bytes(stack), gdt, _caches(state))
