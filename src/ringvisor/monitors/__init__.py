@@ -1,0 +1,29 @@
+"""Monitors: the virtualization techniques that run the guest deprivileged
+on an engine and own what the real CPU sees (DESIGN.md, "monitor" layer).
+
+`create(technique, machine, engine, ring)` returns an object the machine
+drives exactly like an engine. `RESERVED_BYTES` at the top of guest RAM
+belong to the monitors (the machine's memory map hides them from the guest).
+"""
+from __future__ import annotations
+
+from ringvisor.errors import ConfigError
+from ringvisor.monitors.region import RESERVED_BYTES
+
+TECHNIQUES = ("trap",)
+
+
+def create(technique: str, machine, engine, ring: int = 1):
+    if technique == "trap":
+        if ring not in (1, 3):
+            raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
+        if machine.layout.reserved_top != RESERVED_BYTES:
+            raise ConfigError(f"the trap monitor needs the top {RESERVED_BYTES >> 20} MiB of guest RAM "
+                              f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+        from ringvisor.monitors.trap import TrapMonitor
+        return TrapMonitor(machine, engine, ring)
+    raise ConfigError(f"--technique {technique} is not implemented yet (monitors available: "
+                      f"{', '.join(TECHNIQUES)})")
+
+
+__all__ = ["RESERVED_BYTES", "create", "TECHNIQUES"]

@@ -1,0 +1,82 @@
+"""The monitor's region: the top RESERVED_BYTES of guest RAM, hidden from the
+guest by the memory map, and mapped at linear 0xF0000000 (the "hole" ringos
+and the PV ABI leave to the monitor) in every page directory the real CPU
+uses, supervisor-only.
+
+Layout (offsets from the region's start; one page table maps it all):
+
+    0x00000  page table mapping the region at 0xF0000000
+    0x01000  trap stubs: 256 x 4 bytes (out %al, $TRAP_PORT; hlt; nop)
+    0x02000  the real IDT (256 gates, all to the stubs, DPL 0)
+    0x03000  the real TSS (SS0:ESP0 = the monitor stack; no I/O bitmap)
+    0x04000  the monitor's ring-0 stack (one page; it holds one frame)
+    0x10000  the real GDT, kernel view (64 KiB: every selector the guest may use)
+    0x20000  the real GDT, user view
+    0x30000  the frame pool for shadow page directories and tables
+"""
+from __future__ import annotations
+
+from ringvisor.errors import GuestCrashed
+
+RESERVED_BYTES = 4 << 20          # one page table's reach
+LINEAR_BASE = 0xF0000000          # the hole: page-directory entries 960..1023
+HOLE_PDE = LINEAR_BASE >> 22
+PAGE = 0x1000
+
+PAGE_TABLE, STUBS, IDT, TSS, STACK = 0x0000, 0x1000, 0x2000, 0x3000, 0x4000
+STACK_TOP = STACK + PAGE
+GDT_KERNEL_VIEW, GDT_USER_VIEW = 0x10000, 0x20000
+GDT_BYTES = 0x10000
+POOL = 0x30000
+STUB_SIZE = 4
+
+
+class MonitorRegion:
+    def __init__(self, memory, ram_size: int):
+        if ram_size < 2 * RESERVED_BYTES:
+            raise GuestCrashed(f"guest RAM of {ram_size >> 20} MiB is too small for the monitor's "
+                               f"{RESERVED_BYTES >> 20} MiB region (use --memory 16M or more)")
+        self.memory = memory
+        self.mm = memory.mmap
+        self.phys = ram_size - RESERVED_BYTES
+        self.end = ram_size
+        self.free_frames = list(range(self.end - PAGE, self.phys + POOL - 1, -PAGE))
+        self.pool_size = len(self.free_frames)
+
+    # --- addresses -----------------------------------------------------------
+    def linear(self, offset: int) -> int:
+        return LINEAR_BASE + offset
+
+    def physical(self, offset: int) -> int:
+        return self.phys + offset
+
+    def contains(self, phys: int) -> bool:
+        return self.phys <= phys < self.end
+
+    # --- frames for shadow tables ----------------------------------------------
+    def alloc_frame(self) -> int | None:
+        """A zeroed pool frame (physical address), or None when exhausted."""
+        if not self.free_frames:
+            return None
+        f = self.free_frames.pop()
+        self.mm[f:f + PAGE] = bytes(PAGE)
+        return f
+
+    def free_frame(self, frame: int) -> None:
+        self.free_frames.append(frame)
+
+    # --- raw physical access (the monitor's own memory) -------------------------
+    def read_u32(self, phys: int) -> int:
+        return int.from_bytes(self.mm[phys:phys + 4], "little")
+
+    def write_u32(self, phys: int, value: int) -> None:
+        self.mm[phys:phys + 4] = (value & 0xFFFFFFFF).to_bytes(4, "little")
+
+    def write_u64(self, phys: int, value: int) -> None:
+        self.mm[phys:phys + 8] = value.to_bytes(8, "little")
+
+    def read_u64(self, phys: int) -> int:
+        return int.from_bytes(self.mm[phys:phys + 8], "little")
+
+    def write_bytes(self, phys: int, data: bytes) -> None:
+        self.mm[phys:phys + len(data)] = data
