@@ -9,11 +9,15 @@ A denied access raises VirtualFault: the exception the guest's own CPU
 would take (#PF with the guest's error code and faulting address)."""
 from __future__ import annotations
 
-from ringvisor.errors import GuestCrashed
 from ringvisor.monitors.vcpu import CR0_WP, CR4_PSE
 
 P, RW, US, A, D, PS = 1, 2, 4, 0x20, 0x40, 0x80
 PF, GP, SS_FAULT = 14, 13, 12
+
+
+class ReservedAccess(Exception):
+    """The guest reached memory that is not its own (the monitor's region,
+    or beyond RAM where the monitor must read a guest structure)."""
 
 
 class VirtualFault(Exception):
@@ -64,7 +68,7 @@ class GuestMmu:
         """Translate without side effects (reports); None when unmapped."""
         try:
             return self.walk(lin, False, False, set_bits=False)
-        except (VirtualFault, GuestCrashed):
+        except (VirtualFault, ReservedAccess):
             return None
 
     def _entry(self, addr: int) -> int:
@@ -77,11 +81,11 @@ class GuestMmu:
 
     def _check_phys(self, phys: int, n: int, what: str) -> None:
         if self.region.contains(phys) or self.region.contains(phys + n - 1):
-            raise GuestCrashed(f"the guest pointed the monitor at {what} in the memory the memory map "
-                               f"reserves for ringvisor's monitor (physical {phys:#x})")
+            raise ReservedAccess(f"the guest pointed the monitor at {what} in the memory the memory "
+                                 f"map reserves for ringvisor's monitor (physical {phys:#x})")
         if phys + n > self.memory.size:
-            raise GuestCrashed(f"the guest pointed the monitor at {what} outside guest RAM "
-                               f"(physical {phys:#x})")
+            raise ReservedAccess(f"the guest pointed the monitor at {what} outside guest RAM "
+                                 f"(physical {phys:#x})")
 
     # --- linear access ------------------------------------------------------------------
     def read(self, lin: int, n: int, user: bool = False, what: str = "guest memory") -> bytes:

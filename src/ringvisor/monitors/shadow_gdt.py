@@ -23,8 +23,8 @@ to the real GDT.
 """
 from __future__ import annotations
 
-from ringvisor.errors import GuestCrashed
 from ringvisor.monitors import region as R
+from ringvisor.monitors.delivery import Unsupported
 from ringvisor.monitors.descriptors import decode, is_null, with_fields
 from ringvisor.monitors.real_tables import FIRST_MONITOR_SELECTOR, monitor_descriptors
 
@@ -49,7 +49,7 @@ class ShadowGdt:
     def load(self, guest_table: bytes) -> None:
         """Rebuild both views from the bytes of the guest's GDT."""
         if len(guest_table) > FIRST_MONITOR_SELECTOR:
-            raise GuestCrashed(f"the guest's GDT ({len(guest_table)} bytes) reaches selector "
+            raise Unsupported(f"the guest's GDT ({len(guest_table)} bytes) reaches selector "
                                f"{FIRST_MONITOR_SELECTOR:#x}, where the monitor's own descriptors live")
         n = len(guest_table) // 8 * 8
         for view, base in self.bases.items():

@@ -22,7 +22,7 @@ between directories that share a guest page table.
 from __future__ import annotations
 
 from ringvisor.monitors import region as R
-from ringvisor.monitors.guest_mmu import A, D, P, PS, RW, US, VirtualFault
+from ringvisor.monitors.guest_mmu import A, D, P, PS, RW, US, ReservedAccess, VirtualFault
 from ringvisor.monitors.real_tables import monitor_pde
 from ringvisor.monitors.vcpu import CR4_PSE
 
@@ -104,9 +104,9 @@ class ShadowMmu:
             raise VirtualFault(14, (2 if write else 0) | (4 if user else 0), lin)
         phys = self.gmmu.walk(lin, write, user)
         if self.region.contains(phys):
-            from ringvisor.errors import GuestCrashed
-            raise GuestCrashed(f"the guest accessed linear {lin:#x}, which its page tables map to "
-                               f"physical {phys:#x}: memory the memory map reserves for the monitor")
+            how = "its page tables map" if self.vcpu.paging else "with paging off, is"
+            raise ReservedAccess(f"the guest accessed linear {lin:#x}, which {how} physical "
+                                 f"{phys:#x}: memory the memory map reserves for the monitor")
         pdi, pti = lin >> 22, (lin >> 12) & 0x3FF
         pt = self._link(self.current, pdi)
         pte_addr = pt.frame + 4 * pti

@@ -33,7 +33,7 @@ from ringvisor.monitors import real_tables as T
 from ringvisor.monitors.delivery import (EXC, EXT, HAS_ERROR_CODE, TripleFault, Unsupported,
                                          guest_descriptor, raise_event, vector_name)
 from ringvisor.monitors.descriptors import decode, raw_of
-from ringvisor.monitors.guest_mmu import GuestMmu, VirtualFault
+from ringvisor.monitors.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
 from ringvisor.monitors.realcpu import RealCpu
 from ringvisor.monitors.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
 from ringvisor.monitors.shadow_paging import PoolExhausted, ShadowMmu
@@ -192,6 +192,8 @@ class TrapMonitor:
             return self._triple_fault(st, str(tf))
         except Unsupported as u:
             self.crash(f"unsupported guest behaviour: {u}", st)
+        except ReservedAccess as r:
+            self.crash(str(r), st)
         except NeedMore:
             self.crash("the guest's instruction runs into an unmapped page", st)
 
@@ -202,10 +204,15 @@ class TrapMonitor:
 
     def _emulate(self, st, vector: int, code):
         ins = E.fetch_decode(self, st)
+        name = "(undefined)" if ins.row is None else \
+            ins.row.mnemonic if ins.row.mnemonic != "MOV" else ins.row.text
+        self.emulated[name] += 1              # before: an OUT to the debug-exit port never returns
         result = E.emulate(self, st, ins)
         if result == E.REFLECT:
+            self.emulated[name] -= 1
+            if not self.emulated[name]:
+                del self.emulated[name]
             return self._reflect(st, vector, code)
-        self.emulated[ins.row.mnemonic if ins.row.mnemonic != "MOV" else ins.row.text] += 1
         if result == E.SHADOW and self.pic.pending():
             self.stepper.interrupt_shadow()
         if result == E.HALT and not self.pic.pending():

@@ -1,0 +1,26 @@
+"""Running a guest under the trap monitor in-process: the same Machine the
+CLI builds (soft engine, --technique trap), its console captured."""
+from __future__ import annotations
+
+from ringvisor import monitors
+from ringvisor.machine.machine import Machine, MachineConfig
+
+
+def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):
+    out = bytearray()
+    cfg = MachineConfig(kernel=str(kernel), engine="soft", technique=technique, ring=ring,
+                        cmdline=cmdline, timeout=120,
+                        reserved_top=monitors.RESERVED_BYTES if technique == "trap" else 0, **config)
+    m = Machine(cfg, console=out.extend)
+    m.output = out
+    return m
+
+
+def run(kernel, cmdline: str = "", **kw):
+    """(RunResult, console lines) of a run to the guest's exit."""
+    m = machine(kernel, cmdline, **kw)
+    try:
+        result = m.run()
+    finally:
+        m.close()
+    return result, m.output.decode(errors="replace").replace("\r", "").splitlines()
