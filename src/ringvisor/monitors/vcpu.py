@@ -16,9 +16,11 @@ from dataclasses import dataclass, field, replace
 from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
 
 IF, TF, IOPL, NT, RF, VM = 0x200, 0x100, 0x3000, 0x4000, 0x10000, 0x20000
-CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_WP, CR0_PG = 1, 2, 4, 8, 0x10, 1 << 16, 1 << 31
+CR0_PE, CR0_MP, CR0_EM, CR0_TS, CR0_ET, CR0_NE = 1, 2, 4, 8, 0x10, 0x20
+CR0_WP, CR0_PG = 1 << 16, 1 << 31
 CR4_PSE, CR4_PGE = 0x10, 0x80
-MIRRORED_CR0 = CR0_MP | CR0_EM | CR0_TS      # FPU policy bits the real CPU must honour for the guest
+# FPU policy bits the real CPU must honour for the guest (and SMSW then shows the guest's).
+MIRRORED_CR0 = CR0_MP | CR0_EM | CR0_TS | CR0_NE
 VIRTUAL_FLAGS = IF | IOPL | NT
 
 
