@@ -72,8 +72,6 @@ def test_rf_from_iret_is_cleared_after_the_next_instruction():
 # the interpreter push the SHR flags with the #UD/#GP frame, compiled blocks
 # the flags from before the SHR: _flags_dead() counts every "MOV" as
 # flag-neutral, the faulting MOV CRn/DRn forms included.
-@pytest.mark.xfail(strict=True, reason="blocks.py: _flags_dead() treats MOV to/from CRn/DRn as "
-                   "unable to fault (owner of blocks.py)")
 @pytest.mark.parametrize("code,at", [("01d80f21c021c0", 2), ("c1e9070f20ec21f0", 3)])
 def test_flags_before_a_faulting_mov_from_dr_or_cr_in_a_block(code, at):
     case = case_from_hex(code, cpl=3, eflags=0x24D6, eax=0x1234, ebx=0x7FFFFFFF, ecx=0x7FFF)
@@ -163,8 +161,6 @@ def test_a_rmw_into_a_read_only_page_faults_with_the_flags_unchanged(form):
     assert out.eflags == 0x2 | RF
 
 
-@pytest.mark.xfail(strict=True, reason="blocks.py: inlined ALU ops and shifts on memory set "
-                   "EFLAGS before the write that faults (owner of blocks.py)")
 @pytest.mark.parametrize("form", ["0105" "00a00000", "800d" "00a00000" "05", "d125" "00a00000",
                                   "c12d" "00a00000" "05"])
 def test_a_rmw_whose_write_faults_leaves_the_flags_in_a_block(form):

@@ -99,12 +99,17 @@ class Core:
         self.tlb = [{}, {}, {}, {}]
         self.tlb_global: set[int] = set()
         self.code_pages: set[int] = set()   # physical pages holding compiled blocks
+        # Compiled code bakes in the segment caches and CPL: any change bumps this.
+        self.mode_epoch = 0
+        # Bumped when memory may have changed behind the CPU (MMIO, port I/O).
+        self.dev_epoch = 0
         for i in range(6):
             self._cache_seg(i)
 
     # --- segment caches ------------------------------------------------------
     def _cache_seg(self, i: int) -> None:
         s = self.segs[i]
+        self.mode_epoch += 1
         self.sbase[i] = s.base & 0xFFFFFFFF
         if not self.pe:
             # Real mode: the cached limit still applies (unreal mode keeps it).
@@ -140,6 +145,7 @@ class Core:
                      (3 if self.flags & VM else 0))
 
     def set_cpl(self, cpl: int) -> None:
+        self.mode_epoch += 1
         self.cpl = cpl
         self.user = 1 if cpl == 3 else 0
 
@@ -198,7 +204,8 @@ class Core:
         if self.pg:
             self.translate(lin, 1, self.user)
             if (lin & 0xFFF) + n > 0x1000:
-                self.translate((lin + n - 1) & 0xFFFFFFFF, 1, self.user)
+                # The second page's first byte, as a split write reports it (CR2).
+                self.translate(((lin | 0xFFF) + 1) & 0xFFFFFFFF, 1, self.user)
         return lin
 
     # --- stack ---------------------------------------------------------------
@@ -287,6 +294,7 @@ class Core:
     def _rd_phys_slow(self, p: int, n: int) -> int:
         p &= 0xFFFFFFFF
         if p >= self.ramsize:
+            self.dev_epoch += 1
             return self.mmio.read(p, n) & MASKS[n]
         return sum(self.rd_phys((p + i) & 0xFFFFFFFF, 1) << (8 * i) for i in range(n))
 
@@ -302,6 +310,7 @@ class Core:
             return
         p &= 0xFFFFFFFF
         if p >= self.ramsize:
+            self.dev_epoch += 1
             self.mmio.write(p, n, v & MASKS[n])
             return
         for i in range(n):

@@ -42,7 +42,7 @@ def get_for_update(cpu, ins) -> int:
     differential tests: ADD/SHL/BTS... into a read-only segment left their
     flags behind)."""
     v = ins.g0(cpu, ins)
-    if ins.mem:
+    if ins.mem and ins.row.operands[0].kind in "EM":     # not when memory is the source
         cpu.check_wr(ins.seg, cpu.ea, ins.w)
     return v
 

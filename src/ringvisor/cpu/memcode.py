@@ -1,0 +1,115 @@
+"""Guest memory access from generated code.
+
+Fast path: for a flat segment (base 0, limit 4 GiB) the offset is the
+linear address; a dict per privilege maps a linear page to the host delta
+(host index - linear address) of a RAM page the TLB already maps, and an
+aligned access is one memoryview index. Write entries exist only for pages
+whose TLB write entry exists (so the dirty bit is already set) and that hold
+no compiled code (so a fast write never needs the self-modifying-code
+check). Everything else (misaligned, TLB miss, MMIO, code pages, non-flat
+segments) takes the slow path, `Core.rd`/`Core.wr`, exactly the
+interpreter's path, which then learns the page for next time.
+
+The dicts are cleared in place (generated code holds them in locals)
+whenever the TLB is flushed or an entry invalidated, and the write dicts
+whenever a page starts holding compiled code.
+"""
+from __future__ import annotations
+
+import sys
+
+M32 = 0xFFFFFFFF
+# The memoryview casts read host-endian words: fast paths need a little-endian host.
+FAST = sys.byteorder == "little"
+
+
+class FastPages:
+    def __init__(self, cpu):
+        self.cpu = cpu
+        self.read = ({}, {})          # [user] linear page -> host delta
+        self.write = ({}, {})
+        self.m8 = memoryview(cpu.mm)
+        self.m16 = self.m8.cast("H")
+        self.m32 = self.m8.cast("I")
+
+    def clear(self) -> None:
+        for d in self.read + self.write:
+            d.clear()
+
+    def forget_writes(self) -> None:
+        for d in self.write:
+            d.clear()
+
+    def release(self) -> None:
+        for v in (self.m32, self.m16, self.m8):
+            v.release()
+
+    def _learn(self, s: int, a: int, write: int) -> None:
+        cpu = self.cpu
+        lin = (cpu.sbase[s] + a) & M32
+        vpn = lin >> 12
+        if cpu.pg:
+            base = cpu.tlb[cpu.user | write << 1].get(vpn)
+            if base is None:
+                return
+        else:
+            base = vpn << 12
+        if base + 0x1000 > cpu.ramsize or (write and base >> 12 in cpu.code_pages):
+            return
+        (self.write if write else self.read)[cpu.user][vpn] = base - (vpn << 12)
+
+    def slow_paths(self):
+        """RD(seg, off, w) -> value and WR(seg, off, w, v) -> cpu.smc, for
+        generated code: the interpreter's access, then learn the page."""
+        cpu, learn = self.cpu, self._learn
+        rd, wr = cpu.rd, cpu.wr
+
+        def RD(s, a, w):
+            v = rd(s, a, w)
+            if FAST:
+                learn(s, a, 0)
+            return v
+
+        def WR(s, a, w, v):
+            wr(s, a, w, v)
+            if cpu.smc:
+                return True
+            if FAST:
+                learn(s, a, 1)
+            return False
+        return RD, WR
+
+
+def flat(cpu, s: int, write: bool) -> bool:
+    return (FAST and cpu.sbase[s] == 0 and cpu.slo[s] == 0 and cpu.shi[s] == M32
+            and (cpu.swrite[s] if write else cpu.sread[s]))
+
+
+_VIEW = {1: ("M8", 0), 2: ("M16", 1), 4: ("M32", 2)}
+
+
+def load(dst: str, s: int, a: str, w: int, fast: bool) -> list[str]:
+    """Lines setting local `dst` to the w-byte value at s:a (`a` a local)."""
+    slow = f"{dst} = RD({s}, {a}, {w})"
+    if not fast:
+        return [slow]
+    view, sh = _VIEW[w]
+    idx = f"{a} + FR[{a} >> 12]" if not sh else f"({a} + FR[{a} >> 12]) >> {sh}"
+    body = ["try:", f" {dst} = {view}[{idx}]", "except KeyError:", " " + slow]
+    if w == 1:
+        return body
+    return [f"if {a} & {w - 1}:", " " + slow, "else:"] + [" " + x for x in body]
+
+
+def store(s: int, a: str, w: int, v: str, fast: bool) -> list[str]:
+    """Lines writing local/expression `v` (already masked) to s:a; `sm` is
+    set when the write hit compiled code."""
+    slow = f"sm = WR({s}, {a}, {w}, {v})"
+    if not fast:
+        return [slow]
+    view, sh = _VIEW[w]
+    idx = f"{a} + FW[{a} >> 12]" if not sh else f"({a} + FW[{a} >> 12]) >> {sh}"
+    body = ["try:", f" {view}[{idx}] = {v}", "except KeyError:", " " + slow]
+    if w == 1:
+        return body
+    return [f"if {a} & {w - 1}:", " " + slow, "else:"] + [" " + x for x in body]
