@@ -69,9 +69,10 @@ def test_rf_from_iret_is_cleared_after_the_next_instruction():
 
 # --- compiled blocks: flags before a faulting MOV from/to CRn/DRn --------------------------------
 # Found at CPL 3 (shr ecx,7; mov esp,cr5; and eax,esi): the kvm engine and
-# the interpreter push the SHR flags with the #UD/#GP frame, compiled blocks
-# the flags from before the SHR: _flags_dead() counts every "MOV" as
-# flag-neutral, the faulting MOV CRn/DRn forms included.
+# the interpreter pushed the SHR flags with the #UD/#GP frame, compiled
+# blocks the flags from before the SHR (dead-flag elimination counted every
+# "MOV" as flag-neutral, the faulting MOV CRn/DRn forms included). Fixed by
+# the trace compiler (258e10a).
 @pytest.mark.parametrize("code,at", [("01d80f21c021c0", 2), ("c1e9070f20ec21f0", 3)])
 def test_flags_before_a_faulting_mov_from_dr_or_cr_in_a_block(code, at):
     case = case_from_hex(code, cpl=3, eflags=0x24D6, eax=0x1234, ebx=0x7FFFFFFF, ecx=0x7FFF)
@@ -144,6 +145,15 @@ def test_a_rmw_whose_write_faults_leaves_the_flags(form):
     assert out.eflags == 0x2 | RF
 
 
+# Found by the next campaign: the first version of that fix also checked a
+# memory SOURCE for writing (ADD reg, cs:[m] raised #GP(0)).
+@pytest.mark.parametrize("form", ["2e020502a00000", "2e6633546458", "0305" "00a00000",
+                                  "2e0fbc05" "00a00000", "0fa305" "00a00000"])
+def test_a_memory_source_is_not_checked_for_writing(form):
+    for out in each_run(case_from_hex(READ_ONLY_DS + form, cpl=3)):
+        assert out.event == "end"
+
+
 @pytest.mark.parametrize("form", ["0105" "00a00000", "d125" "00a00000", "0fab0d" "00a00000"])
 def test_a_rmw_into_a_read_only_page_faults_with_the_flags_unchanged(form):
     import struct
@@ -161,6 +171,8 @@ def test_a_rmw_into_a_read_only_page_faults_with_the_flags_unchanged(form):
     assert out.eflags == 0x2 | RF
 
 
+# Compiled blocks had the same bug in their inlined ALU ops and shifts
+# (fixed by the trace compiler, 258e10a).
 @pytest.mark.parametrize("form", ["0105" "00a00000", "800d" "00a00000" "05", "d125" "00a00000",
                                   "c12d" "00a00000" "05"])
 def test_a_rmw_whose_write_faults_leaves_the_flags_in_a_block(form):
@@ -176,7 +188,8 @@ REGRESSIONS = [case_from_hex(code, cpl=cpl) for code, cpl, _ in RF_FAULTS] + [
     case_from_hex("66c8620000", cpl=3, ebp=0xABCDCBC8),
     case_from_hex("0f00c50f00cd660f00cb", cpl=0, ebp=0x10000, ebx=0xABCDEF01),
     case_from_hex("bf600000008ec726660fac2d07a400000f", cpl=3, eflags=0x6602),
-] + [case_from_hex(READ_ONLY_DS + form, cpl=3, eax=0x7FFFFFFF, ecx=3) for form in RMW_FORMS]
+] + [case_from_hex(READ_ONLY_DS + form, cpl=3, eax=0x7FFFFFFF, ecx=3) for form in RMW_FORMS] + [
+    case_from_hex("2e020502a00000", cpl=3), case_from_hex("2e6633546458", cpl=0)]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """python -m ringvisor.difftest: a differential campaign, or one case replayed.
 
-    python -m ringvisor.difftest [--examples N] [--cpl 3,0] [--seed S]
+    python -m ringvisor.difftest [--examples N] [--cpl 3,0] [--seed S] [--interpreter]
     python -m ringvisor.difftest --replay HEX [--cpl N] [--eflags X] [--reg eax=1 ...]
 """
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
                    help="cases per CPL (default $RINGVISOR_FUZZ_EXAMPLES or 20000)")
     p.add_argument("--cpl", default="3,0", help="CPLs to test (3,0), or the CPL of --replay")
     p.add_argument("--seed", type=int, help="hypothesis seed (default: the time)")
+    p.add_argument("--interpreter", action="store_true",
+                   help="soft engine without block compilation (the reference interpreter)")
     p.add_argument("--replay", metavar="HEX", help="run these code bytes once on every engine")
     p.add_argument("--eflags", default="0x2")
     p.add_argument("--reg", action="append", default=[], metavar="NAME=VALUE")
@@ -56,7 +58,8 @@ def main(argv=None) -> int:
         args.cpl = int(args.cpl.split(",")[0])
         return replay(args)
     from ringvisor.difftest.campaign import run
-    return run(args.examples, tuple(int(c) for c in args.cpl.split(",")), args.seed)
+    return run(args.examples, tuple(int(c) for c in args.cpl.split(",")), args.seed,
+               blocks=not args.interpreter)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,10 @@ def _flat(nodes):
             yield from _flat(n.body)
 
 
-def run(examples: int, cpls=(3, 0), seed: int | None = None, max_reports: int = 20, out=print) -> int:
+def run(examples: int, cpls=(3, 0), seed: int | None = None, max_reports: int = 20, out=print,
+        blocks: bool = True) -> int:
     seed = int(time.time()) if seed is None else seed
-    harness = Harness()
+    harness = Harness(blocks=blocks)
     found: dict[tuple, tuple[Case, str]] = {}
     started = time.monotonic()
     try:

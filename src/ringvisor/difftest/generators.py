@@ -628,41 +628,41 @@ def port_io(draw):
 
 # --- ring-0 reads of system state -------------------------------------------------------------
 @st.composite
-def system_reads(draw):
-    """Only at CPL 0: instructions that read system state (CRn, the table
-    registers, descriptor checks). LAR/LSL/VERR/VERW and friends are beyond
-    PVM's instruction emulator: those cases are counted as skipped there."""
-    kind = draw(st.sampled_from(("CR", "SGDT", "SIDT", "SLDT", "STR", "SMSW", "LAR", "LSL",
-                                 "VERR", "VERW", "CLTS", "WBINVD")))
+def system_reads(draw, cpl: int):
+    """Instructions that read system state. At any CPL the sensitive ones
+    that do not trap (SGDT SIDT SLDT STR SMSW, LAR LSL VERR VERW: the
+    Popek-Goldberg hole); at CPL 0 also MOV from CRn, CLTS, WBINVD. PVM's
+    emulator lacks LAR/LSL/VERR/VERW: counted as skipped there."""
+    kinds = ("SGDT", "SIDT", "SLDT", "STR", "SMSW", "LAR", "LSL", "VERR", "VERW")
+    if cpl == 0:
+        kinds += ("CR", "CR", "CLTS", "WBINVD")
+    kind = draw(st.sampled_from(kinds))
     if kind == "CR":
         cr = draw(st.sampled_from((0, 2, 3, 4)))
-        mod = draw(st.integers(0, 3))
+        mod = draw(st.integers(0, 3))                   # the mod bits are ignored (SDM MOV CR)
         return [Insn(bytes((0x0F, 0x20, mod << 6 | cr << 3 | draw(dest_reg))), "MOV CR", NONE,
                      ring0=True, shows_paging=cr in (0, 3))]
     if kind in ("SGDT", "SIDT"):
-        return [E.modrm_insn(b"\x0f\x01", 0 if kind == "SGDT" else 1, draw(mem(span=8)), kind,
-                             NONE, ring0=True)]
+        return [E.modrm_insn(b"\x0f\x01", 0 if kind == "SGDT" else 1, draw(mem(span=8)), kind)]
     if kind in ("SLDT", "STR"):
         return [E.modrm_insn(b"\x0f\x00", 0 if kind == "SLDT" else 1, draw(rm_operand(2)), kind,
-                             NONE, draw(vwidths), ring0=True)]
+                             NONE, draw(vwidths))]
     if kind == "SMSW":
         rm, width = draw(rm_operand(2)), draw(vwidths)
-        smsw = E.modrm_insn(b"\x0f\x01", 4, rm, kind, NONE, width, ring0=True)
-        out = [Insn(smsw.code, kind, NONE, ring0=True, shows_paging=True)]
+        smsw = E.modrm_insn(b"\x0f\x01", 4, rm, kind, NONE, width)
+        out = [Insn(smsw.code, kind, NONE, shows_paging=True)]
         if isinstance(rm, E.Reg) and width == 4:
             # SMSW r32: "the high-order 16 bits are undefined" (SDM); drop them.
             out.append(E.modrm_insn(b"\x0f\xb7", rm.n, rm, "MOVZX"))
         return out
     if kind in ("CLTS", "WBINVD"):
         return [_priv(b"\x0f\x06" if kind == "CLTS" else b"\x0f\x09", kind)]
-    selector = draw(st.one_of(st.sampled_from((0, 0x08, 0x10, 0x1B, 0x23, 0x28, 0x2B, 0x30, 0x3B)),
-                              st.integers(0, 0xFFFF)))
-    setup = [E.mov_imm(E.EBX, selector, 4)]
+    setup = [E.mov_imm(E.EBX, draw(selectors), 4)]
     if kind in ("LAR", "LSL"):
         return setup + [E.modrm_insn(bytes((0x0F, 0x02 if kind == "LAR" else 0x03)), draw(dest_reg),
-                                     E.Reg(E.EBX), kind, effect(kind), draw(vwidths), ring0=True)]
+                                     E.Reg(E.EBX), kind, effect(kind), draw(vwidths))]
     return setup + [E.modrm_insn(b"\x0f\x00", 4 if kind == "VERR" else 5, E.Reg(E.EBX), kind,
-                                 effect(kind), 4, ring0=True)]
+                                 effect(kind), 4)]
 
 
 @st.composite
@@ -697,10 +697,9 @@ def cases(draw, cpl: int, interrupts: bool = False, max_items: int = 8):
     eflags = draw(start_flags(cpl))
     regs = {r: draw(u32) for r in ("eax", "ecx", "edx", "ebx", "ebp", "esi", "edi")}
     pool = list(CATEGORIES.values()) + [branch(st.one_of(*SIMPLE)), far(cpl)]
+    pool.append(system_reads(cpl))
     if cpl == 3:
         pool.append(privileged((eflags >> 12) & 3))
-    else:
-        pool.append(system_reads())
     if interrupts:
         pool.append(software_interrupts())
     nodes = []

@@ -1,7 +1,9 @@
 """The differential harness: one program, three runs, two comparisons.
 
-* kvm engine vs soft engine, same paging setting: silicon (CPL 3) or the
-  host kernel's instruction emulator (CPL 0 on PVM) against the soft CPU.
+* kvm engine vs soft engine, same paging setting: silicon on VT-x/AMD-V,
+  the host kernel's instruction emulator on PVM (every CPL), against the
+  soft CPU; a divergence is rerun on the reference interpreter to say
+  whether compiled blocks alone diverge.
 * soft engine with identity paging vs without: paging must be transparent.
 
 On PVM the kvm side runs without paging (PVM raises #GP when a 32-bit guest
@@ -13,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ringvisor.cpu.opcodes import PREFIXES
 from ringvisor.difftest.compare import describe, differences
 from ringvisor.difftest.program import Case
 from ringvisor.difftest.pvm import EMULATOR_FLAG_QUIRKS, emulator_wrong
@@ -33,7 +34,6 @@ class Stats:
     compared: Counter = field(default_factory=Counter)      # by CPL
     skipped: Counter = field(default_factory=Counter)       # by (CPL, mnemonic)
     diverged: Counter = field(default_factory=Counter)      # by CPL
-    known: Counter = field(default_factory=Counter)         # by (CPL, known soft bug)
 
     def summary(self, backend: str = "", kvm=None) -> str:
         lines = [f"backend: {backend}"] if backend else []
@@ -50,10 +50,6 @@ class Stats:
             if skips:
                 lines.append("  skipped (engine could not run it): " +
                              ", ".join(f"{m}×{n}" for m, n in skips))
-            known = [(m, n) for (c, m), n in self.known.items() if c == cpl]
-            if known:
-                lines.append("  known soft-CPU bugs (strict-xfail regression tests): " +
-                             ", ".join(f"{m}×{n}" for m, n in known))
         return "\n".join(lines)
 
 
@@ -62,42 +58,12 @@ def _signature(names, diffs, program, outcome) -> tuple:
     return names, tuple(d.split(":")[0] for d in diffs), where
 
 
-def _faults_in_mov_system(program, real) -> bool:
-    insn = program.insn_at(real.eip) if real.event == "exception" else None
-    code = insn.code.lstrip(bytes(PREFIXES)) if insn else b""
-    return code[:1] == b"\x0f" and code[1:2] in (b"\x20", b"\x21", b"\x22", b"\x23")
-
-
-_INLINED_RMW = {"ADD", "SUB", "AND", "OR", "XOR", "ADC", "SBB", "INC", "DEC", "SHL", "SHR", "SAL",
-                "SAR", "ROL", "ROR", "RCL", "RCR"}
-
-
-def _flags_left_by_a_faulting_write(program, real) -> bool:
-    insn = program.insn_at(real.eip) if real.event == "exception" else None
-    return insn is not None and insn.mnemonic in _INLINED_RMW and real.vector in (13, 14)
-
-
-# Block-compiler bugs with a strict-xfail regression test in
-# tests/cpu/test_differential_regressions.py (blocks.py has another owner).
-# Only divergences where the interpreter agrees with kvm are matched.
-KNOWN_BLOCK_BUGS = {
-    # _flags_dead() skips every "MOV" as flag-neutral, MOV to/from CRn/DRn
-    # included, though they fault (#GP above CPL 0, #UD for CR1/CR5-7): the
-    # flags of an inlined ADD/SUB/AND/OR/XOR/shift before one are lost.
-    "dead flags across a faulting MOV CRn/DRn": _faults_in_mov_system,
-    # Inlined ALU ops and shifts on memory set EFLAGS before the write that
-    # faults (read-only segment, read-only page): the fault frame carries
-    # the new flags (operands.get_for_update fixed the interpreter).
-    "flags changed by a RMW whose write faults": _flags_left_by_a_faulting_write,
-}
-
-
 class Harness:
-    def __init__(self, kvm: bool = True, paging: bool | None = None):
+    def __init__(self, kvm: bool = True, paging: bool | None = None, blocks: bool = True):
         self.kvm = KvmRunner(paging) if kvm else None
         same = self.kvm.paging if self.kvm else bool(paging)
-        self.soft = SoftRunner(paging=same)
-        self.soft_other = SoftRunner(paging=not same)
+        self.soft = SoftRunner(paging=same, blocks=blocks)
+        self.soft_other = SoftRunner(paging=not same, blocks=blocks)
         self.interp: SoftRunner | None = None
         self.stats = Stats()
         emulated = self.kvm is not None and self.kvm.backend.emulates_ring0
@@ -141,29 +107,24 @@ class Harness:
                 return verdict
             diffs = differences(real, soft, program)
             if diffs:
-                known = self._known_block_bug(case, program, real)
-                if known:
-                    self.stats.known[case.cpl, known] += 1
-                else:
-                    verdict.divergences.append(describe(case, program, ("kvm", names[0]), diffs))
-                    verdict.signatures.append(_signature(("kvm", names[0]), diffs, program, real))
+                kind = ("kvm", names[0] + self._which_path(case, program, real))
+                verdict.divergences.append(describe(case, program, kind, diffs))
+                verdict.signatures.append(_signature(kind, diffs, program, real))
         self.stats.compared[case.cpl] += 1
         if verdict.divergences:
             self.stats.diverged[case.cpl] += 1
         return verdict
 
-    def _known_block_bug(self, case, program, real) -> str | None:
-        """A divergence of the compiled-block path only (the interpreter
-        agrees with kvm) that a strict-xfail regression test already
-        records, while blocks.py is being rewritten by its owner."""
+    def _which_path(self, case, program, real) -> str:
+        """Where a divergence lives: rerun on the reference interpreter; if
+        that agrees with kvm, only compiled blocks diverge."""
+        if not self.soft.blocks:
+            return " interpreter"
         if self.interp is None:
             self.interp = SoftRunner(paging=self.soft.paging, blocks=False)
         if differences(real, self.interp.run(case, program), program):
-            return None
-        for name, matches in KNOWN_BLOCK_BUGS.items():
-            if matches(program, real):
-                return name
-        return None
+            return " (the interpreter too)"
+        return " blocks (the interpreter agrees with kvm)"
 
     def _emulator_lacks(self, case, program, real, soft) -> Skip | None:
         """KVM's emulator turns an instruction it lacks into #UD when CPL > 0

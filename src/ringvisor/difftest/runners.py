@@ -61,7 +61,7 @@ class _PortRecorder:
 class SoftRunner:
     def __init__(self, paging: bool = False, blocks: bool = True):
         from ringvisor.cpu import SoftEngine
-        self.paging = paging
+        self.paging, self.blocks = paging, blocks
         self.memory = GuestMemory(RAM)
         self.ports = PortBus()
         self.recorder = _PortRecorder()

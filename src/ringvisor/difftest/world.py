@@ -86,10 +86,10 @@ EXTRA_DESCRIPTORS = (
     (0x40, 0, 0xFFFFFFFF, 0x8, 3, True, True),      # ring-3 code, execute-only
     (0x48, 0, 0xFFFFFFFF, 0x3, 3, False, True),     # ring-3 data, not present: #NP / #SS
     (0x50, 0, 0xFFFFFFFF, 0x1, 3, True, True),      # ring-3 data, read-only
-    (0x58, 0, 0xBFFF, 0x3, 3, True, False),         # ring-3 data, limit 0xBFFF (data area inside)
+    (0x58, 0, 0xA3FF, 0x3, 3, True, False),         # ring-3 data ending mid data area
     (0x60, 0, 0xFFFFFFFF, 0xF, 0, True, True),      # ring-0 conforming code, readable
     (0x68, 0, 0xFFFFFFFF, 0xB, 3, False, True),     # ring-3 code, not present
-    (0x70, 0, 0x0FFF, 0x7, 3, True, False),         # ring-3 expand-down data: offsets above 0xFFF
+    (0x70, 0, 0xA3FF, 0x7, 3, True, False),         # ring-3 expand-down: offsets above 0xA3FF
 )
 GDT_ENTRIES = 0x78 // 8
 
