@@ -58,6 +58,7 @@ class Rig:
         self.mem = GuestMemory(mem_mb << 20)
         self.ports = PortBus()
         self.cpu = SoftEngine(self.mem, self.ports, MmioBus(), interrupts)
+        self.cpu.blocks.hot = 1     # tests with use_blocks compile code at first sight
         self.gdt = [bytes(8)] * 16
 
     def write(self, addr: int, data: bytes) -> None:

@@ -16,9 +16,10 @@ SLICES = (1, 2, 3, 5, 8, 13, 40, 97, 300, 1000, 2500)
 LIMIT = 6000
 
 
-def machine(code: bytes, seed: int, blocks: bool, paging: bool) -> Rig:
+def machine(code: bytes, seed: int, blocks: bool, paging: bool, hot: int = 1) -> Rig:
     rng = random.Random(seed ^ 0x77)
     rig = Rig()
+    rig.cpu.blocks.hot = hot
     regs = {n: rng.getrandbits(32) for n in ("eax", "ebx", "ecx", "edx", "esi", "edi")}
     rig.protected(code, eflags=0x2 | rng.getrandbits(1) | (rng.getrandbits(1) << 11), **regs)
     rig.write(DATA, bytes(rng.getrandbits(8) for _ in range(0x5000)))
@@ -41,8 +42,8 @@ def snapshot(rig: Rig, e) -> tuple:
             rig.mem.read(COUNTERS, 0x40))
 
 
-def trace_run(code: bytes, seed: int, blocks: bool, paging: bool) -> list:
-    rig = machine(code, seed, blocks, paging)
+def trace_run(code: bytes, seed: int, blocks: bool, paging: bool, hot: int = 1) -> list:
+    rig = machine(code, seed, blocks, paging, hot)
     rng = random.Random(seed)
     out = []
     while rig.cpu.instructions < LIMIT:
@@ -61,7 +62,7 @@ def trace_run(code: bytes, seed: int, blocks: bool, paging: bool) -> list:
 
 
 @pytest.mark.parametrize("paging", [False, True], ids=["flat", "paging"])
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_traces_equal_interpreter(seed, paging):
     code = program(seed)
     a = trace_run(code, seed, False, paging)
@@ -69,6 +70,30 @@ def test_traces_equal_interpreter(seed, paging):
     assert len(a) == len(b)
     for x, y in zip(a, b):
         assert x == y
+
+
+@pytest.mark.parametrize("seed", range(100, 108))
+def test_mixed_interpreted_and_compiled_equal_interpreter(seed):
+    # Code is interpreted until reached 3 times, then compiled: traces start
+    # wherever execution happens to be hot, in the middle of loops too.
+    code = program(seed)
+    assert trace_run(code, seed, False, True) == trace_run(code, seed, True, True, hot=3)
+
+
+def test_trace_cache_starts_over_when_full(monkeypatch):
+    from ringvisor.cpu import blocks
+    monkeypatch.setattr(blocks, "MAX_TRACES", 3)
+    code = program(5)
+    assert trace_run(code, 5, False, False) == trace_run(code, 5, True, False)
+
+
+def test_code_is_interpreted_until_hot():
+    code = bytes.fromhex("b9e8030000" "01c8" "49" "75fb" "f4")
+    rig = Rig()
+    rig.cpu.blocks.hot = 8
+    rig.protected(code)
+    assert isinstance(rig.run(100_000), Halt) and rig.cpu.r[0] == sum(range(1, 1001))
+    assert rig.cpu.blocks.compiled == 1            # the loop, once hot; not the MOV before it
 
 
 def test_loop_runs_inside_one_trace():
@@ -176,3 +201,19 @@ def test_split_rmw_into_a_read_only_page_reports_the_page_start():
             rig.intercept(14)
             e = rig.run(100)
             assert isinstance(e, Fault) and e.error_code == 3 and rig.cpu.cr2 == 0x63000
+
+
+def test_flags_live_into_a_loop_head_exit():
+    # Found by the trace tests: ADD's flags were judged dead because the loop
+    # body overwrites them first, but the budget exit at the loop head reads them.
+    # add bl,dl; mov ecx,ebx; l: mov edx,5; sub edi,1; jnz l; hlt
+    code = bytes.fromhex("00d3" "89d9" "ba05000000" "83ef01" "75f6" "f4")
+    for n in range(2, 9):
+        out = []
+        for blocks in (False, True):
+            rig = Rig()
+            rig.protected(code, ebx=0xF0, edx=0x20, edi=3)
+            rig.cpu.use_blocks = blocks
+            rig.run(n)                 # the budget ends at the loop head, mid-trace
+            out.append((rig.cpu.r, rig.cpu.eip, rig.cpu.flags, rig.cpu.instructions))
+        assert out[0] == out[1]

@@ -16,25 +16,33 @@ is spent, or an interrupt is pending at a loop head.
   `cpu.smc`; the running trace leaves at the next instruction boundary.
 * Writes the CPU does not see (a loader, a monitor, device DMA) are caught
   by comparing a trace's bytes with memory on its first entry after
-  `cpu.dev_epoch` moved: at every `run()` and after every port I/O or MMIO
-  access.
-* Faults: exact, see codegen.py; the retired instruction count is exact.
+  `cpu.dev_epoch` moved: at every `SoftEngine.run()` and after every port
+  I/O or MMIO access.
+* Faults and rare exits: exact, rebuilt from the trace's locals (recover.py);
+  the retired instruction count is exact.
 """
 from __future__ import annotations
 
 from ringvisor.cpu import inline
-from ringvisor.cpu.codegen import generate
+from ringvisor.cpu.codegen import Leave, generate
 from ringvisor.cpu.core import CS, IF, TF, CpuFault
 from ringvisor.cpu.flags import PARITY
 from ringvisor.cpu.memcode import FastPages
 from ringvisor.cpu.protection import check
+from ringvisor.cpu.recover import recover
 from ringvisor.cpu.trace import discover
 
 MAX_MODES = 64
+# More traces than this and the cache starts over (code that keeps faulting
+# into new entry points, or a guest that runs much code once).
+MAX_TRACES = 4096
+# Code is interpreted until execution has reached it HOT times: compiling
+# costs milliseconds, which code run once or twice (boot, setup) never repays.
+HOT = 8
 
 
 class Block:
-    __slots__ = ("fn", "n", "page", "key", "source", "code", "lo", "hi", "seen")
+    __slots__ = ("fn", "env", "n", "page", "key", "source", "code", "lo", "hi", "seen")
 
 
 class BlockCache:
@@ -47,6 +55,8 @@ class BlockCache:
         self.mode = None
         self.mode_seen = -1
         self.compiled = 0
+        self.heat: dict = {}
+        self.hot = HOT
         self.pages = FastPages(cpu)
         self.rd_slow, self.wr_slow = self.pages.slow_paths()
         cpu.smc = False
@@ -55,6 +65,7 @@ class BlockCache:
 
     def clear(self) -> None:
         self.blocks.clear()
+        self.heat.clear()
         self.page_blocks.clear()
         self.cpu.code_pages.clear()
         self._forget_lookups()
@@ -115,7 +126,6 @@ class BlockCache:
         engine loop must see happens (HLT, an interrupt shadow, TF, a pending
         interrupt with IF=1)."""
         cpu = self.cpu
-        cpu.dev_epoch += 1
         intr = cpu.interrupts
         while True:
             if cpu.mode_epoch != self.mode_seen:
@@ -123,19 +133,27 @@ class BlockCache:
             b = self.fast.get(cpu.eip)
             if b is None:
                 b = self._lookup(cpu.eip)
-                if b is None:
-                    cpu.step()
-                    return
-            if b.seen != cpu.dev_epoch:
+            elif b.seen != cpu.dev_epoch:
                 if cpu.mm[b.lo:b.hi] != b.code:
                     self._drop(b)             # written behind our back
                     continue
                 b.seen = cpu.dev_epoch
-            if b.n > target - cpu.instructions:
-                cpu.step()                    # keep the instruction budget exact
-                return
-            cpu.smc = False
-            b.fn(cpu, target)
+            if b is None or b.n > target - cpu.instructions:
+                cpu.step()                    # cold code, or the budget ends inside this trace
+            else:
+                cpu.smc = False
+                try:
+                    res = b.fn(cpu, target)
+                except Leave as e:
+                    recover(cpu, b, e)
+                    res = None
+                except BaseException as e:
+                    recover(cpu, b, e)
+                    raise
+                if res is not None:
+                    r = cpu.r
+                    (cpu.eip, cpu.instructions, cpu.flags,
+                     r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) = res
             if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & TF:
                 return
             if intr is not None and cpu.flags & IF and intr.pending():
@@ -151,9 +169,19 @@ class BlockCache:
         key = (p, eip, self.mode)
         b = self.blocks.get(key)
         if b is None:
+            heat = self.heat.get(key, 0) + 1
+            if heat < self.hot:
+                self.heat[key] = heat         # cold: the interpreter runs it
+                return None
+            self.heat.pop(key, None)
             b = self.compile(key, p, eip)
             if b is None:
                 return None
+        elif b.seen != cpu.dev_epoch:
+            if cpu.mm[b.lo:b.hi] != b.code:
+                self._drop(b)
+                return None
+            b.seen = cpu.dev_epoch
         self.fast[eip] = b
         return b
 
@@ -165,14 +193,17 @@ class BlockCache:
         steps = discover(cpu, eip)
         if not steps:
             return None
+        if len(self.blocks) >= MAX_TRACES:
+            self.clear()
+            self._switch_mode()
         pages = self.pages
         env = {"PAR": PARITY, "RD": self.rd_slow, "WR": self.wr_slow, "M8": pages.m8,
                "M16": pages.m16, "M32": pages.m32, "FR": pages.read[cpu.user],
-               "FW": pages.write[cpu.user], "CpuFault": CpuFault, "check": check}
+               "FW": pages.write[cpu.user], "CpuFault": CpuFault, "check": check, "Leave": Leave}
         src, env, n = generate(cpu, steps, env, inline)
         exec(compile(src, f"<trace {p:#x}>", "exec"), env)
         b = Block()
-        b.fn, b.n, b.key, b.source = env["trace"], n, key, src
+        b.fn, b.env, b.n, b.key, b.source = env["trace"], env, n, key, src
         b.page = p >> 12
         page_base = p & ~0xFFF
         sbase = cpu.sbase[CS]

@@ -8,15 +8,17 @@ the CPU at every exit and before every handler call (which sees `cpu.r`,
 `cpu.flags`, `cpu.eip`, `cpu.instructions` exactly as the interpreter would)
 and reloads it after.
 
-Exact faults: each instruction does everything that can fault before it
-assigns any register local, and producer temporaries are named after their
+Exits: a branch out of the trace returns (eip, count, eflags, eax … edi)
+for the caller to store. Rare exits (a write hit compiled code, the budget
+or an interrupt at a loop head, a handler changed EIP) raise `Leave`; each
+source line has a tag (`LINES`) saying what the state is there, and
+recover.py rebuilds it from the frame's locals. Faults work the same way:
+each instruction does everything that can fault before it assigns any
+register local, and producer temporaries are named after their
 instruction, so at a fault the locals hold the state at the start of the
-faulting instruction. The `except` clause finds that instruction from the
-traceback's line number (no per-instruction bookkeeping on the fast path),
-writes the locals back with that instruction's EIP, ESP, flags and count,
-and re-raises for the engine's usual fault handling. A fault inside a
-handler call leaves the CPU state as the handler left it (as on the
-interpreter).
+faulting instruction; no per-instruction bookkeeping runs on the fast path.
+A fault inside a handler call leaves the CPU state as the handler left it
+(as on the interpreter).
 
 Loops (structure.py) run as `while True:` with the instruction budget and
 the interrupt line checked at the head of every iteration.
@@ -28,8 +30,17 @@ from ringvisor.cpu.structure import Loop, structure
 from ringvisor.cpu.trace import BACK, DYN, EXIT, FWD, NEXT
 
 REGS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
+ALL_REGS = ", ".join(REGS)
 MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
-HANDLER = -1                      # line tag: a handler call (CPU state already synced)
+# Line tags (what recover.py does when a line raises):
+FAULT = "fault"        # ("fault", step): roll back to the start of that instruction
+HANDLER = "handler"    # ("handler",): a handler call, the CPU state is already synced
+LEAVE = "leave"        # ("leave", eip or None for `v`, off, FlagState): exit here
+SYNCED = "synced"      # ("synced", off): exit, state synced by a handler
+
+
+class Leave(Exception):
+    """A rare exit from generated code (see LEAVE)."""
 
 
 class Merge:
@@ -57,7 +68,6 @@ class Gen:
         self.off = 0
         self.dyns: dict[int, Dyn] = {}
         self.selectors: list = []      # edge tokens: (Dyn, value)
-        self.written: set[int] = set()
         self.at: dict[int, tuple] = {}  # step -> (off, FlagState) at its start
         self.loops: list = []          # innermost last: (Loop, head Merge, exit Merge|None)
         self.stack32 = cpu.stack32
@@ -116,23 +126,24 @@ class Gen:
     def rset(self, w: int, i: int, v: str) -> str:
         """A statement giving register (w, i) the masked value `v`."""
         if w == 4:
-            self.written.add(i)
             return f"{REGS[i]} = {v}"
         if w == 2:
-            self.written.add(i)
             return f"{REGS[i]} = ({REGS[i]} & 0xFFFF0000) | ({v})"
         if i < 4:
-            self.written.add(i)
             return f"{REGS[i]} = ({REGS[i]} & 0xFFFFFF00) | ({v})"
-        self.written.add(i - 4)
         return f"{REGS[i - 4]} = ({REGS[i - 4]} & 0xFFFF00FF) | (({v}) << 8)"
 
     # --- exits ----------------------------------------------------------------------------
     def exit(self, eip: str, off: int | None = None, state: FlagState | None = None) -> None:
         off = self.off if off is None else off
         state = state or self.state
-        self.emit("«W»", f"cpu.flags = {state.materialize()}",
-                  f"cpu.eip = {eip}; cpu.instructions = ic + {off}", "return")
+        self.emit(f"return {eip}, ic + {off}, {state.materialize()}, {ALL_REGS}")
+
+    def leave(self, test: str, eip, off: int, state: FlagState | None = None) -> None:
+        """`if test: raise Leave()`, leaving at eip (None: local `v`)."""
+        tag, self.tag = self.tag, (LEAVE, eip, off, state or self.state)
+        self.emit(f"if {test}: raise Leave()")
+        self.tag = tag
 
     def goto(self, flow, s) -> None:
         """Code for taking `flow` from step s (its instructions counted)."""
@@ -167,6 +178,8 @@ class Gen:
         """Whether the flags at the start of step p can be read (by a
         consumer, an exit or a fault) before every flag is overwritten."""
         for s in self.steps[p:]:
+            if s.index in self.heads:
+                return True               # the budget/interrupt exit at a loop head
             reads, kills, faults = self.templates.effects(self, s)
             if reads or faults:
                 return True
@@ -204,10 +217,8 @@ class Gen:
         self.emit("while True:")
         self.ind += 1
         self.state = head.state()
-        self.emit(f"if ic + {self.lengths[lp.head]} > target or (pend is not None and pend()):")
-        self.ind += 1
-        self.exit(str(self.steps[lp.head].eip), 0)
-        self.ind -= 1
+        self.leave(f"ic + {self.lengths[lp.head]} > target or (pend is not None and pend())",
+                   self.steps[lp.head].eip, 0)
         self.nodes(lp.body)
         self.ind -= 1
         _, _, out = self.loops.pop()
@@ -216,7 +227,7 @@ class Gen:
 
     def step(self, s, skip) -> None:
         k = s.index
-        self.tag = k
+        self.tag = (FAULT, k)
         self.at[k] = (self.off, self.state)
         cond = None
         if s.kind in self.templates.CONTROL:
@@ -280,10 +291,10 @@ class Gen:
             return True
         self.env[f"i{k}"] = ins
         self.env[f"h{k}"] = ins.row.handler
-        self.emit("«W»", f"cpu.flags = {self.state.materialize()}",
+        self.emit(f"r[:] = {ALL_REGS}", f"cpu.flags = {self.state.materialize()}",
                   f"cpu.cur_eip = {s.eip}; cpu.cur_esp = esp; cpu.eip = {s.nxt}; "
                   f"cpu.instructions = ic + {self.off}")
-        self.tag = HANDLER
+        self.tag = (HANDLER,)
         if ins.flags & self.templates.CHECKED:
             self.emit(f"check(cpu, i{k})")
         self.emit(f"h{k}(cpu, i{k})")
@@ -292,71 +303,54 @@ class Gen:
             # Port I/O may let a device write guest memory: recheck code bytes.
             self.emit("cpu.dev_epoch += 1", f"cpu.instructions = ic + {self.off + 1}", "return")
             return True
-        self.emit("eax, ecx, edx, ebx, esp, ebp, esi, edi = r", "f = cpu.flags")
-        self.block(f"if cpu.smc or cpu.eip != {s.nxt}:",
-                   lambda: self.emit(f"cpu.instructions = ic + {self.off + 1}", "return"))
+        self.emit(f"{ALL_REGS} = r", "f = cpu.flags")
+        self.tag = (SYNCED, self.off + 1)
+        self.emit(f"if cpu.smc or cpu.eip != {s.nxt}: raise Leave()")
+        self.tag = None
         self.state = FlagState()
         return False
 
     # --- the function ----------------------------------------------------------------------
     def source(self) -> tuple[str, dict]:
-        """Assemble: prologue, body, fault path; render the tokens."""
-        wb = "; ".join(f"r[{i}] = {REGS[i]}" for i in sorted(self.written)) or "pass"
+        """Assemble the function, render the tokens; LINES: line -> tag."""
         sel = [f"fs{d.n} = {v}" if len(d.alts) > 1 else "pass" for d, v in self.selectors]
-        out = ["def trace(cpu, target):", " r = cpu.r",
-               " eax, ecx, edx, ebx, esp, ebp, esi, edi = r",
+        out = ["def trace(cpu, target):", " r = cpu.r", f" {ALL_REGS} = r",
                " f = cpu.flags", " ic = cpu.instructions", " sm = False"]
         if self.has_loops:
             out.append(" intr = cpu.interrupts")
             out.append(" pend = intr.pending if intr is not None and f & 0x200 else None")
-        out.append(" try:")
-        tags: dict[int, object] = {}
+        lines = {}
         for ind, text, tag in self.lines:
-            if text == "«W»":
-                text = wb
-            elif text.startswith("«s"):
-                text = sel[int(text[2:-1])]
-            else:
-                text = render(text, self.dyns)
-            tags[len(out) + 1] = tag
-            out.append(" " * (ind + 1) + text)
-        groups: dict[str, int] = {}
-        where = {}
-        for k, (off, st) in self.at.items():
-            text = render(st.materialize(), self.dyns)
-            g = groups.setdefault(text, len(groups))
-            where[k] = (g, off, self.steps[k].eip)
-        line_of = {}
-        for ln, tag in tags.items():
-            if tag == HANDLER:
-                line_of[ln] = (-1, 0, 0)
-            elif tag is not None:
-                line_of[ln] = where[tag]
-        self.env["LINES"] = line_of
-        out += [" except BaseException as e:",
-                "  g, o, ip = LINES.get(e.__traceback__.tb_lineno, (-2, 0, 0))",
-                "  if g >= 0:",
-                "   " + wb,
-                "   cpu.cur_eip = ip; cpu.cur_esp = esp; cpu.instructions = ic + o"]
-        for text, g in groups.items():
-            out.append(f"   {'if' if g == 0 else 'elif'} g == {g}: cpu.flags = {text}")
-        out.append("  raise")
+            text = sel[int(text[2:-1])] if text.startswith("«s") else render(text, self.dyns)
+            if tag is not None:
+                lines[len(out) + 1] = self._resolve(tag)
+            out.append(" " * ind + text)
+        self.env["LINES"] = lines
+        self.env["DYNS"] = self.dyns
         return "\n".join(out) + "\n", self.env
+
+    def _resolve(self, tag):
+        """A line tag as recover.py reads it (the FlagState is rendered there, if ever)."""
+        if tag[0] == FAULT:
+            k = tag[1]
+            off, st = self.at[k]
+            return (FAULT, self.steps[k].eip, off, st)
+        return tag
 
 
 def generate(cpu, steps, env, templates):
     """(source, env, entry length) of the function for `steps`."""
     tree = structure(steps)
     g = Gen(cpu, steps, env, templates)
-    g.lengths = lengths(steps, tree)
+    g.lengths, g.heads = lengths(steps, tree)
     g.generate(tree)
     src, env = g.source()
     return src, env, g.lengths[0]
 
 
-def lengths(steps, tree) -> list[int]:
+def lengths(steps, tree) -> tuple[list[int], set[int]]:
     """Per step: the most instructions that can retire from it before the
-    next budget check (a loop head) or the end of the trace."""
+    next budget check (a loop head) or the end of the trace; and the heads."""
     heads = set()
 
     def collect(nodes):
@@ -379,4 +373,4 @@ def lengths(steps, tree) -> list[int]:
             if j is not None and j < n and j not in heads:
                 best = max(best, out[j])
         out[i] = 1 + best
-    return out
+    return out, heads

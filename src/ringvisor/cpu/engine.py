@@ -122,6 +122,7 @@ class SoftEngine(Core):
     def run(self, max_instructions: int | None = None):
         budget = self.slice if max_instructions is None else max_instructions
         target = self.instructions + budget
+        self.dev_epoch += 1                 # memory may have changed since the last run
         intr = self.interrupts
         while True:
             if self.instructions >= target and not self.halted:

@@ -174,9 +174,10 @@ def put(g, ins, which: int, v: str) -> None:
     g.emit(g.rset(w, i, v))
 
 
-def smc_exit(g, s, eip=None) -> None:
-    """After an instruction's last write: leave if it wrote compiled code."""
-    g.block("if sm:", lambda: g.exit(str(s.nxt if eip is None else eip), g.off + 1))
+def smc_exit(g, s, eip: int | str | None = None) -> None:
+    """After an instruction's last write: leave if it wrote compiled code
+    (at `eip`: default the next instruction; "v": the local `v`)."""
+    g.leave("sm", None if eip == "v" else s.nxt if eip is None else eip, g.off + 1)
 
 
 # --- the stack -------------------------------------------------------------------------
@@ -189,14 +190,12 @@ def push(g, s, value: str, w: int) -> None:
     else:
         g.emit(f"x = (esp - {w}) & 0xFFFF")
         store(g, SS, w, value)
-        g.written.add(4)
         g.emit("esp = (esp & 0xFFFF0000) | x")
 
 
 def pop(g, w: int, dst: str = "v", extra: int = 0) -> str:
     """Load the stack top into `dst`; returns the statement that moves ESP
     (to emit after anything else that can fault)."""
-    g.written.add(4)
     if g.stack32:
         g.emit("x = esp")
         load(g, SS, dst, w)

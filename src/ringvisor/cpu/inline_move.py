@@ -26,7 +26,6 @@ def mov(g, s) -> None:
         address(g, ins)
     reg = full_register(ins, 0)
     if reg is not None and is_mem(ins, 1) and ins.w1 == 4:
-        g.written.add(reg)             # loaded straight into the register's local
         get(g, ins, 1, REGS[reg])
         return
     put(g, ins, 0, get(g, ins, 1))
@@ -101,7 +100,6 @@ def pop_(g, s) -> None:
 def leave(g, s) -> None:
     ins = s.ins
     w = ins.osz
-    g.written.add(4)
     if g.stack32:
         g.emit("x = ebp")
         load(g, SS, "v", w)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from ringvisor.cpu.core import CS, CpuFault
 from ringvisor.cpu.opcodes import ENDS_BLOCK
 
-MAX_STEPS = 96
+MAX_STEPS = 64
 NEXT, BACK, FWD, EXIT, DYN = "next", "back", "fwd", "exit", "dyn"
 M32 = 0xFFFFFFFF
 CONDITIONAL = {"Jcc", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ"}

@@ -71,6 +71,7 @@ class VectorRunner:
         # One instruction: the interpreter is the reference; blocks=True runs
         # the same vectors through the block compiler.
         self.engine.use_blocks = blocks
+        self.engine.blocks.hot = 1          # compile at first sight: each vector runs once
 
     def run(self, t: Test, flags_mask: int, cpu286: bool) -> Outcome:
         eng, mem = self.engine, self.memory
