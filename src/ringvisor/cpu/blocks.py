@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from ringvisor.cpu import inline
 from ringvisor.cpu.codegen import Leave, generate
+from ringvisor.cpu.coldpath import Cold, interpret
 from ringvisor.cpu.core import CS, IF, TF, CpuFault
 from ringvisor.cpu.flags import PARITY
 from ringvisor.cpu.memcode import FastPages
@@ -55,7 +56,7 @@ class BlockCache:
         self.mode = None
         self.mode_seen = -1
         self.compiled = 0
-        self.heat: dict = {}
+        self.cold: dict = {}              # key -> Cold: code being interpreted until hot
         self.hot = HOT
         self.pages = FastPages(cpu)
         self.rd_slow, self.wr_slow = self.pages.slow_paths()
@@ -65,7 +66,7 @@ class BlockCache:
 
     def clear(self) -> None:
         self.blocks.clear()
-        self.heat.clear()
+        self.cold.clear()
         self.page_blocks.clear()
         self.cpu.code_pages.clear()
         self._forget_lookups()
@@ -130,16 +131,22 @@ class BlockCache:
         while True:
             if cpu.mode_epoch != self.mode_seen:
                 self._switch_mode()
-            b = self.fast.get(cpu.eip)
+            eip = cpu.eip
+            b = self.fast.get(eip)
             if b is None:
-                b = self._lookup(cpu.eip)
+                b = self._lookup(eip)
             elif b.seen != cpu.dev_epoch:
                 if cpu.mm[b.lo:b.hi] != b.code:
                     self._drop(b)             # written behind our back
                     continue
                 b.seen = cpu.dev_epoch
-            if b is None or b.n > target - cpu.instructions:
-                cpu.step()                    # cold code, or the budget ends inside this trace
+            if b is None or b.__class__ is Cold:
+                if b is None:
+                    cpu.step()
+                else:
+                    interpret(cpu, b, eip)
+            elif b.n > target - cpu.instructions:
+                cpu.step()                    # the budget ends inside this trace
             else:
                 cpu.smc = False
                 try:
@@ -169,11 +176,13 @@ class BlockCache:
         key = (p, eip, self.mode)
         b = self.blocks.get(key)
         if b is None:
-            heat = self.heat.get(key, 0) + 1
-            if heat < self.hot:
-                self.heat[key] = heat         # cold: the interpreter runs it
-                return None
-            self.heat.pop(key, None)
+            cold = self.cold.get(key)
+            if cold is None:
+                cold = self.cold[key] = Cold(cpu, p, eip)
+            cold.heat += 1
+            if cold.heat < self.hot:
+                return cold                   # not hot yet: interpret it
+            del self.cold[key]
             b = self.compile(key, p, eip)
             if b is None:
                 return None

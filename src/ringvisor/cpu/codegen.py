@@ -73,6 +73,7 @@ class Gen:
         self.stack32 = cpu.stack32
         self.cs_limit = cpu.shi[1]
         self.has_loops = False
+        self.addr = "x"                # the current memory operand's offset (inline.address)
 
     # --- emission ---------------------------------------------------------------------
     def emit(self, *lines: str) -> None:

@@ -20,7 +20,9 @@ from ringvisor.cpu.core import SS
 from ringvisor.cpu.protection import CHECKED
 
 MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+REG_NAMES = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
 SIGN = {1: 0x80, 2: 0x8000, 4: 0x80000000}
+_CHECKED = int(CHECKED)          # IntFlag's & is a Python-level call
 CONTROL = ("jcc", "jmp", "call", "ret", "ijmp", "icall")
 REG_KINDS = ("E", "G", "Z", "reg")
 
@@ -49,7 +51,7 @@ def key(s) -> str:
 def inlinable(s):
     """The template for step s, or None (handler call)."""
     ins = s.ins
-    if ins.ud or ins.row is None or ins.lock or ins.flags & CHECKED:
+    if ins.ud or ins.row is None or ins.lock or int(ins.flags) & _CHECKED:
         return None
     t = TEMPLATES.get(key(s))
     return t if t is not None and t.can(ins) else None
@@ -111,15 +113,22 @@ def is_mem(ins, which: int) -> bool:
 
 
 def address(g, ins) -> None:
-    g.emit(f"x = {ea_expr(ins)}")
+    """Compute the memory operand's offset for the following load/store:
+    a bare 32-bit register is used as it is, anything else goes to `x`."""
+    e = ea_expr(ins)
+    if e in REG_NAMES:
+        g.addr = e
+    else:
+        g.emit(f"x = {e}")
+        g.addr = "x"
 
 
-def load(g, s: int, dst: str, w: int, addr: str = "x") -> None:
-    g.emit(*memcode.load(dst, s, addr, w, memcode.flat(g.cpu, s, False)))
+def load(g, s: int, dst: str, w: int, addr: str | None = None) -> None:
+    g.emit(*memcode.load(dst, s, addr or g.addr, w, memcode.flat(g.cpu, s, False)))
 
 
-def store(g, s: int, w: int, v: str, addr: str = "x") -> None:
-    g.emit(*memcode.store(s, addr, w, v, memcode.flat(g.cpu, s, True)))
+def store(g, s: int, w: int, v: str, addr: str | None = None) -> None:
+    g.emit(*memcode.store(s, addr or g.addr, w, v, memcode.flat(g.cpu, s, True)))
 
 
 def get(g, ins, which: int, dst: str = "v") -> str:
@@ -185,11 +194,11 @@ def push(g, s, value: str, w: int) -> None:
     """Push masked `value` (evaluated before ESP changes)."""
     if g.stack32:
         g.emit(f"x = (esp - {w}) & 0xFFFFFFFF")
-        store(g, SS, w, value)
+        store(g, SS, w, value, "x")
         g.emit(g.rset(4, 4, "x"))
     else:
         g.emit(f"x = (esp - {w}) & 0xFFFF")
-        store(g, SS, w, value)
+        store(g, SS, w, value, "x")
         g.emit("esp = (esp & 0xFFFF0000) | x")
 
 
@@ -197,11 +206,10 @@ def pop(g, w: int, dst: str = "v", extra: int = 0) -> str:
     """Load the stack top into `dst`; returns the statement that moves ESP
     (to emit after anything else that can fault)."""
     if g.stack32:
-        g.emit("x = esp")
-        load(g, SS, dst, w)
-        return f"esp = (x + {w + extra}) & 0xFFFFFFFF"
+        load(g, SS, dst, w, "esp")
+        return f"esp = (esp + {w + extra}) & 0xFFFFFFFF"
     g.emit("x = esp & 0xFFFF")
-    load(g, SS, dst, w)
+    load(g, SS, dst, w, "x")
     return f"esp = (esp & 0xFFFF0000) | ((x + {w + extra}) & 0xFFFF)"
 
 

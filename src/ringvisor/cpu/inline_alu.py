@@ -4,7 +4,8 @@ Semantics follow arith.py/shift.py exactly (flag results included); the
 flags are left to lazyflags.Producer unless dead."""
 from __future__ import annotations
 
-from ringvisor.cpu.inline import MASK, SIGN, address, get, is_mem, operand_ok, put, smc_exit, template
+from ringvisor.cpu.inline import (MASK, SIGN, address, full_register, get, is_mem, operand_ok, put,
+                                  smc_exit, template)
 from ringvisor.cpu.lazyflags import CF, STATUS, Producer
 
 OPS = {"ADD": "+", "ADC": "+", "SUB": "-", "SBB": "-", "CMP": "-",
@@ -60,6 +61,8 @@ def binary(g, s) -> None:
             g.emit(f"y = {a} {op} {b}")
             put(g, ins, 0, "y")
             g.emit(f"{t} = y")
+        elif writes and full_register(ins, 0) is not None:
+            g.emit(f"{get(g, ins, 0)} = {t} = {a} {op} {b}")
         else:
             g.emit(f"{t} = {a} {op} {b}")
             if writes:
@@ -92,14 +95,19 @@ def unary(g, s) -> None:
         if mem:
             g.emit(f"y = {expr}")
             put(g, ins, 0, f"(y & {mask:#x})")
-            g.emit(f"{ak} = {a}; {t} = y")
+            g.emit(f"{ak} = {a}; {t} = y" if m == "NEG" else f"{t} = y")
+        elif m == "NEG":
+            g.emit(f"{ak} = {a}", f"{t} = -{ak}")
+            put(g, ins, 0, f"{t} & {mask:#x}")
         else:
-            g.emit(f"{ak} = {a}", f"{t} = {expr.replace(a, ak, 1)}")
+            g.emit(f"{t} = {expr}")
             put(g, ins, 0, f"{t} & {mask:#x}")
         if m == "NEG":
             p = Producer("SUB", w, a="0", b=ak, t=t)
         else:
-            p = Producer("ADD" if m == "INC" else "SUB", w, mask=STATUS & ~CF, a=ak, b="1", t=t)
+            # The operand is the result minus/plus one: no temporary for it.
+            a_expr = f"({t} - 1)" if m == "INC" else f"({t} + 1)"
+            p = Producer("ADD" if m == "INC" else "SUB", w, mask=STATUS & ~CF, a=a_expr, b="1", t=t)
         g.state = g.state.push(p)
     if mem:
         smc_exit(g, s)

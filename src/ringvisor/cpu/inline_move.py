@@ -101,12 +101,11 @@ def leave(g, s) -> None:
     ins = s.ins
     w = ins.osz
     if g.stack32:
-        g.emit("x = ebp")
-        load(g, SS, "v", w)
-        g.emit(f"esp = (x + {w}) & 0xFFFFFFFF")
+        load(g, SS, "v", w, "ebp")
+        g.emit(f"esp = (ebp + {w}) & 0xFFFFFFFF")
     else:
         g.emit("x = ebp & 0xFFFF")
-        load(g, SS, "v", w)
+        load(g, SS, "v", w, "x")
         g.emit(f"esp = (esp & 0xFFFF0000) | ((x + {w}) & 0xFFFF)")
     g.emit(g.rset(w, 5, "v"))
 

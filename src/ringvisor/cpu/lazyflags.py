@@ -201,7 +201,11 @@ class FlagState:
         e = self._special(cc & 14)
         if e is None:
             e = self._generic(cc & 14)
-        return f"not {e}" if cc & 1 else e
+        if not cc & 1:
+            return e
+        if e.startswith("(not ") and e.count("(") == 1:
+            return f"({e[5:]}"                # not (not x & m) -> (x & m)
+        return f"not {e}"
 
     def _needed(self, k: int) -> tuple:
         return ((OF,), (CF,), (ZF,), (CF, ZF), (SF,), (PF,), (SF, OF), (ZF, SF, OF))[k >> 1]

@@ -23,6 +23,7 @@ from ringvisor.cpu.opcodes import ENDS_BLOCK
 MAX_STEPS = 64
 NEXT, BACK, FWD, EXIT, DYN = "next", "back", "fwd", "exit", "dyn"
 M32 = 0xFFFFFFFF
+_ENDS = int(ENDS_BLOCK)
 CONDITIONAL = {"Jcc", "LOOP", "LOOPZ", "LOOPNZ", "JCXZ"}
 
 
@@ -47,7 +48,7 @@ def classify(ins, nxt: int, limit: int):
     if ins.ud or ins.row is None or ins.row.handler is None:
         return "end", None
     if ins.lock:
-        return ("end" if ins.flags & ENDS_BLOCK else "op"), None
+        return ("end" if int(ins.flags) & _ENDS else "op"), None
     row = ins.row
     m = row.family if row.family == "Jcc" else row.mnemonic
     kind0 = row.operands[0].kind if row.operands else ""
@@ -60,7 +61,7 @@ def classify(ins, nxt: int, limit: int):
         return "ret", None
     if m in ("JMP", "CALL") and kind0 == "E":
         return "i" + m.lower(), None
-    if ins.flags & ENDS_BLOCK:
+    if int(ins.flags) & _ENDS:
         return "end", None
     return "op", None
 
