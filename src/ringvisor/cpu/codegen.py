@@ -215,11 +215,11 @@ class Gen:
         head = Merge(self, True)        # live: the budget/interrupt exit at the head reads them
         self.edge(head)
         self.loops.append((lp, head, None))
-        self.emit("while True:")
+        lim = f"lim{lp.head}"
+        self.emit(f"{lim} = target - {self.lengths[lp.head]}", "while True:")
         self.ind += 1
         self.state = head.state()
-        self.leave(f"ic + {self.lengths[lp.head]} > target or (pend is not None and pend())",
-                   self.steps[lp.head].eip, 0)
+        self.leave(f"ic > {lim} or pend and pend()", self.steps[lp.head].eip, 0)
         self.nodes(lp.body)
         self.ind -= 1
         _, _, out = self.loops.pop()
