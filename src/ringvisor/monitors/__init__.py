@@ -10,7 +10,7 @@ from __future__ import annotations
 from ringvisor.errors import ConfigError
 from ringvisor.monitors.region import RESERVED_BYTES
 
-TECHNIQUES = ("trap",)
+TECHNIQUES = ("trap", "pv")
 
 
 def create(technique: str, machine, engine, ring: int = 1):
@@ -22,6 +22,13 @@ def create(technique: str, machine, engine, ring: int = 1):
                               f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
         from ringvisor.monitors.trap import TrapMonitor
         return TrapMonitor(machine, engine, ring)
+    if technique == "pv":
+        if machine.layout.reserved_top != RESERVED_BYTES or machine.platform is None:
+            raise ConfigError(f"the PV monitor runs on the soft engine with the top "
+                              f"{RESERVED_BYTES >> 20} MiB of guest RAM reserved "
+                              f"(MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+        from ringvisor.monitors.pv import PvMonitor
+        return PvMonitor(machine, engine)
     raise ConfigError(f"--technique {technique} is not implemented yet (monitors available: "
                       f"{', '.join(TECHNIQUES)})")
 
