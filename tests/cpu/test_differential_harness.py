@@ -60,7 +60,8 @@ def test_replay_splits_with_iced_and_takes_unknown_counts_as_undefined():
 
 
 class _FakeHarness:
-    """Diverges exactly when the case runs `culprit` with EBX = 7."""
+    """Diverges one way ("A") when the case runs `culprit` with EBX = 7,
+    another ("B") when it runs it with any other EBX."""
 
     def __init__(self, culprit: bytes):
         self.culprit = culprit
@@ -68,8 +69,10 @@ class _FakeHarness:
     def check(self, case):
         from ringvisor.difftest.harness import Verdict
         from ringvisor.difftest.campaign import _flat
-        hit = any(n.code == self.culprit for n in _flat(case.nodes)) and case.regs.get("ebx") == 7
-        return Verdict(divergences=["divergence"] if hit else [])
+        if not any(n.code == self.culprit for n in _flat(case.nodes)):
+            return Verdict()
+        sig = ("A",) if case.regs.get("ebx") == 7 else ("B",)
+        return Verdict(divergences=[f"divergence {sig[0]}"], signatures=[sig])
 
 
 def test_reduce_keeps_only_what_makes_the_divergence():
@@ -80,9 +83,26 @@ def test_reduce_keeps_only_what_makes_the_divergence():
     filler = [Insn(b"\x40", "INC", effect("INC")), Insn(b"\x90", "NOP")]
     case = Case(3, 0x8D7, {"eax": 5, "ebx": 7, "ecx": 9}, 1,
                 (filler[0], Branch("jcc8", (filler[1], culprit), cc=3), filler[1]), normalizer(0, 0))
-    small = reduce(_FakeHarness(culprit.code), case)
+    small = reduce(_FakeHarness(culprit.code), case, ("A",))
     assert small.nodes == (culprit,) and small.regs == {"eax": 0, "ebx": 7, "ecx": 0}
+    # Without a signature any divergence will do: EBX goes too.
+    assert reduce(_FakeHarness(culprit.code), case).regs == {"eax": 0, "ebx": 0, "ecx": 0}
     assert small.eflags & 0x8D5 == 0
     assert replay_command(small) == ("python -m ringvisor.difftest --replay d40a --cpl 3 "
                                      "--eflags 0x2 --reg ebx=0x7")
     assert reduce(_FakeHarness(b"\xcc"), replace(case, nodes=(culprit,))).nodes == (culprit,)
+
+
+def test_a_loop_masks_what_a_pass_leaves_undefined_at_its_head():
+    from ringvisor.difftest.program import Loop
+    from ringvisor.difftest.world import LOOP_COUNTERS
+    setb = Insn(b"\x0f\x92\xc0", "SETcc", effect("SETcc", cc=2))     # reads CF
+    bsf = Insn(b"\x0f\xbc\xc3", "BSF", effect("BSF"))                 # CF undefined; DEC keeps it
+    norm = normalizer(1, 7)
+    p = assemble([Loop((setb, bsf), 3)], 3, norm)
+    init = b"\xc7\x05" + LOOP_COUNTERS[0].to_bytes(4, "little") + (3).to_bytes(4, "little")
+    dec = b"\xff\x0d" + LOOP_COUNTERS[0].to_bytes(4, "little")
+    body = norm.code + setb.code + bsf.code
+    assert p.code == init + body + dec + b"\x75" + bytes([(-(len(body) + len(dec) + 2)) & 0xFF]) + \
+        terminator(3)
+    assert p.undefined_end == CF

@@ -12,50 +12,56 @@ from hypothesis import HealthCheck, Phase, given, seed as hypothesis_seed, setti
 
 from ringvisor.difftest.generators import cases
 from ringvisor.difftest.harness import Harness
-from ringvisor.difftest.program import Branch, Case, Insn
+from ringvisor.difftest.program import Branch, Case, Insn, Loop
+from ringvisor.difftest.world import CODE
 
 
-def _diverges(harness: Harness, case: Case) -> bool:
+def _diverges(harness: Harness, case: Case, signature: tuple | None) -> bool:
+    """Still the same divergence (same signature), or any if None."""
     try:
-        return bool(harness.check(case).divergences)
+        verdict = harness.check(case)
     except ValueError:                       # a reduction made a branch body invalid
         return False
+    if signature is None:
+        return bool(verdict.divergences)
+    return signature in verdict.signatures
 
 
 def _without(nodes: tuple, i: int) -> tuple:
     return nodes[:i] + nodes[i + 1:]
 
 
-def reduce(harness: Harness, case: Case) -> Case:
+def reduce(harness: Harness, case: Case, signature: tuple | None = None) -> Case:
     """Greedy: drop nodes (flattening branches), then zero registers and
-    status flags, keeping each change that still diverges."""
+    status flags, keeping each change that still diverges the same way."""
     changed = True
     while changed:
         changed = False
         nodes = case.nodes
         for i in range(len(nodes) - 1, -1, -1):
             options = [_without(nodes, i)]
-            if isinstance(nodes[i], Branch):
+            if isinstance(nodes[i], (Branch, Loop)):
                 options.append(nodes[:i] + nodes[i].body + nodes[i + 1:])
             for option in options:
                 trial = replace(case, nodes=option)
-                if option and _diverges(harness, trial):
+                if option and _diverges(harness, trial, signature):
                     case, nodes, changed = trial, option, True
                     break
     for name, value in case.regs.items():
         if value:
             trial = replace(case, regs={**case.regs, name: 0})
-            if _diverges(harness, trial):
+            if _diverges(harness, trial, signature):
                 case = trial
     if case.eflags & 0x8D5:
         trial = replace(case, eflags=case.eflags & ~0x8D5)
-        if _diverges(harness, trial):
+        if _diverges(harness, trial, signature):
             case = trial
     return case
 
 
 def replay_command(case: Case) -> str:
-    code = b"".join(n.code for n in _flat(case.nodes))
+    program = case.program()
+    code = program.code[:program.end_eip - CODE]
     regs = " ".join(f"--reg {k}={v:#x}" for k, v in case.regs.items() if v)
     return (f"python -m ringvisor.difftest --replay {code.hex()} --cpl {case.cpl} "
             f"--eflags {case.eflags:#x} {regs}".rstrip())
@@ -92,13 +98,14 @@ def run(examples: int, cpls=(3, 0), seed: int | None = None, max_reports: int = 
             out(f"CPL {cpl}: {examples} cases in {time.monotonic() - t0:.0f} s")
         out(f"\nseed {seed}, {time.monotonic() - started:.0f} s\n" + harness.summary())
         out(f"divergences: {len(found)} distinct")
-        for n, (case, _) in enumerate(found.values()):
+        for n, (sig, (case, text)) in enumerate(found.items()):
             if n >= max_reports:
                 out(f"... and {len(found) - max_reports} more")
                 break
-            small = reduce(harness, case)
-            texts = harness.check(small).divergences or harness.check(case).divergences
-            out("\n" + "\n".join(texts) + "\n  replay: " + replay_command(small))
+            small = reduce(harness, case, sig)
+            verdict = harness.check(small)
+            texts = [t for t, s in zip(verdict.divergences, verdict.signatures) if s == sig]
+            out("\n" + (texts[0] if texts else text) + "\n  replay: " + replay_command(small))
     finally:
         harness.close()
     return 1 if found else 0

@@ -12,8 +12,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field, replace
 
-from ringvisor.difftest.effects import COND_FLAGS, Effect, STATUS
-from ringvisor.difftest.world import CODE, terminator
+from ringvisor.difftest.effects import COND_FLAGS, Effect, STATUS, effect
+from ringvisor.difftest.world import CODE, LOOP_COUNTERS, terminator
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ class Branch:
         if n == 1 and rel > 127:
             raise ValueError("branch body too long for rel8")
         return self.prefix + op + (struct.pack("<b", rel) if n == 1 else struct.pack("<i", rel))
+
+
+@dataclass(frozen=True)
+class Loop:
+    """`body` run `count` times: MOV dword [counter], count; body;
+    DEC dword [counter]; JNZ body. The counter is in memory no test operand
+    reaches, so the body may change every register."""
+    body: tuple
+    count: int
+    counter: int = LOOP_COUNTERS[0]
 
 
 @dataclass
@@ -155,11 +165,40 @@ def _put(a: _Asm, insn: Insn, undefined: int) -> tuple[bytes, int]:
     return out + insn.code, (undefined & ~e.writes) | e.undefined | a.quirks.get(insn.mnemonic, 0)
 
 
+_DEC_WRITES = effect("DEC").writes
+
+
+def _emit_loop(a: _Asm, node: Loop, undefined: int) -> tuple[bytes, int]:
+    init = Insn(b"\xc7\x05" + struct.pack("<II", node.counter, node.count), "MOV")
+    out, undefined = _put(a, init, undefined)
+    # The flags undefined at the loop head: those on entry and those left
+    # by a pass through the body and the DEC (a fixpoint: the sets only grow).
+    head = undefined
+    while True:
+        _, end = _emit(_Asm(a.eip, a.normalizer, quirks=a.quirks), node.body, head)
+        grown = head | (end & ~_DEC_WRITES)
+        if grown == head:
+            break
+        head = grown
+    top = a.eip
+    body, end = _emit(a, node.body, head)
+    dec, end = _put(a, Insn(b"\xff\x0d" + struct.pack("<I", node.counter), "DEC", effect("DEC")), end)
+    rel = top - (a.eip + 2)
+    jnz = (b"\x75" + struct.pack("<b", rel)) if rel >= -128 else \
+        (b"\x0f\x85" + struct.pack("<i", top - (a.eip + 6)))
+    back, end = _put(a, Insn(jnz, "Jcc", effect("Jcc", cc=5)), end)
+    return out + body + dec + back, end
+
+
 def _emit(a: _Asm, nodes, undefined: int) -> tuple[bytes, int]:
     out = b""
     for node in nodes:
         if isinstance(node, Insn):
             code, undefined = _put(a, node, undefined)
+            out += code
+            continue
+        if isinstance(node, Loop):
+            code, undefined = _emit_loop(a, node, undefined)
             out += code
             continue
         if node.reads & undefined:

@@ -31,6 +31,7 @@ from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
 
 GDT, IDT, TSS = 0x1000, 0x2000, 0x3000
 STUBS, RECORD = 0x6000, 0x6800
+LOOP_COUNTERS = (0x6900, 0x6904)  # program.Loop's counters: no test operand reaches them
 STACK0_TOP = 0x8000               # ring-0 stack (TSS.ESP0) for exceptions from ring 3
 PD, PT = 0x8000, 0x9000           # identity paging (soft engine, or VT-x/AMD-V hosts)
 DATA, DATA_SIZE = 0xA000, 0x800   # memory operands point here
