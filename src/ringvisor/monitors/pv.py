@@ -71,6 +71,7 @@ class PvMonitor:
         self.kernel_stack: int | None = None
         self.guest: CpuState | None = None       # the guest's state while the CPU is in a stub
         self.blocked: CpuState | None = None     # the guest's state while it waits for an event
+        self.in_hypercall: str | None = None
         self.traps = 0
         self.hypercalls, self.rejected = Counter(), Counter()
         self.events, self.bounced = Counter(), Counter()
@@ -182,13 +183,16 @@ class PvMonitor:
         nr = st.eax
         name = A.HYPERCALLS.get(nr)
         self.hypercalls[name or "(unknown)"] += 1
+        self.in_hypercall = name
         try:
             if name is None:
-                raise PvError(A.ENOSYS, f"hypercall number {nr:#x}")
+                raise PvError(A.ENOSYS, "no such hypercall")
             result = HANDLERS[nr](self, st, st.ebx, st.ecx, st.edx, st.esi, st.edi)
         except PvError as e:
             self.rejected[f"{name or 'unknown'}: -{A.ERRNO_NAMES[e.errno]} {e.reason}"] += 1
             result = -e.errno
+        finally:
+            self.in_hypercall = None
         if result is not None:
             st.eax = result & 0xFFFFFFFF
         if self.blocked is not None:
@@ -299,6 +303,9 @@ class PvMonitor:
 
     def crash(self, what: str, st: CpuState):
         view = replace(st)
+        if self.in_hypercall:                     # show the int $0x82, not the instruction after
+            view.eip -= 2
+            what += f" (in hypercall {self.in_hypercall})"
         if self.shared is not None:
             view.eflags = (st.eflags & ~IF) | (0 if self.shared.masked else IF)
         translate = report.page_walk(view, self.memory) if view.cr0 & 0x80000000 else None

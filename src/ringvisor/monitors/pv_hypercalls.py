@@ -20,8 +20,8 @@ IF = 0x200
 
 
 def set_trap_table(mon, st, table, *_):
-    entries, at = {}, table
-    while True:
+    entries = []
+    for at in range(table, table + (A.MAX_TRAP_ENTRIES + 1) * A.TRAP_INFO_SIZE, A.TRAP_INFO_SIZE):
         vector, flags, cs, address = struct.unpack("<BBHI", mon.read_guest(at, A.TRAP_INFO_SIZE))
         if address == 0:
             break
@@ -30,14 +30,13 @@ def set_trap_table(mon, st, table, *_):
         if vector == A.HYPERCALL_VECTOR:
             raise PvError(A.EINVAL, "a trap-table entry for the hypercall vector")
         if cs != A.KERNEL_CODE:
-            raise PvError(A.EINVAL, f"a trap-table handler with CS {cs:#06x} (only 0x31, ring 1)")
+            raise PvError(A.EINVAL, "a trap-table handler CS other than 0x31 (ring 1)")
         if flags & ~(A.TI_DPL_MASK | A.TI_MASK_EVENTS):
             raise PvError(A.EINVAL, "undefined trap-table flags")
         if address > A.KSEG_LIMIT:
             raise PvError(A.EINVAL, "a trap-table handler in the monitor's hole")
-        entries[vector] = (flags, address)
-        at += A.TRAP_INFO_SIZE
-    for vector, (flags, address) in entries.items():      # all checked: install
+        entries.append((vector, flags, address))
+    for vector, flags, address in entries:                # all checked: install
         mon.trap_table[vector] = (flags, address)
         mon.tables.set_gate_dpl(vector, flags & A.TI_DPL_MASK)
     return 0
@@ -101,7 +100,7 @@ def tlb_flush(mon, st, *_):
 
 def stack_switch(mon, st, ss, esp, *_):
     if ss != A.KERNEL_DATA:
-        raise PvError(A.EINVAL, f"a kernel stack segment {ss:#06x} (only 0x39)")
+        raise PvError(A.EINVAL, "a kernel stack segment other than 0x39")
     mon.kernel_stack = esp
     return 0
 
@@ -134,7 +133,7 @@ def iret(mon, st, *_):
 
 def set_callback(mon, st, cs, eip, *_):
     if cs != A.KERNEL_CODE:
-        raise PvError(A.EINVAL, f"an event callback with CS {cs:#06x} (only 0x31)")
+        raise PvError(A.EINVAL, "an event callback CS other than 0x31")
     if eip > A.KSEG_LIMIT:
         raise PvError(A.EINVAL, "an event callback in the monitor's hole")
     mon.callback = eip
