@@ -28,7 +28,6 @@ from ringvisor.exits import Halt, Interrupted
 from ringvisor.machine import report
 from ringvisor.machine.cpu_state import CpuState
 from ringvisor.machine.machine import GuestStopped
-from ringvisor.machine.soft_platform import NS_PER_INSTRUCTION
 from ringvisor.monitors import pv_abi as A
 from ringvisor.monitors import pv_image
 from ringvisor.monitors import real_tables as T
@@ -57,7 +56,6 @@ class PvMonitor:
         machine.ports.register(T.TRAP_PORT, 1, self.port, "ringvisor trap stubs")
         self.real = RealCpu(engine, machine.pic)
         self.timer = PvTimer(machine.ports, machine.platform)
-        self.tsc_khz = 1_000_000 // NS_PER_INSTRUCTION
         self.console = machine.console
         nr_pages = min(machine.layout.usable_end, A.HOLE) // PAGE
         self.stats = Counter()
@@ -88,7 +86,7 @@ class PvMonitor:
         image = pv_image.read_image(self.machine.config.kernel)
         pv_image.load(self.memory, image, self.paging.nr_pages)
         day = pv_image.lay_out(self.memory, self.paging, image, self.machine.config.cmdline,
-                               self.tsc_khz)
+                               self.timer.tsc_khz)
         self.start = day
         self.shared = SharedInfo(self.memory, day.shared_info)
         self.shared.mask(True)
@@ -238,7 +236,7 @@ class PvMonitor:
         self.shared.raise_event(bit)
 
     def update_time(self) -> None:
-        self.shared.set_time(self.timer.now(), self.real.tsc(), self.tsc_khz)
+        self.shared.set_time(self.timer.now(), self.timer.tsc(), self.timer.tsc_khz)
 
     def _leave(self, st: CpuState):
         """Back to the guest, through its event callback if events are due."""

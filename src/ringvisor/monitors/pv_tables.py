@@ -52,6 +52,7 @@ class PvTables:
         region.write_u32(region.physical(R.TSS) + 8, A.MONITOR_DATA)     # SS0
         region.write_bytes(region.physical(IDLE), IDLE_CODE)
         self.gate_dpl = [0] * 256
+        self.caches: dict[int, Segment] = {}
         for v in range(256):
             self.set_gate_dpl(v, 1 if v == A.HYPERCALL_VECTOR else 0)
 
@@ -64,11 +65,17 @@ class PvTables:
 
     # --- the real CPU's registers -----------------------------------------------------
     def segment(self, selector: int) -> Segment:
-        """The hidden cache of a guest selector (null for 0)."""
-        if selector & ~3 == 0:
-            return Segment(selector=selector, base=0, limit=0, type=0, present=False, unusable=True)
-        raw = self.region.read_u64(self.region.physical(R.GDT_KERNEL_VIEW) + (selector & ~7))
-        return decode(raw).segment(selector)
+        """The hidden cache of a guest selector (null for 0). The GDT never
+        changes, so caches are made once; engines copy what set_state gets."""
+        seg = self.caches.get(selector)
+        if seg is None:
+            if selector & ~3 == 0:
+                seg = Segment(selector=selector, base=0, limit=0, type=0, present=False, unusable=True)
+            else:
+                raw = self.region.read_u64(self.region.physical(R.GDT_KERNEL_VIEW) + (selector & ~7))
+                seg = decode(raw).segment(selector)
+            self.caches[selector] = seg
+        return seg
 
     def install(self, st) -> None:
         st.gdt = TableRegister(self.region.linear(R.GDT_KERNEL_VIEW), GDT_LIMIT)

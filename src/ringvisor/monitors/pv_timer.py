@@ -13,6 +13,7 @@ its own: ringos re-arms deadline + 10 ms from each EVT_TIMER.
 from __future__ import annotations
 
 from ringvisor.devices.pit8254 import NS_PER_S, PIT_HZ
+from ringvisor.machine.soft_platform import NS_PER_INSTRUCTION
 
 PIC_VECTOR = 0xF0                 # IRQ 0..7 -> 0xF0..0xF7, IRQ 8..15 -> 0xF8..0xFF
 PIC_PORTS = ((0x20, 0x21), (0xA0, 0xA1))
@@ -45,6 +46,16 @@ class PvTimer:
     def now(self) -> int:
         """Guest system time: ns since the guest started."""
         return self.platform.now_ns() - self.start_ns
+
+    def tsc(self) -> int:
+        """The TSC at this instant on the same clock (the platform's TSC
+        counts one tick per NS_PER_INSTRUCTION): read from the clock, not
+        with RDTSC, so `ringvisor compare`'s log of guest RDTSCs stays the guest's."""
+        return self.platform.now_ns() // NS_PER_INSTRUCTION
+
+    @property
+    def tsc_khz(self) -> int:
+        return 1_000_000 // NS_PER_INSTRUCTION
 
     def arm(self, deadline: int) -> bool:
         """HC_SET_TIMER; True if the deadline has already passed (fire now)."""
