@@ -56,7 +56,8 @@ class TrapMonitor:
         machine.ports.register(T.TRAP_PORT, 1, self.port, "ringvisor trap stubs")
         self.real = RealCpu(engine, machine.pic, fast_faults)
         self.stats = Counter()
-        self.traps, self.emulated, self.reflected = Counter(), Counter(), Counter()
+        self.trap_kinds, self.emulated, self.reflected = Counter(), Counter(), Counter()
+        self.traps = 0                  # every exit into the monitor (compare reads it)
         self.vcpu = VirtualCpu(ring=ring)
         self.gdt = ShadowGdt(self.region, ring)
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
@@ -168,15 +169,16 @@ class TrapMonitor:
 
     # --- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, st: CpuState, vector: int, code, external: bool):
+        self.traps += 1
         self.last_trap_at = self.real.instructions
         if external or vector != 14:
             self.same_fault = (None, 0)       # progress: the next #PF starts a new count
         if self.stepper.active and (external or vector != 14):
             self.stepper.end(st)
             if vector == 1 and not external:
-                self.traps["#DB (monitor single-step)"] += 1
+                self.trap_kinds["#DB (monitor single-step)"] += 1
                 return self._resume(st)
-        self.traps["interrupt" if external else vector_name(vector)] += 1
+        self.trap_kinds["interrupt" if external else vector_name(vector)] += 1
         try:
             try:
                 if external:
@@ -365,12 +367,12 @@ class TrapMonitor:
 
     # --- statistics -------------------------------------------------------------------------------
     def statistics(self) -> dict:
-        total = sum(self.traps.values())
+        total = sum(self.trap_kinds.values())
         s = self.stats
         return {
             "technique": "trap", "ring": self.ring,
             "traps": total,
-            "traps_by_kind": dict(self.traps.most_common()),
+            "traps_by_kind": dict(self.trap_kinds.most_common()),
             "emulated": dict(self.emulated.most_common()),
             "reflected": dict(self.reflected.most_common()),
             "shadow_paging": {k: s[k] for k in (
