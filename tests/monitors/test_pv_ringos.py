@@ -77,3 +77,25 @@ def test_probe_sees_a_paravirtualized_kernel(ringos):
 def test_a_kernel_without_the_pv_note_is_refused(ringos):
     with pytest.raises(GuestImageError, match="no ringvisor PV note"):
         run(ringos / "ringos.elf", "workload=compute")
+
+
+def test_compare_attributes_exactly_one_trap_per_hypercall_benchmark(ringos):
+    """`ringvisor compare` logs every RDTSC with the trap count: the monitor's
+    own time updates must not read the TSC through the logged path
+    (regression: they did, and the log no longer paired the guest's reads)."""
+    from ringvisor.compare.measure import nanobench
+    from ringvisor.compare.techniques import Technique
+    rows = nanobench(Technique("pv", "soft", "pv"), iters=5)
+    assert {name: r["traps_per_iter"] for name, r in rows.items()} == {
+        "in": 1, "cr": 1, "call/ret": 0, "pgfault": 4, "divzero": 2, "ptemod": 1, "syscall": 2}
+
+
+def test_the_command_line_refuses_a_native_kernel_in_one_line(ringos):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ringvisor", "run", str(ringos / "ringos.elf"),
+                        "--engine", "soft", "--technique", "pv"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=60)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.startswith("ringvisor: ringos.elf: no ringvisor PV note")
