@@ -66,7 +66,8 @@ def table(doc: dict) -> Table:
             traps = "?" if r["traps_per_iter"] is None else f"{r['traps_per_iter']:.2f}"
             row.append(f"{r['ns_per_iter']:,.0f} ({traps}){ratio}")
         t.add_row(b, *row)
-    t.add_row("compute MIPS", *(f"{doc['techniques'][n]['mips']:.2f}" for n in names))
+    t.add_row("compute MIPS", *("?" if doc["techniques"][n]["mips"] is None
+                                else f"{doc['techniques'][n]['mips']:.2f}" for n in names))
     t.add_row("probe: virtualization visible",
               *("yes" if doc["techniques"][n]["probe_visible"] else "no" for n in names))
     return t
