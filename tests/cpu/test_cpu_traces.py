@@ -158,7 +158,7 @@ def test_interrupt_during_a_loop_is_taken_at_a_loop_head():
     handler = CODE + 0x100
     for blocks in (False, True):
         rig = Rig()
-        rig.cpu.interrupts = Pin(1000)
+        rig.cpu.interrupts = Pin(10)
         rig.protected(code)
         rig.write(handler, bytes.fromhex("8b1424" "43" "cf"))
         rig.set_idt(0x40, handler, sel=KCODE)
@@ -168,6 +168,47 @@ def test_interrupt_during_a_loop_is_taken_at_a_loop_head():
         assert rig.cpu.r[0] == sum(range(1, 5001)) and rig.cpu.instructions == 2 + 3 * 5000 + 3 + 1
         if blocks:
             assert rig.cpu.r[2] == CODE + 6             # between two iterations
+
+
+class Doorbell:
+    """An MMIO register whose first write raises the interrupt line."""
+
+    def __init__(self):
+        self.rung = False
+        self.taken = False
+
+    def io_read(self, offset, size):
+        return 0
+
+    def io_write(self, offset, size, value):
+        self.rung = True
+
+    def pending(self) -> bool:
+        return self.rung and not self.taken
+
+    def acknowledge(self) -> int:
+        self.taken = True
+        return 0x40
+
+
+def test_interrupt_raised_by_a_device_access_in_a_loop_is_taken_next_iteration():
+    # sti; mov ecx,100; l: mov [MMIO],eax; dec ecx; jnz l; hlt — handler: mov edx,ecx; iret.
+    # The interpreter takes it after the MOV (ECX=100), compiled code at the
+    # next loop head (ECX=99): between blocks, not POLL instructions later.
+    from cpu_rig import KCODE
+    mmio = 0x10000000
+    code = bytes.fromhex("fb" "b964000000" "a3") + struct.pack("<I", mmio) + bytes.fromhex("49" "75f9" "f4")
+    for blocks, ecx in ((False, 100), (True, 99)):
+        rig = Rig()
+        bell = Doorbell()
+        rig.cpu.mmio.register(mmio, 0x1000, bell, "doorbell")
+        rig.cpu.interrupts = bell
+        rig.protected(code)
+        rig.write(CODE + 0x100, bytes.fromhex("89ca" "cf"))
+        rig.set_idt(0x40, CODE + 0x100, sel=KCODE)
+        rig.cpu.use_blocks = blocks
+        assert isinstance(rig.run(10_000), Halt)
+        assert rig.cpu.r[2] == ecx
 
 
 def test_alu_register_destination_does_not_check_a_stale_write():

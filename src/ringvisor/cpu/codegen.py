@@ -21,7 +21,8 @@ A fault inside a handler call leaves the CPU state as the handler left it
 (as on the interpreter).
 
 Loops (structure.py) run as `while True:` with the instruction budget and
-the interrupt line checked at the head of every iteration.
+the interrupt line (when IF=1) checked between iterations: on entering the
+loop and on every back edge, where the flags of that path are known.
 """
 from __future__ import annotations
 
@@ -152,11 +153,8 @@ class Gen:
         if kind == EXIT:
             self.exit(str(flow[1]))
         elif kind == BACK:
-            lp, head, _ = self.loops[-1]
-            assert lp.head == flow[1]
-            self.flush()
-            self.edge(head)
-            self.emit("continue")
+            assert self.loops[-1][0].head == flow[1]
+            self.back_edge()
         elif kind == FWD:                              # a break out of the innermost loop
             self.flush()
             self.leave_loop()
@@ -164,6 +162,18 @@ class Gen:
             self.exit("v")
         else:
             raise AssertionError(flow)
+
+    def back_edge(self) -> None:
+        """Go round the innermost loop: the budget and the interrupt line are
+        checked here, between two iterations, with this path's own flags."""
+        lp, head, _ = self.loops[-1]
+        self.flush()
+        self.check_budget(lp)
+        self.edge(head)
+        self.emit("continue")
+
+    def check_budget(self, lp) -> None:
+        self.leave(f"ic > lim{lp.head} or pend and pend()", self.steps[lp.head].eip, 0)
 
     def leave_loop(self) -> None:
         i = len(self.loops) - 1
@@ -175,12 +185,13 @@ class Gen:
         self.emit("break")
 
     # --- flag liveness --------------------------------------------------------------------
-    def live_from(self, p: int) -> bool:
+    def live_from(self, p: int, at_head: bool = False) -> bool:
         """Whether the flags at the start of step p can be read (by a
-        consumer, an exit or a fault) before every flag is overwritten."""
+        consumer, an exit or a fault) before every flag is overwritten.
+        (`at_head`: p is a loop head whose budget check is already done.)"""
         for s in self.steps[p:]:
-            if s.index in self.heads:
-                return True               # the budget/interrupt exit at a loop head
+            if s.index in self.heads and not (at_head and s.index == p):
+                return True               # the budget/interrupt exit entering a loop
             reads, kills, faults = self.templates.effects(self, s)
             if reads or faults:
                 return True
@@ -212,14 +223,14 @@ class Gen:
     def loop(self, lp: Loop) -> None:
         self.has_loops = True
         self.flush()
-        head = Merge(self, True)        # live: the budget/interrupt exit at the head reads them
+        self.emit(f"lim{lp.head} = target - {self.lengths[lp.head]}")
+        self.check_budget(lp)
+        head = Merge(self, self.live_from(lp.head, at_head=True))
         self.edge(head)
         self.loops.append((lp, head, None))
-        lim = f"lim{lp.head}"
-        self.emit(f"{lim} = target - {self.lengths[lp.head]}", "while True:")
+        self.emit("while True:")
         self.ind += 1
         self.state = head.state()
-        self.leave(f"ic > {lim} or pend and pend()", self.steps[lp.head].eip, 0)
         self.nodes(lp.body)
         self.ind -= 1
         _, _, out = self.loops.pop()
@@ -248,7 +259,7 @@ class Gen:
                 lp = self.loops[-1][0] if self.loops else None
                 if other[0] == BACK and lp is not None and lp.end == k and s.cont[0] == NEXT:
                     # The loop's closing branch: go round while taken, else leave.
-                    self.block(f"if {cond}:", lambda: (self.edge(self.loops[-1][1]), self.emit("continue")))
+                    self.block(f"if {cond}:", self.back_edge)
                     self.leave_loop()
                     return
                 self.block(f"if {cond}:", lambda: self.goto(other, s))
