@@ -258,3 +258,38 @@ def test_flags_live_into_a_loop_head_exit():
             rig.run(n)                 # the budget ends at the loop head, mid-trace
             out.append((rig.cpu.r, rig.cpu.eip, rig.cpu.flags, rig.cpu.instructions))
         assert out[0] == out[1]
+
+
+def test_invlpg_remaps_code_and_data_pages():
+    # The code at 0x20000 calls a routine at linear 0x30000 and reads [0x31000],
+    # then remaps both pages (PTE writes + INVLPG) and does it again: the
+    # second call must run the new page's code and read the new page's data.
+    from cpu_rig import asm
+    main = asm("""
+        mov ecx, 3
+    again:
+        call 0x30000
+        add ebx, [0x31000]
+        mov dword ptr [{pte30}], 0x40007
+        mov dword ptr [{pte31}], 0x41007
+        invlpg [0x30000]
+        invlpg [0x31000]
+        dec ecx
+        jnz again
+        hlt
+    """.format(pte30=0x4000 + 0x1000 + 4 * 0x30, pte31=0x4000 + 0x1000 + 4 * 0x31), org=0x20000)
+    out = []
+    for blocks in (False, True):
+        rig = Rig()
+        rig.protected(b"\xe9" + struct.pack("<i", 0x20000 - (CODE + 5)))   # jmp 0x20000
+        rig.write(0x20000, main)
+        rig.write(0x30000, b"\x83\xc0\x01\xc3")         # old routine: add eax, 1; ret
+        rig.write(0x40000, b"\x83\xc0\x10\xc3")         # new routine: add eax, 16; ret
+        rig.write(0x31000, struct.pack("<I", 100))
+        rig.write(0x41000, struct.pack("<I", 7))
+        rig.identity_paging()
+        rig.enable_paging()
+        rig.cpu.use_blocks = blocks
+        assert isinstance(rig.run(10_000), Halt)
+        out.append((rig.cpu.r[0], rig.cpu.r[3], rig.cpu.instructions))
+    assert out[0] == out[1] and out[0][:2] == (1 + 16 + 16, 100 + 7 + 7)

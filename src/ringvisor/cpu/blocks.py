@@ -42,6 +42,20 @@ MAX_TRACES = 4096
 HOT = 8
 
 
+# Compiled code by source: the same guest code compiles to the same source
+# (another machine in this process, the cache started over, a page reloaded).
+_CODE: dict[str, object] = {}
+
+
+def _code(src: str):
+    code = _CODE.get(src)
+    if code is None:
+        if len(_CODE) >= MAX_TRACES:
+            _CODE.clear()
+        code = _CODE[src] = compile(src, "<trace>", "exec")
+    return code
+
+
 class Block:
     __slots__ = ("fn", "env", "n", "page", "key", "source", "code", "lo", "hi", "seen")
 
@@ -63,6 +77,7 @@ class BlockCache:
         cpu.smc = False
         cpu.code_written = self.code_written
         cpu.paging_changed = self.paging_changed
+        cpu.page_invalidated = self.page_invalidated
 
     def clear(self) -> None:
         self.blocks.clear()
@@ -78,6 +93,15 @@ class BlockCache:
     def paging_changed(self) -> None:
         self.pages.clear()
         self._forget_lookups()
+
+    def page_invalidated(self, vpn: int) -> None:
+        """INVLPG: forget what came from that page's translation only."""
+        self.pages.forget(vpn)
+        for mode, fast in self.modes.items():
+            cs_base = mode[0][CS]
+            stale = [eip for eip in fast if ((cs_base + eip) & 0xFFFFFFFF) >> 12 == vpn]
+            for eip in stale:
+                del fast[eip]
 
     def code_written(self, p: int, n: int) -> None:
         """The CPU wrote [p, p+n) on a page holding traces: drop the ones it hits."""
@@ -210,7 +234,7 @@ class BlockCache:
                "M16": pages.m16, "M32": pages.m32, "FR": pages.read[cpu.user],
                "FW": pages.write[cpu.user], "CpuFault": CpuFault, "check": check, "Leave": Leave}
         src, env, n = generate(cpu, steps, env, inline)
-        exec(compile(src, f"<trace {p:#x}>", "exec"), env)
+        exec(_code(src), env)
         b = Block()
         b.fn, b.env, b.n, b.key, b.source = env["trace"], env, n, key, src
         b.page = p >> 12

@@ -334,10 +334,14 @@ class Core:
         for t in self.tlb:
             t.pop(vpn, None)
         self.tlb_global.discard(vpn)
-        self.paging_changed()
+        self.page_invalidated(vpn)
 
     def paging_changed(self) -> None:
         """Hook: the block cache drops translations it derived from the TLB."""
+
+    def page_invalidated(self, vpn: int) -> None:
+        """Hook: one linear page's translation was dropped (INVLPG)."""
+        self.paging_changed()
 
     # --- small helpers -------------------------------------------------------------
     @property

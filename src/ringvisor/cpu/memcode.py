@@ -36,6 +36,10 @@ class FastPages:
         for d in self.read + self.write:
             d.clear()
 
+    def forget(self, vpn: int) -> None:
+        for d in self.read + self.write:
+            d.pop(vpn, None)
+
     def forget_writes(self) -> None:
         for d in self.write:
             d.clear()
