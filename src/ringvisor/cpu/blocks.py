@@ -39,7 +39,7 @@ MAX_MODES = 64
 MAX_TRACES = 4096
 # Code is interpreted until execution has reached it HOT times: compiling
 # costs milliseconds, which code run once or twice (boot, setup) never repays.
-HOT = 8
+HOT = 16
 
 
 # Compiled code by source: the same guest code compiles to the same source
