@@ -332,10 +332,15 @@ class Gen:
             out.append(" intr = cpu.interrupts")
             out.append(" pend = intr.pending if intr is not None and f & 0x200 else None")
         lines = {}
+        resolved = {}
         for ind, text, tag in self.lines:
-            text = sel[int(text[2:-1])] if text.startswith("«s") else render(text, self.dyns)
+            if "«" in text:
+                text = sel[int(text[2:-1])] if text.startswith("«s") else render(text, self.dyns)
             if tag is not None:
-                lines[len(out) + 1] = self._resolve(tag)
+                r = resolved.get(id(tag))
+                if r is None:
+                    r = resolved[id(tag)] = self._resolve(tag)
+                lines[len(out) + 1] = r
             out.append(" " * ind + text)
         self.env["LINES"] = lines
         self.env["DYNS"] = self.dyns
