@@ -309,3 +309,25 @@ def test_invlpg_remaps_code_and_data_pages():
         assert isinstance(rig.run(10_000), Halt)
         out.append((rig.cpu.r[0], rig.cpu.r[3], rig.cpu.instructions))
     assert out[0] == out[1] and out[0][:2] == (1 + 16 + 16, 100 + 7 + 7)
+
+
+def test_traces_chained_across_pages():
+    # A loop calling a routine in another page: two traces per iteration,
+    # run back to back with the state in the dispatcher's locals; slices of
+    # every size end between and inside them.
+    from cpu_rig import asm
+    main = asm("mov ecx, 300\nl: add eax, ecx\nxor edx, eax\ncall 0x30000\ndec ecx\njnz l\nhlt")
+    sub = asm("add ebx, eax\nrol ebx, 3\nmov [0x60000], ebx\nret", org=0x30000)
+    out = []
+    for blocks in (False, True):
+        rig = Rig()
+        rig.protected(main)
+        rig.write(0x30000, sub)
+        rig.cpu.use_blocks = blocks
+        states = []
+        for n in (5, 1, 7, 64, 3, 100, 2, 1000, 9, 100_000):
+            e = rig.run(n)
+            states.append((type(e).__name__, list(rig.cpu.r), rig.cpu.eip, rig.cpu.flags,
+                           rig.cpu.instructions, rig.mem.read(0x60000, 4)))
+        out.append(states)
+    assert out[0] == out[1] and out[0][-1][0] == "Halt"

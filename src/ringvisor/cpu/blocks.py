@@ -172,23 +172,44 @@ class BlockCache:
             elif b.n > target - cpu.instructions:
                 cpu.step()                    # the budget ends inside this trace
             else:
-                cpu.smc = False
-                try:
-                    res = b.fn(cpu, target)
-                except Leave as e:
-                    recover(cpu, b, e)
-                    res = None
-                except BaseException as e:
-                    recover(cpu, b, e)
-                    raise
-                if res is not None:
-                    r = cpu.r
-                    (cpu.eip, cpu.instructions, cpu.flags,
-                     r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) = res
+                self._chain(b, target, intr)
             if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & TF:
                 return
             if intr is not None and cpu.flags & IF and intr.pending():
                 return
+
+    def _chain(self, b: Block, target: int, intr) -> None:
+        """Run traces back to back while each leaves by a plain branch to
+        another trace found at once: between them the state stays in locals
+        (handlers, recover() and everything else see it in the CPU object
+        again when this returns)."""
+        cpu = self.cpu
+        fast = self.fast
+        pend = intr.pending if intr is not None else None
+        r = cpu.r
+        eax, ecx, edx, ebx, esp, ebp, esi, edi = r
+        f, ic = cpu.flags, cpu.instructions
+        cpu.smc = False
+        while True:
+            try:
+                res = b.fn(cpu, target, eax, ecx, edx, ebx, esp, ebp, esi, edi, f, ic)
+            except Leave as e:
+                recover(cpu, b, e)
+                return
+            except BaseException as e:
+                recover(cpu, b, e)
+                raise
+            if res is None:
+                return                        # a handler ended the trace, the state is synced
+            eip, ic, f, eax, ecx, edx, ebx, esp, ebp, esi, edi = res
+            # (Only handlers change modes, HLT, shadows or TF; a plain branch did not.)
+            if ic >= target or pend is not None and f & 0x200 and pend():
+                break
+            b = fast.get(eip)
+            if b is None or b.seen != cpu.dev_epoch or b.n > target - ic:
+                break
+        cpu.eip, cpu.instructions, cpu.flags = eip, ic, f
+        r[:] = eax, ecx, edx, ebx, esp, ebp, esi, edi
 
     def _lookup(self, eip: int):
         cpu = self.cpu

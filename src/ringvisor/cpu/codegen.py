@@ -8,8 +8,9 @@ the CPU at every exit and before every handler call (which sees `cpu.r`,
 `cpu.flags`, `cpu.eip`, `cpu.instructions` exactly as the interpreter would)
 and reloads it after.
 
-Exits: a branch out of the trace returns (eip, count, eflags, eax … edi)
-for the caller to store. Rare exits (a write hit compiled code, the budget
+The caller passes the state in (registers, EFLAGS, the instruction count:
+between traces it lives in the dispatcher's locals, not in the CPU object),
+and a branch out of the trace returns (eip, count, eflags, eax … edi). Rare exits (a write hit compiled code, the budget
 or an interrupt at a loop head, a handler changed EIP) raise `Leave`; each
 source line has a tag (`LINES`) saying what the state is there, and
 recover.py rebuilds it from the frame's locals. Faults work the same way:
@@ -326,8 +327,7 @@ class Gen:
     def source(self) -> tuple[str, dict]:
         """Assemble the function, render the tokens; LINES: line -> tag."""
         sel = [f"fs{d.n} = {v}" if len(d.alts) > 1 else "pass" for d, v in self.selectors]
-        out = ["def trace(cpu, target):", " r = cpu.r", f" {ALL_REGS} = r",
-               " f = cpu.flags", " ic = cpu.instructions", " sm = False"]
+        out = [f"def trace(cpu, target, {ALL_REGS}, f, ic):", " r = cpu.r", " sm = False"]
         if self.has_loops:
             out.append(" intr = cpu.interrupts")
             out.append(" pend = intr.pending if intr is not None and f & 0x200 else None")
