@@ -86,6 +86,10 @@ class BlockCache:
         self.cpu.code_pages.clear()
         self._forget_lookups()
 
+    def close(self) -> None:
+        self.clear()
+        self.pages.release()
+
     def _forget_lookups(self) -> None:
         self.modes.clear()
         self.mode_seen = -1

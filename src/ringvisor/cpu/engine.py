@@ -71,7 +71,7 @@ class SoftEngine(Core):
         return self.instructions + self.tsc_offset
 
     def close(self) -> None:
-        self.blocks.clear()
+        self.blocks.close()
 
     # --- fetch and decode --------------------------------------------------------
     def fetch_code(self, eip: int, want: int = 16) -> bytes:

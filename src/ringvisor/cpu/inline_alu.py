@@ -133,7 +133,7 @@ def shift(g, s) -> None:
     ins, k = s.ins, s.index
     m = ins.row.mnemonic
     w = ins.w
-    mask, sign, bits = MASK[w], SIGN[w], 8 * w
+    mask, sign = MASK[w], SIGN[w]
     c = _count(ins)
     mem = is_mem(ins, 0)
     if mem:

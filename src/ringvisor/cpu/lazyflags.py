@@ -126,10 +126,6 @@ class Dyn:
         self.alts.append(state)
         return len(self.alts) - 1
 
-    def reaches(self, target: "Dyn") -> bool:
-        """True if any incoming state refers (through merges) to `target`."""
-        return any(s.refers(target) for s in self.alts)
-
     def render(self) -> str:
         if not self.alts:
             return "f"
@@ -153,9 +149,6 @@ class FlagState:
     def same(self, other: "FlagState") -> bool:
         return self.base is other.base and len(self.layers) == len(other.layers) and all(
             p is q and m == n for (p, m), (q, n) in zip(self.layers, other.layers))
-
-    def refers(self, d: Dyn) -> bool:
-        return isinstance(self.base, Dyn) and (self.base is d or self.base.reaches(d))
 
     def push(self, p: Producer) -> "FlagState":
         layers = tuple((q, m & ~p.mask) for q, m in self.layers if m & ~p.mask) + ((p, p.mask),)
