@@ -36,7 +36,7 @@ from ringvisor.cpu.trace import discover
 MAX_MODES = 64
 # More traces than this and the cache starts over (code that keeps faulting
 # into new entry points, or a guest that runs much code once).
-MAX_TRACES = 4096
+MAX_TRACES = 2048
 # Code is interpreted until execution has reached it HOT times: compiling
 # costs milliseconds, which code run once or twice (boot, setup) never repays.
 HOT = 16
@@ -45,12 +45,13 @@ HOT = 16
 # Compiled code by source: the same guest code compiles to the same source
 # (another machine in this process, the cache started over, a page reloaded).
 _CODE: dict[str, object] = {}
+MAX_SHARED = 1024
 
 
 def _code(src: str):
     code = _CODE.get(src)
     if code is None:
-        if len(_CODE) >= MAX_TRACES:
+        if len(_CODE) >= MAX_SHARED:
             _CODE.clear()
         code = _CODE[src] = compile(src, "<trace>", "exec")
     return code

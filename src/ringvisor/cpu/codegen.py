@@ -1,25 +1,24 @@
 """Generating one Python function per trace.
 
-The guest registers live in Python locals (eax … edi) for the whole trace;
-flags are lazy (lazyflags.py); `ic` is the retired-instruction count at the
-start of the current straight-line segment, and `off` (static) counts the
-instructions of the segment so far. The function writes the state back to
-the CPU at every exit and before every handler call (which sees `cpu.r`,
-`cpu.flags`, `cpu.eip`, `cpu.instructions` exactly as the interpreter would)
-and reloads it after.
+`trace(cpu, target, eax … edi, f, ic)`: the caller passes the state in
+(between traces it lives in the dispatcher's locals) and the guest
+registers stay Python locals for the whole trace; flags are lazy
+(lazyflags.py); `ic` is the retired-instruction count at the start of the
+current straight-line segment, `off` (static) the instructions of the
+segment so far. A branch out of the trace returns (eip, count, eflags,
+eax … edi). Before a handler call the state is written to the CPU object
+(the handler sees `cpu.r`, `cpu.flags`, `cpu.eip`, `cpu.instructions`
+exactly as on the interpreter) and reloaded after.
 
-The caller passes the state in (registers, EFLAGS, the instruction count:
-between traces it lives in the dispatcher's locals, not in the CPU object),
-and a branch out of the trace returns (eip, count, eflags, eax … edi). Rare exits (a write hit compiled code, the budget
-or an interrupt at a loop head, a handler changed EIP) raise `Leave`; each
-source line has a tag (`LINES`) saying what the state is there, and
-recover.py rebuilds it from the frame's locals. Faults work the same way:
-each instruction does everything that can fault before it assigns any
-register local, and producer temporaries are named after their
-instruction, so at a fault the locals hold the state at the start of the
-faulting instruction; no per-instruction bookkeeping runs on the fast path.
-A fault inside a handler call leaves the CPU state as the handler left it
-(as on the interpreter).
+Rare exits (a write hit compiled code, the budget or an interrupt between
+loop iterations, a handler changed EIP) raise `Leave`; each source line has
+a tag (`LINES`) saying what the state is there, and recover.py rebuilds it
+from the frame's locals. Faults work the same way: each instruction does
+everything that can fault before it assigns any register local, and
+producer temporaries are named after their instruction, so at a fault the
+locals hold the state at the start of the faulting instruction; no
+per-instruction bookkeeping runs on the fast path. A fault inside a handler
+call leaves the CPU state as the handler left it (as on the interpreter).
 
 Loops (structure.py) run as `while True:` with the instruction budget and
 the interrupt line (when IF=1) checked between iterations: on entering the
