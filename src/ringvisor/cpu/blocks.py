@@ -26,7 +26,7 @@ from __future__ import annotations
 from ringvisor.cpu import inline
 from ringvisor.cpu.codegen import Leave, generate
 from ringvisor.cpu.coldpath import Cold, interpret
-from ringvisor.cpu.core import CS, IF, TF, CpuFault
+from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault
 from ringvisor.cpu.flags import PARITY
 from ringvisor.cpu.memcode import FastPages
 from ringvisor.cpu.protection import check
@@ -178,7 +178,7 @@ class BlockCache:
                 cpu.step()                    # the budget ends inside this trace
             else:
                 self._chain(b, target, intr)
-            if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & TF:
+            if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & (TF | RF):
                 return
             if intr is not None and cpu.flags & IF and intr.pending():
                 return

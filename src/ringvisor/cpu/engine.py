@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ringvisor.cpu.core import CS, IF, TF, CpuFault, Core, GP
+from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault, Core, GP
 from ringvisor.cpu.decoder import NeedMore, decode
 from ringvisor.cpu.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
 from ringvisor.cpu.protection import CHECKED, check
@@ -145,7 +145,19 @@ class SoftEngine(Core):
                     self.step()
                     self.dr[6] |= 0x4000               # DR6.BS
                     raise CpuFault(1, None, trap=True)
-                if self.use_blocks:
+                if self.flags & RF:
+                    # RF (set by IRET) lasts one instruction: cleared once it
+                    # completes (SDM 17.3.1.1), unless it is an IRET that sets
+                    # it again. Nothing reads RF while the instruction runs
+                    # (PUSHF stores it as 0; a fault's frame forces it to 1).
+                    self.flags &= ~RF
+                    try:
+                        self.step()
+                    except CpuFault as e:
+                        if not e.trap:
+                            self.flags |= RF
+                        raise
+                elif self.use_blocks:
                     self.blocks.run(target)
                 else:
                     self.step()
