@@ -25,9 +25,8 @@ class IrqTap:
     def __init__(self, controller):
         self.controller = controller
         self.acknowledged: int | None = None
-
-    def pending(self) -> bool:
-        return self.controller.pending()
+        # The CPU asks at every loop back edge: the controller's own method, no extra frame.
+        self.pending = controller.pending
 
     def acknowledge(self) -> int:
         v = self.controller.acknowledge()
