@@ -4,11 +4,15 @@ the monitor (and its memory) carry on untouched; guests that cannot go on
 get a report and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from ringvisor.errors import GuestCrashed
 from ringvisor.monitors import region as R
-from pv_rig import machine
+import monitor_rig
+
+machine = partial(monitor_rig.machine, technique="pv")
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,14 @@ monitor: the same results as the native build on bare (soft) hardware, its
 hypercalls counted, none rejected, and the red pill honestly visible."""
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from ringvisor.errors import GuestImageError
-from pv_rig import run
+import monitor_rig
+
+run = partial(monitor_rig.run, technique="pv")
 
 
 def monitor(result) -> dict:

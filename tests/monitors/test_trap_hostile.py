@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ringvisor.errors import GuestCrashed
-from trap_rig import machine, run
+from monitor_rig import machine, run
 
 
 def crash_report(kernel, cmdline, **kw) -> str:

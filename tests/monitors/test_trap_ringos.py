@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trap_rig import run
+from monitor_rig import run
 
 RINGS = [1, 3]
 
@@ -75,7 +75,7 @@ def test_nanobench_runs_every_benchmark(ringos):
 
 
 def test_the_stub_path_and_the_fault_fast_path_agree(ringos):
-    from trap_rig import machine
+    from monitor_rig import machine
     outputs, traps = [], []
     for fast in (False, True):
         m = machine(ringos / "ringos.elf", "workload=compute iters=1")

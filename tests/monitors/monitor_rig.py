@@ -1,5 +1,5 @@
-"""Running a guest under the trap monitor in-process: the same Machine the
-CLI builds (soft engine, --technique trap), its console captured."""
+"""Running a guest under a monitor in-process: the same Machine the CLI
+builds for `--engine soft --technique trap|bt|pv`, its console captured."""
 from __future__ import annotations
 
 from ringvisor import monitors
@@ -8,9 +8,9 @@ from ringvisor.machine.machine import Machine, MachineConfig
 
 def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):
     out = bytearray()
+    reserved = monitors.RESERVED_BYTES if technique in ("trap", "bt", "pv") else 0
     cfg = MachineConfig(kernel=str(kernel), engine="soft", technique=technique, ring=ring,
-                        cmdline=cmdline, timeout=120,
-                        reserved_top=monitors.RESERVED_BYTES if technique == "trap" else 0, **config)
+                        cmdline=cmdline, timeout=120, reserved_top=reserved, **config)
     m = Machine(cfg, console=out.extend)
     m.output = out
     return m
