@@ -8,7 +8,6 @@ check on every physical write.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from ringvisor.machine.cpu_state import Segment, TableRegister
 
@@ -349,4 +348,4 @@ class Core:
         return (self.flags >> 12) & 3
 
     def copy_seg(self, i: int) -> Segment:
-        return replace(self.segs[i])
+        return self.segs[i].copy()

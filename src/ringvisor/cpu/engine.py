@@ -13,7 +13,6 @@ interrupt shadow (STI, MOV SS, POP SS) is in effect.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault, Core, GP
 from ringvisor.cpu.decoder import NeedMore, decode
@@ -48,9 +47,9 @@ class SoftEngine(Core):
         self.r = [v & 0xFFFFFFFF for v in self.r]
         self.eip = st.eip & 0xFFFFFFFF
         self.flags = (st.eflags | 2) & 0x3F7FD7
-        self.segs = [replace(getattr(st, n)) for n in ("es", "cs", "ss", "ds", "fs", "gs")]
-        self.tr, self.ldtr = replace(st.tr), replace(st.ldt)
-        self.gdtr, self.idtr = replace(st.gdt), replace(st.idt)
+        self.segs = [st.es.copy(), st.cs.copy(), st.ss.copy(), st.ds.copy(), st.fs.copy(), st.gs.copy()]
+        self.tr, self.ldtr = st.tr.copy(), st.ldt.copy()
+        self.gdtr, self.idtr = st.gdt.copy(), st.idt.copy()
         self.cr0, self.cr2, self.cr3, self.cr4, self.efer = st.cr0, st.cr2, st.cr3, st.cr4, st.efer
         self.halted = False
         self.shadow = False
@@ -59,10 +58,10 @@ class SoftEngine(Core):
 
     def get_state(self) -> CpuState:
         r = self.r
-        s = [replace(x) for x in self.segs]
+        s = [x.copy() for x in self.segs]
         return CpuState(eax=r[0], ecx=r[1], edx=r[2], ebx=r[3], esp=r[4], ebp=r[5], esi=r[6],
                         edi=r[7], eip=self.eip, eflags=self.flags, es=s[0], cs=s[1], ss=s[2],
-                        ds=s[3], fs=s[4], gs=s[5], tr=replace(self.tr), ldt=replace(self.ldtr),
+                        ds=s[3], fs=s[4], gs=s[5], tr=self.tr.copy(), ldt=self.ldtr.copy(),
                         gdt=TableRegister(self.gdtr.base, self.gdtr.limit),
                         idt=TableRegister(self.idtr.base, self.idtr.limit),
                         cr0=self.cr0, cr2=self.cr2, cr3=self.cr3, cr4=self.cr4, efer=self.efer)
