@@ -10,7 +10,7 @@ from __future__ import annotations
 from ringvisor.errors import ConfigError
 from ringvisor.monitors.region import RESERVED_BYTES
 
-TECHNIQUES = ("trap", "pv")
+TECHNIQUES = ("trap", "bt", "pv")
 
 
 def create(technique: str, machine, engine, ring: int = 1):
@@ -22,6 +22,14 @@ def create(technique: str, machine, engine, ring: int = 1):
                               f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
         from ringvisor.monitors.trap import TrapMonitor
         return TrapMonitor(machine, engine, ring)
+    if technique == "bt":
+        if ring != 1:
+            raise ConfigError("--technique bt runs the guest kernel in ring 1 (the 0/1/3 model) only")
+        if machine.layout.reserved_top != RESERVED_BYTES:
+            raise ConfigError(f"the bt monitor needs the top {RESERVED_BYTES >> 20} MiB of guest RAM "
+                              f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+        from ringvisor.monitors.bt import BtMonitor
+        return BtMonitor(machine, engine)
     if technique == "pv":
         if machine.layout.reserved_top != RESERVED_BYTES or machine.platform is None:
             raise ConfigError(f"the PV monitor runs on the soft engine with the top "

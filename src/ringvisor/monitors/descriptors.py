@@ -10,7 +10,7 @@ from ringvisor.machine.cpu_state import Segment
 # Descriptor types (S=0 system types; S=1 code/data types use bit 3 = code).
 TSS32_AVAILABLE, TSS32_BUSY = 9, 11
 INTERRUPT_GATE32, TRAP_GATE32 = 14, 15
-CODE_EXEC_READ, DATA_READ_WRITE = 0xA, 0x2
+CODE_EXEC_ONLY, CODE_EXEC_READ, DATA_READ_WRITE = 0x8, 0xA, 0x2
 ACCESSED = 1
 
 

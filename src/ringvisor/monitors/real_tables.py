@@ -13,13 +13,16 @@ EIP inside the stub page and reads the vector from it.
 from __future__ import annotations
 
 from ringvisor.monitors import region as R
-from ringvisor.monitors.descriptors import (CODE_EXEC_READ, DATA_READ_WRITE, ACCESSED, TSS32_BUSY,
+from ringvisor.monitors.descriptors import (CODE_EXEC_ONLY, CODE_EXEC_READ, DATA_READ_WRITE, ACCESSED, TSS32_BUSY,
                                             encode_gate, encode_segment)
 
 TRAP_PORT = 0xF5                  # next to the debug-exit port; unassigned otherwise
 # The monitor's selectors sit at the top of the 64 KiB GDT, out of the guest's way.
 MONITOR_CODE, MONITOR_DATA, MONITOR_TSS = 0xFFE8, 0xFFF0, 0xFFF8
-FIRST_MONITOR_SELECTOR = MONITOR_CODE
+# bt: the ring-1 segment translated code runs in (execute-only: no guest
+# data access can read the region through it). Only the bt monitor writes it.
+TC_CODE = 0xFFE0
+FIRST_MONITOR_SELECTOR = TC_CODE
 PTE_P, PTE_RW, PTE_A, PTE_D = 1, 2, 0x20, 0x40
 STUB_CODE = bytes([0xE6, TRAP_PORT, 0xF4, 0x90])     # out %al, $TRAP_PORT; hlt; nop
 HALT_OFFSET = 3                   # EIP after the stub's HLT, from the stub's start
@@ -46,6 +49,11 @@ def monitor_descriptors(region: R.MonitorRegion) -> dict[int, int]:
             MONITOR_DATA: encode_segment(0, flat, DATA_READ_WRITE | ACCESSED, 0),
             MONITOR_TSS: encode_segment(region.linear(R.TSS), TSS_LIMIT, TSS32_BUSY, 0, s=False,
                                         db=False)}
+
+
+def tc_descriptor() -> int:
+    """Base 0, limit 4 GiB, DPL 1, execute-only: the translation cache's CS."""
+    return encode_segment(0, 0xFFFFFFFF, CODE_EXEC_ONLY | ACCESSED, 1)
 
 
 def build(region: R.MonitorRegion) -> None:

@@ -12,7 +12,9 @@ Layout (offsets from the region's start; one page table maps it all):
     0x04000  the monitor's ring-0 stack (one page; it holds one frame)
     0x10000  the real GDT, kernel view (64 KiB: every selector the guest may use)
     0x20000  the real GDT, user view
-    0x30000  the frame pool for shadow page directories and tables
+    0x30000  the frame pool for shadow page directories and tables; under
+             binary translation the translation cache comes first
+             (TC_BYTES at 0x30000) and the pool follows it
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ STACK_TOP = STACK + PAGE
 GDT_KERNEL_VIEW, GDT_USER_VIEW = 0x10000, 0x20000
 GDT_BYTES = 0x10000
 POOL = 0x30000
+TC, TC_BYTES = POOL, 0x80000      # bt: the translation cache, carved from the pool's start
 STUB_SIZE = 4
 
 
 class MonitorRegion:
-    def __init__(self, memory, ram_size: int):
+    def __init__(self, memory, ram_size: int, tc_bytes: int = 0):
         if ram_size < 2 * RESERVED_BYTES:
             raise GuestCrashed(f"guest RAM of {ram_size >> 20} MiB is too small for the monitor's "
                                f"{RESERVED_BYTES >> 20} MiB region (use --memory 16M or more)")
@@ -40,7 +43,8 @@ class MonitorRegion:
         self.mm = memory.mmap
         self.phys = ram_size - RESERVED_BYTES
         self.end = ram_size
-        self.free_frames = list(range(self.end - PAGE, self.phys + POOL - 1, -PAGE))
+        self.tc_bytes = tc_bytes
+        self.free_frames = list(range(self.end - PAGE, self.phys + POOL + tc_bytes - 1, -PAGE))
         self.pool_size = len(self.free_frames)
 
     # --- addresses -----------------------------------------------------------

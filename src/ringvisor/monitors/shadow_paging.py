@@ -55,6 +55,7 @@ class ShadowMmu:
         self.tables: dict[int, Table] = {}           # shadow frame -> its table
         self.current: Table | None = None
         self.need_flush = False
+        self.protected: set[int] = set()             # guest frames kept read-only for a client (bt: code)
 
     # --- which directory the real CPU uses -------------------------------------------
     def view(self) -> int:
@@ -182,7 +183,7 @@ class ShadowMmu:
             us = US
         else:
             us = g & US
-        writable = g & RW and g & D and frame not in self.derived
+        writable = g & RW and g & D and frame not in self.derived and frame not in self.protected
         return frame | P | A | us | ((RW | D) if writable else 0)
 
     def _set_pte(self, addr: int, new: int) -> None:
@@ -207,6 +208,20 @@ class ShadowMmu:
                 self.need_flush = True
             self.stats["frames_traced"] += 1
         tables.add(table)
+
+    def protect(self, frame: int) -> None:
+        """Keep every shadow mapping of guest frame `frame` read-only (the
+        binary translator's code pages: a write must reach the monitor)."""
+        if frame in self.protected:
+            return
+        self.protected.add(frame)
+        for addr in self.rmap.pop(frame, ()):
+            self.region.write_u32(addr, self.region.read_u32(addr) & ~(RW | D))
+            self.need_flush = True
+
+    def unprotect(self, frame: int) -> None:
+        """Writable again at the next fill (read-only entries fault once)."""
+        self.protected.discard(frame)
 
     def traced(self, phys: int) -> bool:
         return (phys & 0xFFFFF000) in self.derived

@@ -46,11 +46,12 @@ SAME_FAULT_LIMIT = 8            # the same fault unresolved this often in a row:
 
 class TrapMonitor:
     name = "trap"
+    tc_bytes = 0                        # region bytes a subclass keeps for code (bt: its cache)
 
     def __init__(self, machine, engine, ring: int, fast_faults: bool = False):
         self.machine, self.engine, self.ring = machine, engine, ring
         self.memory, self.ports, self.pic = machine.memory, machine.ports, machine.pic
-        self.region = R.MonitorRegion(machine.memory, machine.memory.size)
+        self.region = R.MonitorRegion(machine.memory, machine.memory.size, self.tc_bytes)
         T.build(self.region)
         self.port = T.TrapPort()
         machine.ports.register(T.TRAP_PORT, 1, self.port, "ringvisor trap stubs")
@@ -178,7 +179,7 @@ class TrapMonitor:
             if vector == 1 and not external:
                 self.trap_kinds["#DB (monitor single-step)"] += 1
                 return self._resume(st)
-        self.trap_kinds["interrupt" if external else vector_name(vector)] += 1
+        self.trap_kinds[self._trap_kind(vector, external)] += 1
         try:
             try:
                 if external:
@@ -198,6 +199,9 @@ class TrapMonitor:
             self.crash(str(r), st)
         except NeedMore:
             self.crash("the guest's instruction runs into an unmapped page", st)
+
+    def _trap_kind(self, vector: int, external: bool) -> str:
+        return "interrupt" if external else vector_name(vector)
 
     def _external(self, st, vector: int):
         raise_event(self, st, vector, None, EXT, st.eip)

@@ -1,0 +1,237 @@
+"""The binary-translation monitor (`--technique bt`), VMware-style.
+
+Built on the trap-and-emulate monitor (trap.py) in the 0/1/3 model: the
+same region, real GDT/IDT/TSS, shadow page tables, delivery into the guest's
+IDT and emulation of privileged instructions. What changes is how guest
+*kernel* code runs: never directly, always from the translation cache
+(bt_cache.py, bt_translate.py), at real ring 1 with CS = the monitor's
+execute-only TC segment and the guest's own data and stack segments.
+Guest user code (virtual CPL 3) runs directly, as under trap.
+
+* Sensitive and privileged instructions become callouts (a HLT: #GP at
+  ring 1, through the monitor's IDT); the monitor maps the cache EIP back to
+  the guest instruction, emulates it against the virtual CPU (emulate.py
+  for the privileged ones, bt_sensitive.py for the holes of x86,
+  bt_control.py for returns and indirect/far jumps) and resumes at the
+  translation of the next guest EIP.
+* Any other trap in the cache (a #PF, an interrupt, the monitor's
+  single-step) is first turned into the guest's view (EIP = the guest
+  instruction, CS = the guest's kernel CS), then handled exactly as by trap.
+* Resuming the guest at virtual CPL 0 means: CS = the TC segment, EIP = the
+  translation of the guest EIP, or a "miss" callout that translates it
+  (translation faults then reach the guest at that EIP, as a fetch would).
+* Writes to translated guest code: every frame a block comes from is
+  write-protected in the shadow page tables; a write #PF to it drops the
+  frame's blocks (jumps into them are unchained), the frame becomes
+  writable, and the writing instruction is single-stepped from the guest
+  code itself (directly at ring 1, as trap would) so that it runs before
+  anything is translated again.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ringvisor.machine.cpu_state import Segment
+from ringvisor.monitors import bt_classify as C
+from ringvisor.monitors import bt_control, bt_sensitive
+from ringvisor.monitors import emulate as E
+from ringvisor.monitors import region as R
+from ringvisor.monitors import real_tables as T
+from ringvisor.monitors.bt_cache import CHAIN, TranslationCache
+from ringvisor.monitors.bt_stats import BtStats
+from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
+from ringvisor.monitors.delivery import Unsupported
+from ringvisor.monitors.guest_mmu import GP, ReservedAccess, VirtualFault
+from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
+from ringvisor.monitors.stepper import Step
+from ringvisor.monitors.trap import TrapMonitor
+
+MISS = "miss"
+BLOCK_ROOM = MAX_INSNS * 24 + 64          # the most bytes one block can take
+HANDLERS = {**bt_sensitive.HANDLERS, **bt_control.HANDLERS}
+
+
+class BtMonitor(TrapMonitor):
+    name = "bt"
+    tc_bytes = R.TC_BYTES
+
+    def __init__(self, machine, engine, fast_faults: bool = False):
+        super().__init__(machine, engine, 1, fast_faults)
+        self.tc = TranslationCache(self.region, on_unused=self.shadow.unprotect)
+        self.bt = BtStats()
+        sel = T.TC_CODE | 1
+        self.tc_cs = Segment(selector=sel, base=0, limit=0xFFFFFFFF, type=9, dpl=1, db=True, g=True)
+        self.region.write_u64(self.gdt.bases[KERNEL_VIEW] + T.TC_CODE, T.tc_descriptor())
+        self.kernel_cs: Segment | None = None     # the guest's CS while it runs in the cache
+        self.miss_at = self.tc.base + self.tc.size - 1   # one HLT: "translate the pending EIP"
+        self.region.write_bytes(self.tc.phys + self.tc.size - 1, b"\xF4")
+        self.tc.size -= 1
+        self.pending_eip = 0
+        self.site = None                          # the callout being handled
+        self.step_direct = False                  # single-step one instruction from guest code
+
+    # --- into the guest's view ----------------------------------------------------------------
+    def _in_cache(self, st) -> bool:
+        return st.cs.selector == self.tc_cs.selector
+
+    def _guest_view(self, st):
+        """A real state inside the cache, as the guest would have it (in place)."""
+        if not self._in_cache(st):
+            return st
+        tc = st.eip
+        g = self.pending_eip if tc == self.miss_at else self.tc.guest_eip(tc)
+        if g is None:
+            self.crash(f"the real CPU stopped at {tc:#010x} in the translation cache, where no guest "
+                       "instruction was translated", replace(st, cs=self.kernel_cs))
+        st.eip, st.cs = g, replace(self.kernel_cs)
+        return st
+
+    def get_state(self):
+        st = self.guest if self._in_stub() else self.real.get_state()
+        return self.vcpu.view(self._guest_view(replace(st)))
+
+    def crash(self, what: str, st):
+        if self._in_cache(st) and self.kernel_cs is not None:
+            st = self._guest_view(replace(st))
+        super().crash(what, st)
+
+    def _dispatch(self, st, vector: int, code, external: bool):
+        self.site = None
+        if self._in_cache(st):
+            tc = st.eip
+            if vector == 13 and not external:
+                self.site = MISS if tc == self.miss_at else self.tc.sites.get(tc)
+            self._guest_view(st)
+        return super()._dispatch(st, vector, code, external)
+
+    def _trap_kind(self, vector: int, external: bool) -> str:
+        return "callout" if self.site is not None else super()._trap_kind(vector, external)
+
+    # --- callouts --------------------------------------------------------------------------------
+    def _emulate(self, st, vector: int, code):
+        site, self.site = self.site, None
+        if site is None:
+            return super()._emulate(st, vector, code)          # a real #GP/#NP
+        if site == MISS:
+            self.bt.callouts[MISS] += 1
+            self._translate(st.eip)               # a fetch fault here is the guest's, at its EIP
+            return self._resume(st)
+        kind = site.kind
+        self.bt.callouts[kind] += 1
+        if kind == CHAIN:
+            return self._chain(st, site)
+        if kind == "unsupported":
+            ins = E.fetch_decode(self, st)
+            raise Unsupported(f"{ins!r} in kernel code: a 16-bit jump or a CS-relative data access, "
+                              "which the binary translator does not rewrite")
+        fn = HANDLERS.get(kind)
+        if fn is None:
+            return super()._emulate(st, GP, 0)                  # privileged: as trap emulates it
+        ins = E.fetch_decode(self, st)
+        self.emulated[ins.row.mnemonic] += 1
+        if fn(self, st, ins) == E.NEXT:
+            st.eip = (st.eip + ins.length) & 0xFFFFFFFF
+        return self._resume(st)
+
+    def _chain(self, st, site):
+        """An exit stub ran: translate its target and patch the jump."""
+        target = site.guest
+        if self._lookup(target) is None:
+            self._translate(target)
+        if site.block.alive and target in self.tc.at:
+            self.tc.link(site.field, target, site.block, site.tc)
+            self.bt.chain_patches += 1
+        return self._resume(st)
+
+    # --- the cache ------------------------------------------------------------------------------
+    def _lookup(self, eip: int) -> int | None:
+        tc = self.tc.at.get(eip)
+        if tc is None:
+            return None
+        b = self.tc.owner[eip]
+        page = eip & ~0xFFF
+        if self.gmmu.peek(self.kernel_cs.base + eip) is None or \
+                (self.gmmu.peek(self.kernel_cs.base + eip) & ~0xFFF) != b.pages.get(page):
+            self.bt.remap_flushes += 1             # the page now maps another frame
+            self.tc.flush()
+            return None
+        self.bt.hits += 1
+        return tc
+
+    def _translate(self, eip: int) -> int:
+        if not self.tc.room(BLOCK_ROOM):
+            self.tc.flush()
+        base = self.kernel_cs.base
+
+        def fetch(g):
+            return self.gmmu.fetch((base + g) & 0xFFFFFFFF, user=False)
+
+        def frame_of(g):
+            return self.gmmu.walk((base + g) & 0xFFFFFFFF, False, False) & ~0xFFF
+
+        try:
+            d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at)
+        except Undecodable:
+            raise VirtualFault(GP, 0) from None
+        b = self.tc.install(d)
+        for f in b.frames:
+            self.shadow.protect(f)
+        self.bt.blocks += 1
+        self.bt.guest_insns += b.insns
+        self.bt.kinds.update(k for k, _ in d.sites.values() if k != CHAIN)
+        return self.tc.at[eip]
+
+    # --- resuming -----------------------------------------------------------------------------------
+    def _resume(self, st):
+        if self.vcpu.cpl == 0 and not self._in_cache(st):
+            if not st.cs.db:
+                raise Unsupported("16-bit kernel code: the binary translator translates 32-bit code only")
+            if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
+                self.tc.flush()                    # translations are keyed by EIP under one CS base
+            self.kernel_cs = replace(st.cs)
+            if self.step_direct:
+                self.step_direct = False           # run the one guest instruction directly, TF set
+                if self.stepper.step is None:
+                    self.stepper.step = Step()
+                return super()._resume(st)
+            tc = self._lookup(st.eip)
+            if tc is None:
+                self.pending_eip, tc = st.eip, self.miss_at
+            st.eip, st.cs = tc, replace(self.tc_cs)
+        return super()._resume(st)
+
+    # --- writes to translated code ---------------------------------------------------------------------
+    def _page_fault(self, st, code: int):
+        frame = None
+        if code & 2 and self.shadow.protected:
+            try:                                   # only a write the guest's tables allow
+                phys = self.gmmu.walk(st.cr2, True, self.vcpu.cpl == 3, set_bits=False)
+            except (VirtualFault, ReservedAccess):
+                phys = None
+            if phys is not None and (phys & ~0xFFF) in self.shadow.protected:
+                frame = phys & ~0xFFF
+                self._invalidate(frame)
+                self.step_direct = self.vcpu.cpl == 0
+        try:
+            return super()._page_fault(st, code)
+        finally:
+            self.step_direct = False
+
+    def _invalidate(self, frame: int) -> None:
+        dropped = self.tc.invalidate_frame(frame)
+        self.shadow.unprotect(frame)
+        self.bt.invalidations += 1
+        self.bt.blocks_invalidated += dropped
+
+    def _guest_written(self, phys: int, length: int) -> None:
+        super()._guest_written(phys, length)
+        for frame in {phys & ~0xFFF, (phys + length - 1) & ~0xFFF}:
+            if frame in self.shadow.protected:
+                self._invalidate(frame)
+
+    # --- statistics ------------------------------------------------------------------------------------
+    def statistics(self) -> dict:
+        s = super().statistics()
+        s["technique"] = "bt"
+        s["translation"] = self.bt.report(self.tc)
+        return s

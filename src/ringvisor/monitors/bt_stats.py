@@ -1,0 +1,37 @@
+"""The binary translator's counters and how `--stats`/`--json` show them
+(`stats["monitor"]["translation"]`)."""
+from __future__ import annotations
+
+from collections import Counter
+
+
+class BtStats:
+    def __init__(self):
+        self.blocks = 0                 # blocks translated (retranslations included)
+        self.guest_insns = 0            # guest instructions in them
+        self.kinds = Counter()          # callout sites translated, by kind
+        self.callouts = Counter()       # callouts executed, by kind ("chain": exit stubs, "miss": lookups)
+        self.hits = 0                   # monitor lookups that found a translation
+        self.chain_patches = 0          # exit stubs replaced by a direct jump
+        self.invalidations = 0          # writes to translated guest frames
+        self.blocks_invalidated = 0
+        self.remap_flushes = 0
+
+    def report(self, tc) -> dict:
+        return {
+            "blocks_translated": self.blocks,
+            "guest_instructions_translated": self.guest_insns,
+            "instructions_per_block": round(self.guest_insns / self.blocks, 2) if self.blocks else 0.0,
+            "callouts": sum(self.callouts.values()),
+            "callouts_by_kind": dict(self.callouts.most_common()),
+            "callout_sites_by_kind": dict(self.kinds.most_common()),
+            "cache_hits": self.hits,
+            "chain_patches": self.chain_patches,
+            "invalidations": self.invalidations,
+            "blocks_invalidated": self.blocks_invalidated,
+            "blocks_live": tc.blocks,
+            "cache_flushes": tc.flushes,
+            "remap_flushes": self.remap_flushes,
+            "cache_bytes_used": tc.used,
+            "cache_bytes": tc.size,
+        }

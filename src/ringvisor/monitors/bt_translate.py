@@ -1,0 +1,96 @@
+"""The binary translator: one guest kernel basic block at a guest EIP into a
+Draft for the translation cache (bt_cache.py).
+
+The block is decoded with the soft CPU's table decoder (the same rows whose
+PRIV/IOPL/SENSITIVE flags bt_classify.py reads) through the guest's own page
+tables, and ends at a control transfer, at a callout that transfers
+control, at the end of the guest page, at an instruction already translated
+(the block then jumps there), or after MAX_INSNS instructions. What each
+instruction becomes:
+
+    copied                  the same bytes
+    jmp rel8/rel32          jmp rel32 -> the target's translation or an exit stub
+    jcc rel8/rel32          jcc rel32 -> taken; jmp rel32 -> fall-through
+    call rel32              push imm32 <guest return EIP>; jmp rel32 -> target
+    loop/jecxz rel8         loop +2; jmp short +5; jmp rel32 -> taken; jmp rel32 -> next
+    callout                 hlt (one byte; #GP at ring 1), emulated by the monitor
+"""
+from __future__ import annotations
+
+from ringvisor.cpu.core import CpuFault
+from ringvisor.cpu.decoder import NeedMore, decode
+from ringvisor.monitors import bt_classify as C
+from ringvisor.monitors.bt_cache import Draft
+
+MAX_INSNS = 48
+# Prefixes a rewritten LOOP keeps (address size picks CX/ECX); branch hints
+# and segment overrides mean nothing to a relative jump.
+KEPT_PREFIXES = {0x67}
+
+
+class Undecodable(Exception):
+    """The first instruction of a block cannot be decoded (a #GP for the guest)."""
+
+
+def translate(eip: int, fetch, frame_of, known) -> Draft:
+    """Translate the block at guest EIP `eip`.
+
+    fetch(eip) -> up to 15 instruction bytes (raises the guest's #PF for the
+    first byte's page); frame_of(eip) -> the guest frame holding that byte;
+    known(eip) -> whether the cache already has a translation of eip."""
+    d = Draft(eip)
+    b = d.block
+    g = eip
+    page = eip & ~0xFFF
+    while True:
+        if b.insns and (known(g) or b.insns >= MAX_INSNS or g & ~0xFFF != page):
+            d.jump(b"\xE9", g, g)
+            break
+        try:
+            code = fetch(g)
+            ins = decode(code, True)
+        except (NeedMore, CpuFault):
+            if not b.insns:
+                raise Undecodable(g) from None
+            d.jump(b"\xE9", g, g)               # let the instruction start its own block
+            break
+        n = ins.length
+        for at in (g, (g + n - 1) & 0xFFFFFFFF):
+            frame = frame_of(at)
+            b.frames.add(frame)
+            b.pages[at & ~0xFFF] = frame
+        nxt = (g + n) & 0xFFFFFFFF
+        action, kind = C.classify(ins)
+        d.at[g] = len(d.code)
+        b.insns += 1
+        if action == C.COPY:
+            d.mark(g)
+            d.code += code[:n]
+            if ins.row is None or ins.ud:
+                break                            # #UD: what follows may not be code
+            g = nxt
+            continue
+        target = (nxt + ins.imm) & 0xFFFFFFFF if action != C.CALLOUT else None
+        if action == C.JUMP:
+            d.jump(b"\xE9", target, g)
+        elif action == C.JCC:
+            d.jump(bytes([0x0F, 0x80 | ins.row.cc]), target, g)
+            d.jump(b"\xE9", nxt, nxt)
+        elif action == C.CALL:
+            d.mark(g)
+            d.code += b"\x68" + nxt.to_bytes(4, "little")
+            d.jump(b"\xE9", target, target)     # the return EIP is pushed: the call is done
+        elif action == C.LOOP:
+            d.mark(g)
+            d.code += bytes(p for p in ins.prefixes if p in KEPT_PREFIXES) + bytes([code[len(ins.prefixes)], 2])
+            d.mark(nxt)
+            d.code += b"\xEB\x05"
+            d.jump(b"\xE9", target, target)
+            d.jump(b"\xE9", nxt, nxt)
+        else:
+            d.callout(kind, g)
+            if kind not in C.ENDS:
+                g = nxt
+                continue
+        break
+    return d
