@@ -38,6 +38,8 @@ from ringvisor.monitors import emulate as E
 from ringvisor.monitors import region as R
 from ringvisor.monitors import real_tables as T
 from ringvisor.monitors.bt_cache import CHAIN, TranslationCache
+from ringvisor.monitors.bt_returns import STACK1, STACK2, ReturnCache
+from ringvisor.monitors.bt_returns import AREA as RET_AREA_BYTES
 from ringvisor.monitors.bt_stats import BtStats
 from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
 from ringvisor.monitors.delivery import Unsupported
@@ -46,8 +48,10 @@ from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
 from ringvisor.monitors.stepper import Step
 from ringvisor.monitors.trap import TrapMonitor
 
-MISS = "miss"
+MISS, RET_MISS = "miss", "ret miss"
 BLOCK_ROOM = MAX_INSNS * 24 + 64          # the most bytes one block can take
+RET_AREA = (RET_AREA_BYTES + 0xFFF) & ~0xFFF
+RETURN_FAULTS = (12, 13, 14)              # on the inline RET's PUSH: emulate the RET instead
 HANDLERS = {**bt_sensitive.HANDLERS, **bt_control.HANDLERS}
 
 
@@ -57,7 +61,9 @@ class BtMonitor(TrapMonitor):
 
     def __init__(self, machine, engine, fast_faults: bool = False):
         super().__init__(machine, engine, 1, fast_faults)
-        self.tc = TranslationCache(self.region, on_unused=self.shadow.unprotect)
+        self.rets = ReturnCache(self.region, R.TC)
+        self.tc = TranslationCache(self.region, R.TC + RET_AREA, R.TC_BYTES - RET_AREA,
+                                   on_unused=self.shadow.unprotect)
         self.bt = BtStats()
         sel = T.TC_CODE | 1
         self.tc_cs = Segment(selector=sel, base=0, limit=0xFFFFFFFF, type=9, dpl=1, db=True, g=True)
@@ -79,12 +85,33 @@ class BtMonitor(TrapMonitor):
         if not self._in_cache(st):
             return st
         tc = st.eip
-        g = self.pending_eip if tc == self.miss_at else self.tc.guest_eip(tc)
+        fix = None
+        if tc == self.miss_at:
+            g = self.pending_eip
+        elif self.rets.contains(tc):
+            fix, g = self.rets.fixup(tc)
+        else:
+            g = self.tc.guest_eip(tc)
+            fix = self.tc.fixups.get(tc)
+        st.cs = replace(self.kernel_cs)
+        if fix is not None:
+            g = self._complete_return(st, fix)
         if g is None:
             self.crash(f"the real CPU stopped at {tc:#010x} in the translation cache, where no guest "
-                       "instruction was translated", replace(st, cs=self.kernel_cs))
-        st.eip, st.cs = g, replace(self.kernel_cs)
+                       "instruction was translated", st)
+        st.eip = g
         return st
+
+    def _complete_return(self, st, fix: str) -> int:
+        """A trap inside an inline RET: finish the RET (bt_returns.py)."""
+        if fix == STACK2:
+            st.ecx = self._pop(st)
+        return self._pop(st)
+
+    def _pop(self, st) -> int:
+        value = self.gmmu.read_u((st.ss.base + st.esp) & 0xFFFFFFFF, 4)
+        st.esp = (st.esp + 4) & 0xFFFFFFFF
+        return value
 
     def get_state(self):
         st = self.guest if self._in_stub() else self.real.get_state()
@@ -100,7 +127,12 @@ class BtMonitor(TrapMonitor):
         if self._in_cache(st):
             tc = st.eip
             if vector == 13 and not external:
-                self.site = MISS if tc == self.miss_at else self.tc.sites.get(tc)
+                self.site = MISS if tc == self.miss_at else RET_MISS if tc == self.rets.miss_hlt \
+                    else self.tc.sites.get(tc)
+            elif vector in RETURN_FAULTS and not external:
+                site = self.tc.sites.get(tc)
+                if site is not None and site.kind == "ret":
+                    self.site, vector, code = site, 13, 0
             self._guest_view(st)
         return super()._dispatch(st, vector, code, external)
 
@@ -112,9 +144,13 @@ class BtMonitor(TrapMonitor):
         site, self.site = self.site, None
         if site is None:
             return super()._emulate(st, vector, code)          # a real #GP/#NP
-        if site == MISS:
-            self.bt.callouts[MISS] += 1
-            self._translate(st.eip)               # a fetch fault here is the guest's, at its EIP
+        if site in (MISS, RET_MISS):
+            self.bt.callouts[site] += 1
+            tc = self._lookup(st.eip)
+            if tc is None:
+                tc = self._translate(st.eip)      # a fetch fault here is the guest's, at its EIP
+            if site == RET_MISS:
+                self.rets.add(st.eip, tc)
             return self._resume(st)
         kind = site.kind
         self.bt.callouts[kind] += 1
@@ -153,14 +189,18 @@ class BtMonitor(TrapMonitor):
         if self.gmmu.peek(self.kernel_cs.base + eip) is None or \
                 (self.gmmu.peek(self.kernel_cs.base + eip) & ~0xFFF) != b.pages.get(page):
             self.bt.remap_flushes += 1             # the page now maps another frame
-            self.tc.flush()
+            self._flush()
             return None
         self.bt.hits += 1
         return tc
 
+    def _flush(self) -> None:
+        self.tc.flush()
+        self.rets.reset()
+
     def _translate(self, eip: int) -> int:
         if not self.tc.room(BLOCK_ROOM):
-            self.tc.flush()
+            self._flush()
         base = self.kernel_cs.base
 
         def fetch(g):
@@ -170,7 +210,7 @@ class BtMonitor(TrapMonitor):
             return self.gmmu.walk((base + g) & 0xFFFFFFFF, False, False) & ~0xFFF
 
         try:
-            d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at)
+            d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets)
         except Undecodable:
             raise VirtualFault(GP, 0) from None
         b = self.tc.install(d)
@@ -187,7 +227,7 @@ class BtMonitor(TrapMonitor):
             if not st.cs.db:
                 raise Unsupported("16-bit kernel code: the binary translator translates 32-bit code only")
             if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
-                self.tc.flush()                    # translations are keyed by EIP under one CS base
+                self._flush()                    # translations are keyed by EIP under one CS base
             self.kernel_cs = replace(st.cs)
             if self.step_direct:
                 self.step_direct = False           # run the one guest instruction directly, TF set
@@ -219,6 +259,8 @@ class BtMonitor(TrapMonitor):
 
     def _invalidate(self, frame: int) -> None:
         dropped = self.tc.invalidate_frame(frame)
+        if dropped:
+            self.rets.reset()                      # entries may jump into the dropped blocks
         self.shadow.unprotect(frame)
         self.bt.invalidations += 1
         self.bt.blocks_invalidated += dropped

@@ -65,6 +65,7 @@ class Draft:
         self.back: dict[int, int] = {}             # offset -> guest EIP
         self.at: dict[int, int] = {}               # guest EIP -> offset
         self.sites: dict[int, tuple[str, int]] = {}
+        self.fixups: dict[int, str] = {}
         self.links: list[tuple[int, int]] = []     # (rel32 field offset, guest target)
 
     def mark(self, guest: int) -> int:
@@ -85,9 +86,10 @@ class Draft:
 
 
 class TranslationCache:
-    def __init__(self, region: R.MonitorRegion, on_unused=None):
+    def __init__(self, region: R.MonitorRegion, offset: int, size: int, on_unused=None):
+        """The cache at region offset `offset`, `size` bytes."""
         self.region = region
-        self.base, self.phys, self.size = region.linear(R.TC), region.physical(R.TC), region.tc_bytes
+        self.base, self.phys, self.size = region.linear(offset), region.physical(offset), size
         self.on_unused = on_unused or (lambda frame: None)     # a frame no block comes from any more
         self.flushes = 0
         self.reset()
@@ -99,6 +101,7 @@ class TranslationCache:
         self.back: dict[int, int] = {}
         self.sites: dict[int, Site] = {}
         self.by_frame: dict[int, set[Block]] = {}
+        self.fixups: dict[int, str] = {}           # cache address -> how a trap there completes (bt_returns)
         self.blocks = 0
 
     # --- space --------------------------------------------------------------------------
@@ -147,6 +150,9 @@ class TranslationCache:
                 self.link(site_field, target, b, start + stub)
             else:
                 self.write_rel32(site_field, start + stub)
+        for off, kind in d.fixups.items():
+            self.fixups[start + off] = kind
+            b.tcs.append(start + off)
         for off, (kind, g) in d.sites.items():
             if kind != CHAIN:
                 self.sites[start + off] = Site(kind, g, None, b, start + off)
@@ -192,6 +198,7 @@ class TranslationCache:
         for t in b.tcs:
             self.back.pop(t, None)
             self.sites.pop(t, None)
+            self.fixups.pop(t, None)
         for source, field, stub in b.incoming:
             if source.alive:
                 self.write_rel32(field, stub)          # unchain: back to the exit stub

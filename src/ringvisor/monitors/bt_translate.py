@@ -12,6 +12,7 @@ instruction becomes:
     jmp rel8/rel32          jmp rel32 -> the target's translation or an exit stub
     jcc rel8/rel32          jcc rel32 -> taken; jmp rel32 -> fall-through
     call rel32              push imm32 <guest return EIP>; jmp rel32 -> target
+    ret                     the return cache's inline lookup (bt_returns.py)
     loop/jecxz rel8         loop +2; jmp short +5; jmp rel32 -> taken; jmp rel32 -> next
     callout                 hlt (one byte; #GP at ring 1), emulated by the monitor
 """
@@ -32,12 +33,13 @@ class Undecodable(Exception):
     """The first instruction of a block cannot be decoded (a #GP for the guest)."""
 
 
-def translate(eip: int, fetch, frame_of, known) -> Draft:
+def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
     """Translate the block at guest EIP `eip`.
 
     fetch(eip) -> up to 15 instruction bytes (raises the guest's #PF for the
     first byte's page); frame_of(eip) -> the guest frame holding that byte;
-    known(eip) -> whether the cache already has a translation of eip."""
+    known(eip) -> whether the cache already has a translation of eip;
+    returns: the ReturnCache whose inline lookup replaces RET (None: a callout)."""
     d = Draft(eip)
     b = d.block
     g = eip
@@ -87,6 +89,11 @@ def translate(eip: int, fetch, frame_of, known) -> Draft:
             d.code += b"\xEB\x05"
             d.jump(b"\xE9", target, target)
             d.jump(b"\xE9", nxt, nxt)
+        elif kind == "ret" and returns is not None and ins.row.opcode == "C3" and ins.osz == 4:
+            at = d.mark(g)
+            d.sites[at] = ("ret", g)             # a fault on its PUSH: the monitor emulates the RET
+            d.code += returns.site(at)
+            d.fixups.update(returns.site_fixups(at))
         else:
             d.callout(kind, g)
             if kind not in C.ENDS:
