@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from ringvisor.cpu.decoder import decode
 from ringvisor.machine.cpu_state import Segment, TableRegister
-from ringvisor.monitors import delivery
+from ringvisor.monitors import delivery, fast_syscall
 from ringvisor.monitors.delivery import SOFT, Unsupported, far_return, guest_descriptor
 from ringvisor.monitors.guest_mmu import GP, VirtualFault
+from ringvisor.monitors.outcomes import HALT, JUMPED, NEXT, REFLECT, SHADOW
 from ringvisor.monitors.operands import effective, linear, read_memory, read_rm16, reg, set_reg
 from ringvisor.monitors.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE
 
-NEXT, JUMPED, HALT, REFLECT, SHADOW = "next", "jumped", "halt", "reflect", "shadow"
 UD = 6
 CR4_VALID = 0x1 | 0x2 | 0x4 | 0x8 | CR4_PSE | CR4_PGE
 MSR_TSC, SYSENTER_MSRS = 0x10, (0x174, 0x175, 0x176)
@@ -311,6 +311,7 @@ HANDLERS = {
     "INT": (software_interrupt, False), "INT3": (software_interrupt, False),
     "INTO": (software_interrupt, False),
     "IRET": (iret, True), "RETF": (retf, True), "LSS": (load_ss, True),
+    **fast_syscall.HANDLERS,
 }
 BY_OPCODE = {"0F 20": (mov_cr, True), "0F 22": (mov_cr, True), "0F 21": (mov_dr, True),
              "0F 23": (mov_dr, True), "8E": (load_ss, True), "17": (load_ss, True)}
