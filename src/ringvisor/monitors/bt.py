@@ -122,6 +122,9 @@ class BtMonitor(TrapMonitor):
             st = self._guest_view(replace(st))
         super().crash(what, st)
 
+    def label(self) -> str:
+        return "bt monitor (guest kernel code from the translation cache, real ring 1)"
+
     def _dispatch(self, st, vector: int, code, external: bool):
         self.site = None
         if self._in_cache(st):

@@ -166,7 +166,7 @@ class ShadowMmu:
             frame = ((key[1] << 22) | (i << 12))
             if self.region.contains(frame):
                 return 0
-            return frame | P | RW | US | A | D
+            return frame | P | US | A | (0 if frame in self.protected else RW | D)
         if key[0] == "big":
             gpde = self._guest_u32(key[1] + 4 * key[2])
             g = (gpde & 0xFFC00000 | i << 12) | (gpde & 0xFFF & ~PS)

@@ -367,7 +367,10 @@ class TrapMonitor:
         raise GuestCrashed(
             f"{what}\n{report.describe(view, self.memory, translate)}\n"
             f"  virtual CPU: CPL {v.cpl} (real ring {v.real_ring()}), IF={int(v.if_)}, IOPL={v.iopl}; "
-            f"trap monitor, --ring {self.ring}")
+            f"{self.label()}")
+
+    def label(self) -> str:
+        return f"trap monitor, --ring {self.ring}"
 
     # --- statistics -------------------------------------------------------------------------------
     def statistics(self) -> dict:
