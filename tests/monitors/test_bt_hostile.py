@@ -1,0 +1,84 @@
+"""Guests that break, attack or rewrite themselves under the binary-translation
+monitor: a clear report and a non-zero exit for the broken ones (never a
+traceback), the POPF hole closed, the monitor's memory out of reach, and
+self-modifying kernel code kept correct."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ringvisor.errors import GuestCrashed
+from monitor_rig import machine, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def smc(test_kernels) -> Path:
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guests" / "tests"), "build/smc.elf"], check=True)
+    return test_kernels / "smc.elf"
+
+
+def crash_report(kernel, cmdline) -> str:
+    with pytest.raises(GuestCrashed) as e:
+        run(kernel, cmdline, technique="bt")
+    assert e.value.exit_code == 4
+    return str(e.value)
+
+
+def test_cli_hlt_is_reported_with_the_virtual_state(test_kernels):
+    report = crash_report(test_kernels / "crash.elf", "how=2")
+    assert report.startswith("the guest halted with interrupts disabled (cli; hlt)")
+    assert "virtual CPU: CPL 0 (real ring 1), IF=0" in report and "bt monitor" in report
+    assert "protected mode, CPL 0, 32-bit code" in report
+    assert "0xf0" not in report.split("\n  at ")[1]          # a guest EIP, not the cache's
+
+
+@pytest.mark.parametrize("kernel, how, chain", [
+    ("crash.elf", 1, "#UD -> #GP(0x33) -> #GP(0x6b) -> #GP(0x43)"),    # ud2 with an empty IDT
+    ("hostile.elf", 1, "vector 0x30 -> #GP(0x182) -> #GP(0x6b) -> #GP(0x43)"),  # garbage IDT
+    ("hostile.elf", 2, "#GP -> #GP(0x9) -> #GP(0x43)"),               # garbage GDT, far jump
+])
+def test_triple_faults_are_virtual_shutdowns_at_the_guest_eip(test_kernels, kernel, how, chain):
+    report = crash_report(test_kernels / kernel, f"how={how}")
+    assert f"the guest shut down: virtual triple fault ({chain}) at 0008:0010" in report
+
+
+def test_the_popf_hole_is_closed(test_kernels):
+    # Under trap the watchdog reports this guest (POPF cannot set IF at ring 1);
+    # translated, its POPF is a callout that sets the virtual IF.
+    result, out = run(test_kernels / "hostile.elf", "how=3", technique="bt")
+    assert result.status == 0 and "3 timer ticks arrived" in out
+    assert result.stats["monitor"]["translation"]["callouts_by_kind"]["popf"] >= 1
+
+
+def test_a_kernel_spinning_with_interrupts_off_times_out_with_a_report(test_kernels):
+    proc = subprocess.run([sys.executable, "-m", "ringvisor", "run", str(test_kernels / "crash.elf"),
+                           "--engine", "soft", "--technique", "bt", "--cmdline", "how=3", "--timeout", "1"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("ringvisor: the guest did not finish within 1 s")
+    assert "at 0008:0010" in proc.stderr and "jmp short" in proc.stderr
+
+
+def test_the_monitors_memory_and_the_cache_are_out_of_reach(test_kernels):
+    report = crash_report(test_kernels / "hostile.elf", "how=4")
+    assert "memory the memory map reserves for the monitor" in report
+    result, out = run(test_kernels / "hostile.elf", "how=5", technique="bt")
+    assert result.status == 13 and "#GP at the monitor's hole" in out
+
+
+def test_self_modifying_kernel_code_runs_the_new_bytes(smc):
+    result, out = run(smc, technique="bt")
+    assert result.status == 0, out
+    assert [l for l in out if l.startswith("smc ")] == [
+        "smc patch_other got=12 want=12 ok", "smc patch_ahead got=3 want=3 ok",
+        "smc loop got=1225 want=1225 ok"]
+    tr = result.stats["monitor"]["translation"]
+    # One write per patch at least reaches a translated frame (52 patches).
+    assert tr["invalidations"] >= 52 and tr["blocks_invalidated"] >= tr["invalidations"]
+    native = run(smc, technique="native")[1]
+    assert [l for l in native if l.startswith("smc ")] == [l for l in out if l.startswith("smc ")]
