@@ -117,6 +117,10 @@ class BtMonitor(TrapMonitor):
         st = self.guest if self._in_stub() else self.real.get_state()
         return self.vcpu.view(self._guest_view(replace(st)))
 
+    def trace_view(self, st):
+        """`ringvisor run --trace`: the guest's view of a trap taken in the cache."""
+        return self.vcpu.view(self._guest_view(replace(st)))
+
     def crash(self, what: str, st):
         if self._in_cache(st) and self.kernel_cs is not None:
             st = self._guest_view(replace(st))
@@ -202,6 +206,8 @@ class BtMonitor(TrapMonitor):
         self.rets.reset()
 
     def _translate(self, eip: int) -> int:
+        if eip > self.kernel_cs.limit:
+            raise VirtualFault(GP, 0)              # beyond CS (cut below the monitor's hole)
         if not self.tc.room(BLOCK_ROOM):
             self._flush()
         base = self.kernel_cs.base
