@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--serial", default="stdio", help="where the console goes: stdio or file:PATH")
     run.add_argument("--stats", action="store_true", help="print exit statistics after the run")
     run.add_argument("--json", metavar="FILE", help="write the run's statistics as JSON")
+    run.add_argument("--trace", metavar="FILE", help="one line per exit and monitor trap, with the "
+                     "guest instruction and what the monitor did ('-' for stderr)")
+    run.add_argument("--trace-limit", type=int, default=10_000, metavar="N",
+                     help="stop tracing after N lines (default 10000)")
     run.set_defaults(handler="ringvisor.cli.run:command")
 
     compare = sub.add_parser("compare", help="the bundled guest under every technique available here, "

@@ -1,21 +1,25 @@
 """`ringvisor run`: boot a guest, connect its console, report how it ended."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 
 from ringvisor.cli import consoles, stats_view
 from ringvisor.cli.options import machine_config
 from ringvisor.errors import ConfigError
 from ringvisor.machine.machine import Machine
+from ringvisor.machine.trace import Trace
 
 
-def run_guest(config, serial: str = "stdio"):
+def run_guest(config, serial: str = "stdio", trace=None):
     """Boot `config` with its console on `serial` (keyboard input reaches the
     UART, Ctrl-A x quits); the machine is torn down however the run ends."""
     with consoles.open_console(serial) as console:
         machine = Machine(config, console.write)
         try:
+            machine.attach_trace(trace)
             console.on_quit = machine.request_quit
             console.attach(machine.uart)
             return machine.run()
@@ -23,8 +27,28 @@ def run_guest(config, serial: str = "stdio"):
             machine.close()
 
 
+@contextlib.contextmanager
+def open_trace(path: str | None, limit: int):
+    if path is None:
+        yield None
+        return
+    if limit <= 0:
+        raise ConfigError("--trace-limit must be a positive number of lines")
+    if path == "-":
+        yield Trace(sys.stderr, limit)
+        return
+    try:
+        stream = open(path, "w")
+    except OSError as e:
+        raise ConfigError(f"cannot write the trace to {path}: {e.strerror}") from None
+    with stream:
+        yield Trace(stream, limit)
+
+
 def command(args) -> int:
-    result = run_guest(machine_config(args), args.serial)
+    config = machine_config(args)
+    with open_trace(args.trace, args.trace_limit) as trace:
+        result = run_guest(config, args.serial, trace)
     if args.stats:
         stats_view.print_stats(result)
     if args.json:

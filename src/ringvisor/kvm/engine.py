@@ -37,6 +37,11 @@ class KvmEngine:
         self._stats_start = self.kernel_stats()
         self.run = self.vcpu.run          # the hot path: no extra call layer
 
+    def see_every_exit(self) -> None:
+        """Return port exits to the machine too (for --trace), instead of
+        completing them inside the run loop."""
+        self.vcpu.attach_ports(None)
+
     def irq_line(self, irq: int):
         """A callable `irq(level)` that drives guest IRQ line `irq`."""
         vm = self.vm

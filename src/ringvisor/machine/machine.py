@@ -81,6 +81,7 @@ class Machine:
         self.layout = Layout(config.memory, config.reserved_top)
         self.ports, self.mmio = PortBus(), MmioBus()
         self.result: RunResult | None = None
+        self.trace = None              # a machine.trace.Trace (ringvisor run --trace)
         self.platform = None           # the soft engine's PIC, PIT and clock
         self.pic = None
         self.engine = engine or create_engine(config, self)
@@ -209,11 +210,34 @@ class Machine:
         platform.sync()
         return exit
 
+    def attach_trace(self, trace) -> None:
+        """`ringvisor run --trace`: the machine's exits, and the monitor's
+        traps when the engine is a monitor."""
+        self.trace = trace
+        if trace is None:
+            return
+        if hasattr(self.engine, "tracer"):
+            self.engine.tracer = trace
+        if hasattr(self.engine, "see_every_exit"):
+            self.engine.see_every_exit()
+
+    def _traced(self, run):
+        trace = self.trace
+        cpu = self.platform.engine if self.platform is not None else None
+
+        def traced_run():
+            exit = run()
+            trace.exit(exit, cpu.instructions if cpu is not None else None)
+            return exit
+        return traced_run
+
     def request_quit(self) -> None:
         self.watchdog.kick("quit")
 
     def run(self) -> RunResult:
         run = self.engine.run if self.platform is None else self._run_soft
+        if self.trace is not None:
+            run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
         start = time.perf_counter()

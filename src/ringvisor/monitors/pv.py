@@ -72,6 +72,7 @@ class PvMonitor:
         self.in_hypercall: str | None = None
         self.traps = 0
         self.hypercalls, self.rejected = Counter(), Counter()
+        self.tracer = None                      # a machine.trace.Trace (ringvisor run --trace)
         self.events, self.bounced = Counter(), Counter()
         self.monitor_seconds = 0.0
 
@@ -156,6 +157,9 @@ class PvMonitor:
         st.eip, st.eflags, st.esp = words[0], words[2], words[3]
         st.cs, st.ss = self.tables.segment(words[1] & 0xFFFF), self.tables.segment(words[4] & 0xFFFF)
         self.guest = st
+        tracer = self.tracer
+        if tracer is not None:
+            self._trace_begin(tracer, st, vector, code, external, real.cr2)
         try:
             if external:
                 return self._interrupt(st, vector)
@@ -164,6 +168,31 @@ class PvMonitor:
             return self._exception(st, vector, code, real.cr2)
         except Undeliverable as u:
             self.crash(f"the guest crashed: {u}", st)
+        finally:
+            if tracer is not None:
+                tracer.trap_end(self.trace_counters())
+
+    # --- ringvisor run --trace -------------------------------------------------------------------
+    def _trace_begin(self, tracer, st, vector: int, code, external: bool, cr2: int) -> None:
+        if external:
+            event = f"interrupt {vector:#04x}"
+        elif vector == A.HYPERCALL_VECTOR:
+            event = f"hypercall {A.HYPERCALLS.get(st.eax, st.eax)}"
+            st = replace(st, eip=st.eip - 2)                # at the int $0x82, not after it
+        elif vector >= 32:
+            event = f"int {vector:#04x}"
+            st = replace(st, eip=st.eip - 2)                # a trap: EIP is past the int n
+        else:
+            event = vector_name(vector) + ("" if code is None else f"({code:#x})")
+            if vector == 14:
+                event += f" cr2={cr2:08x}"
+        # Direct paging: the real CR3 is the guest's own page directory.
+        tracer.trap_begin(self, event, st.cs.selector & 3, st, self.memory, self.trace_counters(),
+                          at_instruction=not external)
+
+    def trace_counters(self) -> dict:
+        return {"rejected": self.rejected, "delivered": self.bounced,
+                "event": self.events, "": self.stats}
 
     def _interrupt(self, st: CpuState | None, vector: int):
         """An external interrupt; st is None if the CPU was idle (guest blocked)."""

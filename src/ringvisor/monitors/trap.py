@@ -71,6 +71,7 @@ class TrapMonitor:
         self.same_fault = (None, 0)
         self.resumed: tuple[Segment | None, Segment | None] = (None, None)
         self.monitor_seconds = 0.0
+        self.tracer = None                      # a machine.trace.Trace (ringvisor run --trace)
         self.tss = Segment(selector=T.MONITOR_TSS, base=self.region.linear(R.TSS),
                            limit=T.TSS_LIMIT, type=11, s=False)
 
@@ -122,13 +123,39 @@ class TrapMonitor:
             else:
                 self.crash(f"unexpected {cls.__name__} exit from the {self.engine.name} engine",
                            self.real.get_state())
+            tracer = self.tracer
+            if tracer is not None:
+                self._trace_begin(tracer, *trap)
             started = time.perf_counter()
             try:
                 result = self._dispatch(*trap)
             finally:
                 self.monitor_seconds += time.perf_counter() - started
+                if tracer is not None:
+                    tracer.trap_end(self.trace_counters())
             if result is not None:
                 return result
+
+    # --- ringvisor run --trace -------------------------------------------------------------------
+    def _trace_begin(self, tracer, st: CpuState, vector: int, code, external: bool) -> None:
+        if external:
+            event = f"interrupt {vector:#04x}"
+        elif vector == 1 and self.stepper.active:
+            event = "#DB (monitor step)"
+        else:
+            event = vector_name(vector) + ("" if code is None else f"({code:#x})")
+            if vector == 14:
+                event += f" cr2={st.cr2:08x}"
+        tracer.trap_begin(self, event, st.cs.selector & 3, self.trace_view(st), self.memory,
+                          self.trace_counters(), at_instruction=not external)
+
+    def trace_view(self, st: CpuState) -> CpuState:
+        """The guest's view of the trapped state (its CS:EIP, its paging)."""
+        return self.vcpu.view(st)
+
+    def trace_counters(self) -> dict:
+        """What the monitor counts, by group, for the trace to diff."""
+        return {"emulated": self.emulated, "reflected": self.reflected, "": self.stats}
 
     # --- taking a trap ---------------------------------------------------------------------
     def _in_stub(self) -> bool:
