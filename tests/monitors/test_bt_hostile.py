@@ -1,7 +1,8 @@
 """Guests that break, attack or rewrite themselves under the binary-translation
 monitor: a clear report and a non-zero exit for the broken ones (never a
-traceback), the POPF hole closed, the monitor's memory out of reach, and
-self-modifying kernel code kept correct."""
+traceback), the POPF hole closed, the monitor's memory out of reach,
+self-modifying kernel code kept correct, and interrupts landing inside the
+cache's inline returns."""
 from __future__ import annotations
 
 import subprocess
@@ -16,10 +17,14 @@ from monitor_rig import machine, run
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def built(test_kernels, name: str) -> Path:
+    subprocess.run(["make", "-s", "-C", str(ROOT / "guests" / "tests"), f"build/{name}"], check=True)
+    return test_kernels / name
+
+
 @pytest.fixture(scope="module")
 def smc(test_kernels) -> Path:
-    subprocess.run(["make", "-s", "-C", str(ROOT / "guests" / "tests"), "build/smc.elf"], check=True)
-    return test_kernels / "smc.elf"
+    return built(test_kernels, "smc.elf")
 
 
 def crash_report(kernel, cmdline) -> str:
@@ -82,3 +87,14 @@ def test_self_modifying_kernel_code_runs_the_new_bytes(smc):
     assert tr["invalidations"] >= 52 and tr["blocks_invalidated"] >= tr["invalidations"]
     native = run(smc, technique="native")[1]
     assert [l for l in native if l.startswith("smc ")] == [l for l in out if l.startswith("smc ")]
+
+
+def test_interrupts_inside_inline_returns_leave_the_guest_exact(test_kernels):
+    # fib(22) with the PIT at ~12 kHz: 92 ticks, a third of them land between
+    # the instructions of an inline RET, which the monitor completes.
+    result, out = run(built(test_kernels, "irqcalls.elf"), "n=22", technique="bt")
+    assert result.status == 0 and "irqcalls fib=17711 ok ticks>0" in out
+    mon = result.stats["monitor"]
+    assert mon["traps_by_kind"]["interrupt"] > 50
+    assert mon["translation"]["return_fixups"] > 5
+    assert mon["emulated"].get("RET", 0) == 0                   # every return stayed in the cache

@@ -80,7 +80,7 @@ class BtMonitor(TrapMonitor):
     def _in_cache(self, st) -> bool:
         return st.cs.selector == self.tc_cs.selector
 
-    def _guest_view(self, st):
+    def _guest_view(self, st, count: bool = False):
         """A real state inside the cache, as the guest would have it (in place)."""
         if not self._in_cache(st):
             return st
@@ -96,6 +96,7 @@ class BtMonitor(TrapMonitor):
         st.cs = replace(self.kernel_cs)
         if fix is not None:
             g = self._complete_return(st, fix)
+            self.bt.return_fixups += count
         if g is None:
             self.crash(f"the real CPU stopped at {tc:#010x} in the translation cache, where no guest "
                        "instruction was translated", st)
@@ -140,7 +141,7 @@ class BtMonitor(TrapMonitor):
                 site = self.tc.sites.get(tc)
                 if site is not None and site.kind == "ret":
                     self.site, vector, code = site, 13, 0
-            self._guest_view(st)
+            self._guest_view(st, count=True)
         return super()._dispatch(st, vector, code, external)
 
     def _trap_kind(self, vector: int, external: bool) -> str:

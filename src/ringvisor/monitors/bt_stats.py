@@ -16,6 +16,7 @@ class BtStats:
         self.invalidations = 0          # writes to translated guest frames
         self.blocks_invalidated = 0
         self.remap_flushes = 0
+        self.return_fixups = 0          # traps inside an inline RET, completed by the monitor
 
     def report(self, tc) -> dict:
         return {
@@ -32,6 +33,7 @@ class BtStats:
             "blocks_live": tc.blocks,
             "cache_flushes": tc.flushes,
             "remap_flushes": self.remap_flushes,
+            "return_fixups": self.return_fixups,
             "cache_bytes_used": tc.used,
             "cache_bytes": tc.size,
         }
