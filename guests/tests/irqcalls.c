@@ -4,7 +4,8 @@
  * A recursive fib(n) with interrupts on and the PIT at about 12 kHz; the
  * handler counts ticks and scrambles ECX and the flags before its IRET
  * restores them. Prints the result and the ticks; exits 0 when fib is right
- * and ticks arrived. */
+ * and ticks arrived. spin=1: the timer on, interrupts off, and a loop that
+ * never ends (a monitor's watchdog reports it). */
 #include "lib.h"
 
 typedef unsigned long long u64;
@@ -58,6 +59,11 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     }
     want = a;
     setup();
+    if (arg(mbi, "spin", 0)) {
+        puts("spinning with interrupts off\n");
+        for (;;)
+            __asm__ volatile("");
+    }
     __asm__ volatile("sti");
     u32 got = fib(n);
     __asm__ volatile("cli");

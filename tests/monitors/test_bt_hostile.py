@@ -98,3 +98,13 @@ def test_interrupts_inside_inline_returns_leave_the_guest_exact(test_kernels):
     assert mon["traps_by_kind"]["interrupt"] > 50
     assert mon["translation"]["return_fixups"] > 5
     assert mon["emulated"].get("RET", 0) == 0                   # every return stayed in the cache
+
+
+def test_spinning_with_interrupts_off_is_reported(test_kernels):
+    m = machine(built(test_kernels, "irqcalls.elf"), "spin=1", technique="bt")
+    m.engine.masked_limit = 300_000
+    with pytest.raises(GuestCrashed) as e:
+        m.run()
+    report = str(e.value)
+    assert report.startswith("the guest has kept interrupts disabled for ")
+    assert "spinning with interrupts off" in report and "bt monitor" in report

@@ -118,6 +118,10 @@ class BtMonitor(TrapMonitor):
         st = self.guest if self._in_stub() else self.real.get_state()
         return self.vcpu.view(self._guest_view(replace(st)))
 
+    def masked_reason(self) -> str:
+        return ("Its POPF, STI and IRET are all callouts here, so it is spinning with interrupts "
+                "off (a hang natively too)")
+
     def trace_view(self, st):
         """`ringvisor run --trace`: the guest's view of a trap taken in the cache."""
         return self.vcpu.view(self._guest_view(replace(st)))

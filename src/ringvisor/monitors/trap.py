@@ -326,10 +326,12 @@ class TrapMonitor:
             if idle > self.masked_limit:
                 self.crash(f"the guest has kept interrupts disabled for {idle:,} instructions without "
                            f"trapping while an interrupt is pending (virtual IF=0 since {self.if_cleared_by}). "
-                           "Under trap-and-emulate POPF cannot set IF in a deprivileged kernel and does "
-                           "not trap, so a guest that re-enables interrupts with POPF waits forever",
-                           self.real.get_state())
+                           + self.masked_reason(), self.real.get_state())
         return exit
+
+    def masked_reason(self) -> str:
+        return ("Under trap-and-emulate POPF cannot set IF in a deprivileged kernel and does "
+                "not trap, so a guest that re-enables interrupts with POPF waits forever")
 
     # --- services for the emulator and delivery --------------------------------------------------
     def load_code(self, st: CpuState, selector: int, cpl: int) -> None:
