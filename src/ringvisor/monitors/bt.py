@@ -110,7 +110,11 @@ class BtMonitor(TrapMonitor):
         return self._pop(st)
 
     def _pop(self, st) -> int:
-        value = self.gmmu.read_u((st.ss.base + st.esp) & 0xFFFFFFFF, 4)
+        try:
+            value = self.gmmu.read_u((st.ss.base + st.esp) & 0xFFFFFFFF, 4)
+        except (VirtualFault, ReservedAccess):      # the CPU was just using this stack
+            self.crash(f"a trap inside an inline RET, and the guest's stack at {st.esp:#010x} cannot "
+                       "be read to complete it", st)
         st.esp = (st.esp + 4) & 0xFFFFFFFF
         return value
 
