@@ -9,7 +9,7 @@ from ringvisor.cpu.decoder import NeedMore, decode
 from ringvisor.machine.memory import GuestMemory
 from ringvisor.monitors import region as R
 from ringvisor.monitors.bt_cache import CHAIN, HLT, TranslationCache
-from ringvisor.monitors.bt_returns import STACK1, STACK2, ReturnCache
+from ringvisor.monitors.bt_returns import STACK1, STACK2, UNDO1, ReturnCache
 from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
 
 BASE = 0x100000
@@ -165,3 +165,37 @@ def test_the_return_cache_code_and_its_trap_fixups():
 def rel_target_at(region, rc, field):
     rel = int.from_bytes(region.mm[rc.phys + field - rc.base:][:4], "little")
     return (field + 4 + rel) & 0xFFFFFFFF
+
+
+class Lookup:
+    """A stand-in for the ReturnCache the translator asks for lookup code."""
+    buckets = 0xF0030000
+
+    def lookup(self):
+        return ReturnCache.lookup(self)
+
+    @staticmethod
+    def site_fixups(at):
+        return ReturnCache.site_fixups(at)
+
+
+def draft_with_lookups(code: bytes):
+    return translate(BASE, lambda g: code[g - BASE:g - BASE + 15], lambda g: BASE, lambda g: False, Lookup())
+
+
+def test_indirect_jmp_pushes_its_target_then_looks_it_up():
+    d = draft_with_lookups(bytes.fromhex("ff2485" "00201000"))     # jmp [eax*4+0x102000]
+    push_rm = bytes.fromhex("ff3485" "00201000")                   # push [eax*4+0x102000]
+    assert bytes(d.code[:7]) == push_rm and d.code[7] == 0x51      # then push ecx
+    assert d.sites[0] == ("indirect jmp", BASE)                    # a fault on the push: emulated
+    assert d.fixups == {7: STACK1, 8: STACK2, 13: STACK2, 20: STACK2}
+
+
+def test_indirect_call_pushes_the_guest_return_eip_first():
+    d = draft_with_lookups(bytes.fromhex("ffd3"))                   # call ebx
+    assert bytes(d.code[:8]) == b"\x68" + (BASE + 2).to_bytes(4, "little") + bytes.fromhex("ff f3 51")
+    assert d.sites[0] == d.sites[5] == ("indirect call", BASE)
+    assert d.fixups[5] == UNDO1 and d.fixups[7] == STACK1           # between the pushes: undo the first
+    # Through ESP the operand would move under the pushed return EIP: a callout.
+    assert draft_with_lookups(bytes.fromhex("ff542404")).sites[0] == ("indirect call", BASE)
+    assert draft_with_lookups(bytes.fromhex("ff542404")).code[0] == HLT

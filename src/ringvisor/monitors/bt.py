@@ -38,7 +38,7 @@ from ringvisor.monitors import emulate as E
 from ringvisor.monitors import region as R
 from ringvisor.monitors import real_tables as T
 from ringvisor.monitors.bt_cache import CHAIN, TranslationCache
-from ringvisor.monitors.bt_returns import STACK1, STACK2, ReturnCache
+from ringvisor.monitors.bt_returns import STACK2, UNDO1, ReturnCache
 from ringvisor.monitors.bt_returns import AREA as RET_AREA_BYTES
 from ringvisor.monitors.bt_stats import BtStats
 from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
@@ -48,10 +48,10 @@ from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
 from ringvisor.monitors.stepper import Step
 from ringvisor.monitors.trap import TrapMonitor
 
-MISS, RET_MISS = "miss", "ret miss"
+MISS, LOOKUP_MISS = "miss", "lookup miss"
 BLOCK_ROOM = MAX_INSNS * 24 + 64          # the most bytes one block can take
 RET_AREA = (RET_AREA_BYTES + 0xFFF) & ~0xFFF
-RETURN_FAULTS = (12, 13, 14)              # on the inline RET's PUSH: emulate the RET instead
+RETURN_FAULTS = (12, 13, 14)              # on an inline lookup's push: emulate the instruction instead
 HANDLERS = {**bt_sensitive.HANDLERS, **bt_control.HANDLERS}
 
 
@@ -95,16 +95,19 @@ class BtMonitor(TrapMonitor):
             fix = self.tc.fixups.get(tc)
         st.cs = replace(self.kernel_cs)
         if fix is not None:
-            g = self._complete_return(st, fix)
-            self.bt.return_fixups += count
+            g = self._complete_transfer(st, fix, g)
+            self.bt.return_fixups += count and tc != self.rets.miss_hlt     # the miss is no fixup
         if g is None:
             self.crash(f"the real CPU stopped at {tc:#010x} in the translation cache, where no guest "
                        "instruction was translated", st)
         st.eip = g
         return st
 
-    def _complete_return(self, st, fix: str) -> int:
-        """A trap inside an inline RET: finish the RET (bt_returns.py)."""
+    def _complete_transfer(self, st, fix: str, g: int | None) -> int | None:
+        """A trap inside an inline RET/JMP/CALL lookup (bt_returns.py)."""
+        if fix == UNDO1:                             # a CALL's return EIP pushed, nothing else
+            st.esp = (st.esp + 4) & 0xFFFFFFFF
+            return g
         if fix == STACK2:
             st.ecx = self._pop(st)
         return self._pop(st)
@@ -143,11 +146,11 @@ class BtMonitor(TrapMonitor):
         if self._in_cache(st):
             tc = st.eip
             if vector == 13 and not external:
-                self.site = MISS if tc == self.miss_at else RET_MISS if tc == self.rets.miss_hlt \
+                self.site = MISS if tc == self.miss_at else LOOKUP_MISS if tc == self.rets.miss_hlt \
                     else self.tc.sites.get(tc)
             elif vector in RETURN_FAULTS and not external:
-                site = self.tc.sites.get(tc)
-                if site is not None and site.kind == "ret":
+                site = self.tc.sites.get(tc)          # a fault on an inline lookup's own push
+                if site is not None and site.kind != CHAIN:
                     self.site, vector, code = site, 13, 0
             self._guest_view(st, count=True)
         return super()._dispatch(st, vector, code, external)
@@ -160,12 +163,12 @@ class BtMonitor(TrapMonitor):
         site, self.site = self.site, None
         if site is None:
             return super()._emulate(st, vector, code)          # a real #GP/#NP
-        if site in (MISS, RET_MISS):
+        if site in (MISS, LOOKUP_MISS):
             self.bt.callouts[site] += 1
             tc = self._lookup(st.eip)
             if tc is None:
                 tc = self._translate(st.eip)      # a fetch fault here is the guest's, at its EIP
-            if site == RET_MISS:
+            if site == LOOKUP_MISS:
                 self.rets.add(st.eip, tc)
             return self._resume(st)
         kind = site.kind

@@ -1,13 +1,22 @@
-"""Returns inside the translation cache: RET without a callout.
+"""Returns and indirect jumps inside the translation cache, without a callout.
 
 A translated CALL pushes the *guest* return EIP, so a RET's target is a
-guest EIP that must be looked up. Doing that in the monitor costs a trap per
-kernel function return (15,606 in `compute`); here the lookup is code in
-the cache, flag-free (LEA + JECXZ compare, no CMP), with the guest's ECX
-saved on its own stack below the return address:
+guest EIP that must be looked up, and so is the target of `jmp r/m32` and
+`call r/m32`. Doing that in the monitor costs a trap per kernel function
+return (15,606 in `compute`); here the lookup is code in the cache,
+flag-free (LEA + JECXZ compare, no CMP), with the guest's ECX saved on its
+own stack below the guest target:
 
     RET site:   push ecx
-                movzx ecx, byte [esp+4]          ; low byte of the return EIP
+                (lookup)
+    JMP r/m:    push r/m32                        ; the target
+                push ecx
+                (lookup)
+    CALL r/m:   push imm32 <guest return EIP>
+                push r/m32                        ; the target
+                push ecx
+                (lookup)
+    lookup:     movzx ecx, byte [esp+4]          ; low byte of the guest target
                 lea ecx, [ecx*8 + buckets]
                 jmp ecx                           ; bucket: jmp rel32 -> first entry, or miss
     entry R:    mov ecx, [esp+4]
@@ -18,27 +27,29 @@ saved on its own stack below the return address:
                 lea esp, [esp+4]
                 jmp <translation of R>
     miss:       pop ecx
-                hlt                               ; callout "ret miss": adds an entry for R
+                hlt                               ; callout "lookup miss": adds an entry for R
 
-Traps in the middle of it map to a guest state exactly: before the site's
-PUSH the guest is at its RET; after it (STACK2: ECX and the return EIP on
-the stack) and after the hit's POP (STACK1: the return EIP on the stack)
-the monitor completes the RET (restores ECX, pops the return EIP) and the
-guest is at R, as if the trap came right after the RET. A fault on the
-site's PUSH (esp-4 unmapped or beyond SS) falls back to emulating the RET,
-so the guest never sees a fault a RET would not raise. RET imm16 stays a
-callout. Entries are thrown away whenever a block is invalidated or the
-cache flushed; the pool starts over when full.
+Traps in the middle of it map to a guest state exactly: at a site's first
+instruction the guest is at its RET/JMP/CALL; with the target on the stack
+(STACK1) or ECX and the target (STACK2) the monitor completes the transfer
+(restores ECX, pops the target) and the guest is at the target, as if the
+trap came right after the instruction; between a CALL's two pushes (UNDO1)
+it drops the pushed return EIP and the guest is at its CALL. A fault on a
+site's own pushes (the stack below ESP unmapped, or the r/m operand) falls
+back to emulating the instruction, so the guest never sees a fault the
+instruction would not raise. RET imm16, 16-bit forms and a CALL through an
+ESP-relative operand stay callouts. Entries are thrown away whenever a
+block is invalidated or the cache flushed; the pool starts over when full.
 """
 from __future__ import annotations
 
-STACK2, STACK1 = "stack2", "stack1"
+STACK2, STACK1, UNDO1 = "stack2", "stack1", "undo1"
+LOOKUP = b"\x0F\xB6\x4C\x24\x04" + b"\x8D\x0C\xCD"          # movzx ecx,byte [esp+4]; lea ecx,[ecx*8+..]
 BUCKETS = 256
 BUCKET_BYTES = 8
 ENTRY_BYTES = 32
 ENTRIES = 2048
 AREA = BUCKETS * BUCKET_BYTES + 16 + ENTRIES * ENTRY_BYTES      # buckets, miss code, entries
-SITE_BYTES = 15
 # Entry layout: offsets of its instructions and what a trap there means.
 ENTRY_FIXUPS = {0: STACK2, 4: STACK2, 10: STACK2, 12: STACK2, 17: STACK2, 18: STACK1}
 ENTRY_TARGET_JMP = 22
@@ -76,17 +87,21 @@ class ReturnCache:
         self.region.write_bytes(self._p(self.buckets), bytes(code))
         self.resets += 1
 
-    def site(self, at: int) -> bytes:
-        """The 15 bytes replacing a RET at cache address `at`."""
-        return (b"\x51" + b"\x0F\xB6\x4C\x24\x04" + b"\x8D\x0C\xCD"
-                + self.buckets.to_bytes(4, "little") + b"\xFF\xE1")
+    def lookup(self) -> bytes:
+        """push ecx, then the lookup of the guest target at [esp+4]."""
+        return b"\x51" + LOOKUP + self.buckets.to_bytes(4, "little") + b"\xFF\xE1"
+
+    def site(self, at: int = 0) -> bytes:
+        """The bytes replacing a RET (at cache offset `at`: unused, the code is position-free)."""
+        return self.lookup()
 
     @staticmethod
     def site_fixups(at: int) -> dict[int, str]:
+        """Where a trap inside `lookup()` placed at `at` needs completing."""
         return {at + 1: STACK2, at + 6: STACK2, at + 13: STACK2}
 
     def add(self, ret_eip: int, tc: int) -> None:
-        """An entry: guest return EIP `ret_eip` continues at cache address `tc`."""
+        """An entry: guest target `ret_eip` continues at cache address `tc`."""
         if self.next >= ENTRIES:
             self.reset()
         at = self.pool + self.next * ENTRY_BYTES

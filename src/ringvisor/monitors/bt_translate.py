@@ -12,7 +12,7 @@ instruction becomes:
     jmp rel8/rel32          jmp rel32 -> the target's translation or an exit stub
     jcc rel8/rel32          jcc rel32 -> taken; jmp rel32 -> fall-through
     call rel32              push imm32 <guest return EIP>; jmp rel32 -> target
-    ret                     the return cache's inline lookup (bt_returns.py)
+    ret, jmp/call r/m32     the target cache's inline lookup (bt_returns.py)
     loop/jecxz rel8         loop +2; jmp short +5; jmp rel32 -> taken; jmp rel32 -> next
     callout                 hlt (one byte; #GP at ring 1), emulated by the monitor
 """
@@ -22,6 +22,7 @@ from ringvisor.cpu.core import CpuFault
 from ringvisor.cpu.decoder import NeedMore, decode
 from ringvisor.monitors import bt_classify as C
 from ringvisor.monitors.bt_cache import Draft
+from ringvisor.monitors.bt_returns import STACK1, UNDO1
 
 MAX_INSNS = 48
 # Prefixes a rewritten LOOP keeps (address size picks CX/ECX); branch hints
@@ -89,11 +90,8 @@ def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
             d.code += b"\xEB\x05"
             d.jump(b"\xE9", target, target)
             d.jump(b"\xE9", nxt, nxt)
-        elif kind == "ret" and returns is not None and ins.row.opcode == "C3" and ins.osz == 4:
-            at = d.mark(g)
-            d.sites[at] = ("ret", g)             # a fault on its PUSH: the monitor emulates the RET
-            d.code += returns.site(at)
-            d.fixups.update(returns.site_fixups(at))
+        elif returns is not None and inline_lookup(ins, kind):
+            _inline_lookup(d, returns, ins, kind, code, g, nxt)
         else:
             d.callout(kind, g)
             if kind not in C.ENDS:
@@ -101,3 +99,37 @@ def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
                 continue
         break
     return d
+
+
+def inline_lookup(ins, kind: str) -> bool:
+    """RET, JMP r/m32 and CALL r/m32 that bt_returns.py can do in the cache."""
+    if ins.osz != 4 or 0x66 in ins.prefixes:
+        return False
+    if kind == "ret":
+        return ins.row.opcode == "C3"
+    if kind not in ("indirect jmp", "indirect call"):
+        return False
+    if not ins.mem:
+        return ins.rm != 4                              # not through ESP itself
+    # CALL pushes its return EIP first: an ESP-relative operand would move.
+    return kind == "indirect jmp" or 4 not in (ins.base, ins.index)
+
+
+def _inline_lookup(d: Draft, returns, ins, kind: str, code: bytes, g: int, nxt: int) -> None:
+    """A fault on the site's own pushes: the monitor emulates the instruction
+    (the sites), so the guest sees only the faults the instruction raises."""
+    at = d.mark(g)
+    d.sites[at] = (kind, g)
+    if kind != "ret":
+        p = len(ins.prefixes)
+        push_rm = bytes(code[:p]) + bytes([0xFF, (code[p + 1] & 0xC7) | (6 << 3)]) + bytes(code[p + 2:ins.length])
+        if kind == "indirect call":
+            d.code += b"\x68" + nxt.to_bytes(4, "little")
+            at = d.mark(g)
+            d.sites[at] = (kind, g)
+            d.fixups[at] = UNDO1                        # the return EIP pushed, the target not yet
+        d.code += push_rm
+        d.fixups[len(d.code)] = STACK1                   # the target pushed: the jump is as good as done
+    at = len(d.code)
+    d.code += returns.lookup()
+    d.fixups.update(returns.site_fixups(at))
