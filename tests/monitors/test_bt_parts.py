@@ -117,8 +117,9 @@ def test_the_cache_maps_every_address_back_and_chains_then_unchains():
     assert tc.guest_eip(a.start) == BASE and tc.guest_eip(a.start + 1) == BASE + 1
     b = tc.install(translate(target, lambda g: (b"\x90" * 0x40)[:15], lambda g: 0x200000,
                              lambda g: g in tc.at))
-    tc.link(site.field, target, a, stub)                                  # what a chain callout does
+    # Translating the target chains the jump that was waiting on its stub.
     assert rel_target(region, tc, site.field) == tc.at[target] == b.start
+    assert tc.late_links == 1 and b.incoming == [(a, site.field, stub)]
     # A later block jumping to the same target is chained at once.
     src = BASE + 0x40
     c = tc.install(draft(b"\xe9" + ((target - (src + 5)) & 0xFFFFFFFF).to_bytes(4, "little"), eip=src))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ringvisor.cpu.decoder import NeedMore
 from ringvisor.machine.cpu_state import Segment
 from ringvisor.monitors import bt_classify as C
 from ringvisor.monitors import bt_control, bt_sensitive
@@ -50,6 +51,7 @@ from ringvisor.monitors.trap import TrapMonitor
 
 MISS, LOOKUP_MISS = "miss", "lookup miss"
 BLOCK_ROOM = MAX_INSNS * 24 + 64          # the most bytes one block can take
+AHEAD = 32                                 # blocks translated ahead of execution per miss
 RET_AREA = (RET_AREA_BYTES + 0xFFF) & ~0xFFF
 RETURN_FAULTS = (12, 13, 14)              # on an inline lookup's push: emulate the instruction instead
 HANDLERS = {**bt_sensitive.HANDLERS, **bt_control.HANDLERS}
@@ -218,10 +220,41 @@ class BtMonitor(TrapMonitor):
         self.rets.reset()
 
     def _translate(self, eip: int) -> int:
+        """Translate the block at guest EIP `eip` (a fetch fault is the
+        guest's), then up to AHEAD blocks its jumps lead to on pages already
+        translated, so that their exit stubs need not trap."""
         if eip > self.kernel_cs.limit:
             raise VirtualFault(GP, 0)              # beyond CS (cut below the monitor's hole)
-        if not self.tc.room(BLOCK_ROOM):
+        if not self.tc.room(BLOCK_ROOM * (AHEAD + 1)):
             self._flush()
+        try:
+            d = self._translate_one(eip)
+        except Undecodable:
+            raise VirtualFault(GP, 0) from None
+        work = [t for _, t in d.links] + d.returns
+        returns = list(d.returns)
+        ahead = 0
+        while work and ahead < AHEAD:
+            t = work.pop()
+            if t in self.tc.at or t > self.kernel_cs.limit:
+                continue
+            phys = self.gmmu.peek((self.kernel_cs.base + t) & 0xFFFFFFFF)
+            if phys is None or (phys & ~0xFFF) not in self.shadow.protected:
+                continue                           # only code pages already known: no data page protected
+            try:
+                more = self._translate_one(t)
+            except (Undecodable, VirtualFault, ReservedAccess, NeedMore):
+                continue
+            work += [x for _, x in more.links] + more.returns
+            returns += more.returns
+            ahead += 1
+            self.bt.ahead += 1
+        for r in returns:                          # the RETs to these EIPs will find them in the cache
+            if r in self.tc.at:
+                self.rets.add(r, self.tc.at[r])
+        return self.tc.at[eip]
+
+    def _translate_one(self, eip: int):
         base = self.kernel_cs.base
 
         def fetch(g):
@@ -230,17 +263,14 @@ class BtMonitor(TrapMonitor):
         def frame_of(g):
             return self.gmmu.walk((base + g) & 0xFFFFFFFF, False, False) & ~0xFFF
 
-        try:
-            d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets)
-        except Undecodable:
-            raise VirtualFault(GP, 0) from None
+        d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets)
         b = self.tc.install(d)
         for f in b.frames:
             self.shadow.protect(f)
         self.bt.blocks += 1
         self.bt.guest_insns += b.insns
         self.bt.kinds.update(k for k, _ in d.sites.values() if k != CHAIN)
-        return self.tc.at[eip]
+        return d
 
     # --- resuming -----------------------------------------------------------------------------------
     def _resume(self, st):

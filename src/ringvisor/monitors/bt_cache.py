@@ -15,8 +15,8 @@ guest:
 
 Chaining: a direct jump to a guest target is a `jmp rel32` that points at the
 target's translation when there is one, else at a one-byte exit stub (a
-"chain" callout) after the block; the first time the stub runs, the monitor
-translates the target and patches the jump. Every jump keeps its stub, so
+"chain" callout) after the block; when the target is translated (ahead of
+time, or the first time the stub runs) the jump is patched. Every jump keeps its stub, so
 when the target block is invalidated the jump is pointed back at it
 (unchained) instead of flushing the cache.
 
@@ -67,6 +67,7 @@ class Draft:
         self.sites: dict[int, tuple[str, int]] = {}
         self.fixups: dict[int, str] = {}
         self.links: list[tuple[int, int]] = []     # (rel32 field offset, guest target)
+        self.returns: list[int] = []               # guest return EIPs its CALLs push
 
     def mark(self, guest: int) -> int:
         off = len(self.code)
@@ -92,6 +93,7 @@ class TranslationCache:
         self.base, self.phys, self.size = region.linear(offset), region.physical(offset), size
         self.on_unused = on_unused or (lambda frame: None)     # a frame no block comes from any more
         self.flushes = 0
+        self.late_links = 0                        # jumps chained when their target got translated
         self.reset()
 
     def reset(self) -> None:
@@ -102,6 +104,7 @@ class TranslationCache:
         self.sites: dict[int, Site] = {}
         self.by_frame: dict[int, set[Block]] = {}
         self.fixups: dict[int, str] = {}           # cache address -> how a trap there completes (bt_returns)
+        self.pending: dict[int, list[Site]] = {}   # guest target -> exit stubs still waiting for it
         self.blocks = 0
 
     # --- space --------------------------------------------------------------------------
@@ -150,6 +153,12 @@ class TranslationCache:
                 self.link(site_field, target, b, start + stub)
             else:
                 self.write_rel32(site_field, start + stub)
+                self.pending.setdefault(target, []).append(self.sites[start + stub])
+        for g in d.at:                              # jumps that were waiting for these guest EIPs
+            for site in self.pending.pop(g, ()):
+                if site.block.alive and site.block is not b and self.points_at(site.field, site.tc):
+                    self.link(site.field, g, site.block, site.tc)
+                    self.late_links += 1
         for off, kind in d.fixups.items():
             self.fixups[start + off] = kind
             b.tcs.append(start + off)
@@ -165,6 +174,10 @@ class TranslationCache:
         """Point the jump at `field` to the translation of guest `target`."""
         self.write_rel32(field, self.at[target])
         self.owner[target].incoming.append((source, field, stub))
+
+    def points_at(self, field: int, dest: int) -> bool:
+        rel = self.region.read_u32(self.phys + (field - self.base))
+        return (field + 4 + rel) & 0xFFFFFFFF == dest
 
     def write_rel32(self, field: int, dest: int) -> None:
         rel = (dest - (field + 4)) & 0xFFFFFFFF
@@ -202,6 +215,9 @@ class TranslationCache:
         for source, field, stub in b.incoming:
             if source.alive:
                 self.write_rel32(field, stub)          # unchain: back to the exit stub
+                site = self.sites.get(stub)
+                if site is not None:
+                    self.pending.setdefault(site.guest, []).append(site)
         b.incoming.clear()
         for f in b.frames:
             s = self.by_frame.get(f)

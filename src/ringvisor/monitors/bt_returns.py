@@ -80,6 +80,7 @@ class ReturnCache:
     def reset(self) -> None:
         self.next = 0
         self.targets.clear()
+        self.keys: set[int] = set()
         code = bytearray()
         for i in range(BUCKETS):
             at = self.buckets + i * BUCKET_BYTES
@@ -102,8 +103,11 @@ class ReturnCache:
 
     def add(self, ret_eip: int, tc: int) -> None:
         """An entry: guest target `ret_eip` continues at cache address `tc`."""
+        if ret_eip in self.keys:
+            return
         if self.next >= ENTRIES:
             self.reset()
+        self.keys.add(ret_eip)
         at = self.pool + self.next * ENTRY_BYTES
         self.next += 1
         bucket = self.buckets + (ret_eip & 0xFF) * BUCKET_BYTES

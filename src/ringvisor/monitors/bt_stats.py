@@ -8,6 +8,7 @@ from collections import Counter
 class BtStats:
     def __init__(self):
         self.blocks = 0                 # blocks translated (retranslations included)
+        self.ahead = 0                  # of which translated ahead of execution (jump targets)
         self.guest_insns = 0            # guest instructions in them
         self.kinds = Counter()          # callout sites translated, by kind
         self.callouts = Counter()       # callouts executed, by kind ("chain": exit stubs, "miss": lookups)
@@ -21,6 +22,7 @@ class BtStats:
     def report(self, tc) -> dict:
         return {
             "blocks_translated": self.blocks,
+            "blocks_translated_ahead": self.ahead,
             "guest_instructions_translated": self.guest_insns,
             "instructions_per_block": round(self.guest_insns / self.blocks, 2) if self.blocks else 0.0,
             "callouts": sum(self.callouts.values()),
@@ -28,6 +30,7 @@ class BtStats:
             "callout_sites_by_kind": dict(self.kinds.most_common()),
             "cache_hits": self.hits,
             "chain_patches": self.chain_patches,
+            "chained_when_translated": tc.late_links,
             "invalidations": self.invalidations,
             "blocks_invalidated": self.blocks_invalidated,
             "blocks_live": tc.blocks,

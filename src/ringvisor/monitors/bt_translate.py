@@ -83,6 +83,7 @@ def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
             d.mark(g)
             d.code += b"\x68" + nxt.to_bytes(4, "little")
             d.jump(b"\xE9", target, target)     # the return EIP is pushed: the call is done
+            d.returns.append(nxt)
         elif action == C.LOOP:
             d.mark(g)
             d.code += bytes(p for p in ins.prefixes if p in KEPT_PREFIXES) + bytes([code[len(ins.prefixes)], 2])
@@ -124,6 +125,7 @@ def _inline_lookup(d: Draft, returns, ins, kind: str, code: bytes, g: int, nxt: 
         p = len(ins.prefixes)
         push_rm = bytes(code[:p]) + bytes([0xFF, (code[p + 1] & 0xC7) | (6 << 3)]) + bytes(code[p + 2:ins.length])
         if kind == "indirect call":
+            d.returns.append(nxt)
             d.code += b"\x68" + nxt.to_bytes(4, "little")
             at = d.mark(g)
             d.sites[at] = (kind, g)
