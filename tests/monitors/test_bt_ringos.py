@@ -84,3 +84,18 @@ def test_nanobench_runs_every_benchmark(ringos):
     names = [l.split()[1] for l in out if l.startswith("nanobench ")]
     assert names == ["in", "cr", "call/ret", "pgfault", "divzero", "ptemod", "syscall"]
     assert result.stats["monitor"]["shadow_paging"]["pte_write_traps"] >= 5
+
+
+def test_the_stub_path_and_the_fault_fast_path_agree(ringos):
+    from monitor_rig import machine
+    from ringvisor.monitors.realcpu import INTERCEPTED
+    outputs, traps = [], []
+    for intercept in (0, INTERCEPTED):
+        m = machine(ringos / "ringos.elf", "workload=compute iters=1", technique="bt")
+        m.engine.real.engine.intercept = intercept
+        result = m.run()
+        outputs.append([l for l in m.output.decode().splitlines() if "compute" in l])
+        traps.append((result.stats["monitor"]["traps_by_kind"],
+                      result.stats["monitor"]["translation"]["callouts_by_kind"]))
+    assert outputs[0] == outputs[1] and any("checksum=" in l for l in outputs[0])
+    assert traps[0] == traps[1]
