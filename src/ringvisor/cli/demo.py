@@ -3,16 +3,19 @@
 Each step is one `ringvisor run` (the command line is printed beside it):
 the kvm engine boots a Multiboot test kernel and a ring-3 loop whose 2,000
 port writes each exit to ringvisor; then the bundled guest OS (ringos) asks
-its red-pill questions on bare (soft) hardware, where nothing is visible.
-On PVM hosts ringos cannot run on the kvm engine (PVM refuses 32-bit paging;
-README, Limits), so the kvm steps use the test kernels."""
+its red-pill questions on bare (soft) hardware, where nothing is visible;
+under trap-and-emulate, where the x86 holes show; under binary translation,
+which closes them; and, built for hypercalls, under paravirtualization,
+where the kernel knows. On PVM hosts ringos cannot run on the kvm engine
+(PVM refuses 32-bit paging; README, Limits), so the kvm steps use the test
+kernels."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from rich.console import Console
 
-from ringvisor import guests
+from ringvisor import guests, monitors
 from ringvisor.cli import stats_view
 from ringvisor.cli.run import run_guest
 from ringvisor.kvm.backend import detect
@@ -40,18 +43,30 @@ STEPS = (
     Step("the bundled guest OS on bare (soft) hardware: can its kernel tell it is virtualized?",
          "ringvisor run --engine soft --technique native --workload probe",
          "ringos", "soft", "native", "workload=probe"),
+    Step("trap-and-emulate: the same kernel deprivileged to ring 1; POPF, SGDT, MOV from CS... "
+         "do not trap, and give the game away",
+         "ringvisor run --technique trap --workload probe",
+         "ringos", "soft", "trap", "workload=probe"),
+    Step("paravirtualization: ringos built for hypercalls knows it runs on a monitor",
+         "ringvisor run --technique pv --workload probe",
+         "ringos-pv", "soft", "pv", "workload=probe"),
+    Step("binary translation: the kernel's code is rewritten as it runs, and the holes close",
+         "ringvisor run --technique bt --workload probe",
+         "ringos", "soft", "bt", "workload=probe"),
 )
 
 
 def command(args) -> int:
-    say = Console(stderr=True, highlight=False)
+    say = Console(stderr=True, highlight=False, soft_wrap=True)
     say.print("[bold]ringvisor demo[/]: virtualizing x86, step by step")
     say.print(f"this machine's /dev/kvm: {detect().description}\n")
     for step in STEPS:
         say.print(f"[bold]>>> {step.what}[/]\n    ({step.command})")
-        kernel = guests.bundled() if step.kernel == "ringos" else guests.test_kernel(step.kernel)
+        kernel = guests.bundled(step.kernel) if step.kernel.startswith("ringos") else \
+            guests.test_kernel(step.kernel)
+        reserved = monitors.RESERVED_BYTES if step.technique in monitors.TECHNIQUES else 0
         result = run_guest(MachineConfig(kernel=kernel, engine=step.engine, technique=step.technique,
-                                         cmdline=step.cmdline, timeout=120))
+                                         cmdline=step.cmdline, timeout=120, reserved_top=reserved))
         if step.stats:
             stats_view.print_stats(result)
         if result.status:
