@@ -99,3 +99,24 @@ def test_the_stub_path_and_the_fault_fast_path_agree(ringos):
                       result.stats["monitor"]["translation"]["callouts_by_kind"]))
     assert outputs[0] == outputs[1] and any("checksum=" in l for l in outputs[0])
     assert traps[0] == traps[1]
+
+
+def test_the_cache_tables_agree_after_a_run(ringos):
+    from monitor_rig import machine
+    m = machine(ringos / "ringos.elf", "workload=tasks iters=1", technique="bt")
+    try:
+        assert m.run().status == 0
+        tc = m.engine.tc
+    finally:
+        m.close()
+    # Every translated guest instruction maps back to itself, and is where it says.
+    assert tc.at and all(tc.back[addr] == g for g, addr in tc.at.items())
+    assert all(tc.owner[g].start <= addr < tc.owner[g].end for g, addr in tc.at.items())
+    blocks = {b for b in tc.owner.values()}
+    for b in blocks:
+        assert b.alive and len(set(b.incoming)) == len(b.incoming)      # each jump chained once
+        for source, field, stub in b.incoming:
+            assert tc.points_at(field, tc.at[b.entry]) or any(
+                tc.points_at(field, tc.at[g]) for g in b.guests)
+    # Every frame code came from is write-protected in the shadow tables.
+    assert set(tc.by_frame) <= m.engine.shadow.protected

@@ -193,9 +193,10 @@ class BtMonitor(TrapMonitor):
     def _chain(self, st, site):
         """An exit stub ran: translate its target and patch the jump."""
         target = site.guest
+        self.tc.unwait(site)                       # patched here, not when the target is installed
         if self._lookup(target) is None:
             self._translate(target)
-        if site.block.alive and target in self.tc.at:
+        if site.block.alive and target in self.tc.at and self.tc.points_at(site.field, site.tc):
             self.tc.link(site.field, target, site.block, site.tc)
             self.bt.chain_patches += 1
         return self._resume(st)

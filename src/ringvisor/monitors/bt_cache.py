@@ -175,6 +175,11 @@ class TranslationCache:
         self.write_rel32(field, self.at[target])
         self.owner[target].incoming.append((source, field, stub))
 
+    def unwait(self, site: Site) -> None:
+        waiting = self.pending.get(site.guest)
+        if waiting and site in waiting:
+            waiting.remove(site)
+
     def points_at(self, field: int, dest: int) -> bool:
         rel = self.region.read_u32(self.phys + (field - self.base))
         return (field + 4 + rel) & 0xFFFFFFFF == dest
