@@ -62,3 +62,28 @@ void exit(u32 status)
     for (;;)
         __asm__ volatile("cli; hlt");
 }
+
+static u32 gdt[2 * 5] __attribute__((aligned(8))) = {
+    0, 0,
+    0x0000FFFF, 0x00CF9A00,   /* 0x08 ring-0 code: SYSENTER_CS */
+    0x0000FFFF, 0x00CF9200,   /* 0x10 ring-0 data (SYSENTER_CS + 8) */
+    0x0000FFFF, 0x00CFFA00,   /* 0x18 ring-3 code (SYSENTER_CS + 16) */
+    0x0000FFFF, 0x00CFF200,   /* 0x20 ring-3 data (SYSENTER_CS + 24) */
+};
+static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
+
+void ring3_enter(void (*fn)(void), u32 *stack_top)
+{
+    __asm__ volatile("lgdt %0" :: "m"(gdtr));
+    wrmsr(0x174, SEL_KCODE);                  /* IA32_SYSENTER_CS */
+    /* IOPL 3; SYSEXIT keeps EFLAGS as they are. */
+    __asm__ volatile("pushfl\n\torl $0x3000, (%%esp)\n\tpopfl" ::: "memory", "cc");
+    __asm__ volatile(
+        "movl $1f, %%edx\n\t"
+        "sysexit\n"
+        "1: movw $0x23, %%ax\n\t"              /* ring 3: user data segments */
+        "movw %%ax, %%ds\n\tmovw %%ax, %%es\n\t"
+        "jmp *%%ebx"
+        :: "c"(stack_top), "b"(fn) : "eax", "edx", "memory");
+    __builtin_unreachable();
+}

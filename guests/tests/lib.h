@@ -14,6 +14,24 @@ struct multiboot_info {
 static inline void outb(u16 port, u8 v) { __asm__ volatile("outb %0, %1" :: "a"(v), "Nd"(port)); }
 static inline u8 inb(u16 port) { u8 v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
 
+static inline void wrmsr(u32 msr, u32 value)
+{
+    __asm__ volatile("wrmsr" :: "c"(msr), "a"(value), "d"(0));
+}
+
+/* Selectors of the GDT ring3_enter loads (SYSENTER_CS is 0x08). */
+#define SEL_KCODE 0x08
+#define SEL_KDATA 0x10
+#define SEL_UCODE 0x1B
+#define SEL_UDATA 0x23
+
+/* Load the test kernels' flat GDT, point IA32_SYSENTER_CS at it, set IOPL 3
+ * (ring 3 may reach the serial and debug-exit ports) and continue in `fn`
+ * at ring 3 on `stack_top`. SYSEXIT, not IRET: PVM runs guest ring-0 code
+ * in the host kernel's instruction emulator, which has no protected-mode
+ * IRET (nor INT n, nor RETF to an outer ring), but does have SYSEXIT. */
+void ring3_enter(void (*fn)(void), u32 *stack_top) __attribute__((noreturn));
+
 void putc(char c);
 void puts(const char *s);
 void put_hex(u32 v);

@@ -4,25 +4,13 @@
  *     mips rounds=N cpl=C primes=P
  *     mips checksum=0xHEX instructions=N
  * on COM1 and the debug-exit port. No paging (PVM refuses 32-bit paging).
- *
- * Ring 3 is entered with SYSEXIT, not IRET: PVM runs guest ring-0 code in
- * the host kernel's instruction emulator, which has no protected-mode IRET
- * (nor INT n, nor RETF to an outer ring), but does have SYSEXIT. */
+ * Ring 3 is entered with SYSEXIT (ring3_enter, lib.h). */
 #include "lib.h"
 
 #define SIEVE_N 4096
 
 struct mips_state { u32 crc, primes, instructions_lo, instructions_hi; };
 void mips_run(struct mips_state *st, u8 *buf, u32 rounds);
-
-static u32 gdt[2 * 5] __attribute__((aligned(8))) = {
-    0, 0,
-    0x0000FFFF, 0x00CF9A00,   /* 0x08 ring-0 code: SYSENTER_CS */
-    0x0000FFFF, 0x00CF9200,   /* 0x10 ring-0 data (SYSENTER_CS + 8) */
-    0x0000FFFF, 0x00CFFA00,   /* 0x18 ring-3 code (SYSENTER_CS + 16) */
-    0x0000FFFF, 0x00CFF200,   /* 0x20 ring-3 data (SYSENTER_CS + 24) */
-};
-static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
 
 static u8 buf[SIEVE_N + 1024] __attribute__((aligned(4096)));
 static u32 rounds;
@@ -69,11 +57,6 @@ static void __attribute__((noreturn, used)) measure(void)
     exit(0);      /* IOPL 3 lets ring 3 reach the debug-exit port too */
 }
 
-static inline void wrmsr(u32 msr, u32 value)
-{
-    __asm__ volatile("wrmsr" :: "c"(msr), "a"(value), "d"(0));
-}
-
 int kmain(u32 magic, struct multiboot_info *mbi)
 {
     static u32 user_stack[1024];
@@ -85,16 +68,5 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     }
     if (ring == 0)
         measure();
-    __asm__ volatile("lgdt %0" :: "m"(gdtr));
-    wrmsr(0x174, 0x08);                       /* IA32_SYSENTER_CS */
-    /* IOPL 3 for the serial port and debug-exit; SYSEXIT keeps EFLAGS. */
-    __asm__ volatile("pushfl\n\torl $0x3000, (%%esp)\n\tpopfl" ::: "memory", "cc");
-    __asm__ volatile(
-        "movl $1f, %%edx\n\t"
-        "sysexit\n"
-        "1: movw $0x23, %%ax\n\t"              /* ring 3: user data segments */
-        "movw %%ax, %%ds\n\tmovw %%ax, %%es\n\t"
-        "jmp measure"
-        :: "c"(user_stack + 1024) : "eax", "edx", "memory");
-    return 1;
+    ring3_enter(measure, user_stack + 1024);
 }

@@ -8,15 +8,6 @@
  * instructions: SYSEXIT needs CPL 0, and SYSENTER enters ring 0. */
 #include "lib.h"
 
-static u32 gdt[2 * 5] __attribute__((aligned(8))) = {
-    0, 0,
-    0x0000FFFF, 0x00CF9A00,   /* 0x08 ring-0 code: SYSENTER_CS */
-    0x0000FFFF, 0x00CF9200,   /* 0x10 ring-0 data (SYSENTER_CS + 8) */
-    0x0000FFFF, 0x00CFFA00,   /* 0x18 ring-3 code (SYSENTER_CS + 16) */
-    0x0000FFFF, 0x00CFF200,   /* 0x20 ring-3 data (SYSENTER_CS + 24) */
-};
-static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
-
 static u32 kernel_stack[256];
 static u32 user_stack[1024];
 static u32 calls_wanted;
@@ -75,25 +66,10 @@ static void __attribute__((noreturn, used)) user_main(void)
     exit(calls_made == calls_wanted && !bad_stack && !bad_selectors ? 0 : 1);
 }
 
-static inline void wrmsr(u32 msr, u32 value)
-{
-    __asm__ volatile("wrmsr" :: "c"(msr), "a"(value), "d"(0));
-}
-
 int kmain(u32 magic, struct multiboot_info *mbi)
 {
     calls_wanted = arg(mbi, "calls", 100);
-    __asm__ volatile("lgdt %0" :: "m"(gdtr));
-    wrmsr(0x174, 0x08);                               /* IA32_SYSENTER_CS */
     wrmsr(0x175, (u32)(kernel_stack + 256));          /* IA32_SYSENTER_ESP */
     wrmsr(0x176, (u32)kentry);                        /* IA32_SYSENTER_EIP */
-    __asm__ volatile("pushfl\n\torl $0x3000, (%%esp)\n\tpopfl" ::: "memory", "cc");
-    __asm__ volatile(
-        "movl $1f, %%edx\n\t"
-        "sysexit\n"
-        "1: movw $0x23, %%ax\n\t"
-        "movw %%ax, %%ds\n\tmovw %%ax, %%es\n\t"
-        "jmp user_main"
-        :: "c"(user_stack + 1024) : "eax", "edx", "memory");
-    return 1;
+    ring3_enter(user_main, user_stack + 1024);        /* sets IA32_SYSENTER_CS = 0x08 */
 }
