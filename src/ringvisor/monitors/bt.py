@@ -44,6 +44,7 @@ from ringvisor.monitors.bt_returns import AREA as RET_AREA_BYTES
 from ringvisor.monitors.bt_stats import BtStats
 from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
 from ringvisor.monitors.delivery import Unsupported
+from ringvisor.monitors.descriptors import decode
 from ringvisor.monitors.guest_mmu import GP, ReservedAccess, VirtualFault
 from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
 from ringvisor.monitors.stepper import Step
@@ -67,8 +68,7 @@ class BtMonitor(TrapMonitor):
         self.tc = TranslationCache(self.region, R.TC + RET_AREA, R.TC_BYTES - RET_AREA,
                                    on_unused=self.shadow.unprotect)
         self.bt = BtStats()
-        sel = T.TC_CODE | 1
-        self.tc_cs = Segment(selector=sel, base=0, limit=0xFFFFFFFF, type=9, dpl=1, db=True, g=True)
+        self.tc_cs = decode(T.tc_descriptor()).segment(T.TC_CODE | 1)
         self.region.write_u64(self.gdt.bases[KERNEL_VIEW] + T.TC_CODE, T.tc_descriptor())
         self.kernel_cs: Segment | None = None     # the guest's CS while it runs in the cache
         self.miss_at = self.tc.base + self.tc.size - 1   # one HLT: "translate the pending EIP"
@@ -206,10 +206,8 @@ class BtMonitor(TrapMonitor):
         tc = self.tc.at.get(eip)
         if tc is None:
             return None
-        b = self.tc.owner[eip]
-        page = eip & ~0xFFF
-        if self.gmmu.peek(self.kernel_cs.base + eip) is None or \
-                (self.gmmu.peek(self.kernel_cs.base + eip) & ~0xFFF) != b.pages.get(page):
+        phys = self.gmmu.peek((self.kernel_cs.base + eip) & 0xFFFFFFFF)
+        if phys is None or phys & ~0xFFF != self.tc.owner[eip].pages.get(eip & ~0xFFF):
             self.bt.remap_flushes += 1             # the page now maps another frame
             self._flush()
             return None
