@@ -103,7 +103,7 @@ class PvMonitor:
 
     def get_state(self) -> CpuState:
         """The guest's registers (IF shows whether events are unmasked)."""
-        st = replace(self.blocked or self.guest or self.real.get_state())
+        st = (self.blocked or self.guest or self.real.get_state()).copy()
         if self.shared is not None:
             st.eflags = (st.eflags & ~IF) | (0 if self.shared.masked else IF)
         return st
@@ -153,7 +153,7 @@ class PvMonitor:
             if not (external and self.tables.in_idle(words[0])):
                 self.crash(f"trap {vector_name(vector)} inside the monitor", real)
             return self._interrupt(None, vector)
-        st = replace(real)
+        st = real.copy()
         st.eip, st.eflags, st.esp = words[0], words[2], words[3]
         st.cs, st.ss = self.tables.segment(words[1] & 0xFFFF), self.tables.segment(words[4] & 0xFFFF)
         self.guest = st
@@ -296,7 +296,7 @@ class PvMonitor:
         self.stats["blocks"] += 1
 
     def _resume_idle(self):
-        st = replace(self.blocked)
+        st = self.blocked.copy()
         self.tables.idle_state(st)
         self._resume(st)
         return None
@@ -329,7 +329,7 @@ class PvMonitor:
         raise GuestStopped(status, "shutdown hypercall")
 
     def crash(self, what: str, st: CpuState):
-        view = replace(st)
+        view = st.copy()
         if self.in_hypercall:                     # show the int $0x82, not the instruction after
             view.eip -= 2
             what += f" (in hypercall {self.in_hypercall})"

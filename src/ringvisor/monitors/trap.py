@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import replace
 
 from ringvisor.cpu.decoder import NeedMore
 from ringvisor.errors import GuestCrashed
@@ -87,7 +86,7 @@ class TrapMonitor:
             raise GuestCrashed("the trap monitor runs protected-mode guests; this one starts in real mode")
         self.vcpu = v = VirtualCpu.from_boot(self.ring, boot)
         self.gmmu.vcpu = self.shadow.vcpu = v
-        st = replace(boot)
+        st = boot.copy()
         for name in CpuState.SEGMENTS:
             setattr(st, name, self._deprivileged_cache(getattr(boot, name), name))
         st.eflags = v.real_flags(boot.eflags)
@@ -172,7 +171,7 @@ class TrapMonitor:
         code = None
         if vector in HAS_ERROR_CODE and not external:
             code, words = words[0], words[1:]
-        st = replace(real)
+        st = real.copy()
         st.eip, cs, st.eflags, st.esp, ss = words[0], words[1] & 0xFFFF, words[2], words[3], \
             words[4] & 0xFFFF
         if cs & 3 == 0:
@@ -191,7 +190,7 @@ class TrapMonitor:
         monitor loaded, unless the guest has since loaded another selector
         (then the CPU read the real GDT)."""
         if resumed is not None and resumed.selector == selector:
-            return replace(resumed)
+            return resumed.copy()
         view = USER_VIEW if self.vcpu.cpl == 3 else KERNEL_VIEW
         return self.gdt.descriptor(view, selector).segment(selector)
 
@@ -308,7 +307,7 @@ class TrapMonitor:
         view = USER_VIEW if v.cpl == 3 else KERNEL_VIEW
         st.gdt = TableRegister(self.gdt.linear_base(view), 0xFFFF)
         st.idt = TableRegister(self.region.linear(R.IDT), 256 * 8 - 1)
-        st.tr = replace(self.tss)
+        st.tr = self.tss.copy()
         st.ldt = Segment(selector=0, base=0, limit=0, type=2, s=False, present=False, unusable=True)
         # The invariants: real IF = virtual IF, real IOPL = 0, real NT = 0.
         st.eflags = self.stepper.real_flags(v.real_flags(st.eflags))
@@ -352,7 +351,7 @@ class TrapMonitor:
         """A boot-time segment cache (no GDT behind it yet) made real."""
         from ringvisor.monitors.descriptors import encode_segment
         if seg.unusable:
-            return replace(seg)
+            return seg.copy()
         raw = encode_segment(seg.base, seg.limit, seg.type, seg.dpl, s=seg.s, present=seg.present,
                              db=seg.db)
         real = decode(self.gdt.rewrite(raw, KERNEL_VIEW))

@@ -80,13 +80,14 @@ class VirtualCpu:
     def view(self, real: CpuState) -> CpuState:
         """The guest's state as it believes it to be: the real registers with
         the virtual privilege, flags, control and table registers."""
-        s = replace(real)
-        s.cs = replace(real.cs, selector=(real.cs.selector & ~3) | self.cpl, dpl=self.cpl)
-        s.ss = replace(real.ss, selector=(real.ss.selector & ~3) | self.cpl, dpl=self.cpl)
+        s = real.copy()
+        s.cs, s.ss = real.cs.copy(), real.ss.copy()
+        s.cs.selector, s.ss.selector = (real.cs.selector & ~3) | self.cpl, (real.ss.selector & ~3) | self.cpl
+        s.cs.dpl = s.ss.dpl = self.cpl
         s.eflags = self.virtual_flags(real.eflags)
         s.cr0, s.cr2, s.cr3, s.cr4, s.efer = self.cr0, self.cr2, self.cr3, self.cr4, self.efer
-        s.gdt, s.idt = replace(self.gdtr), replace(self.idtr)
-        s.ldt, s.tr = replace(self.ldtr), replace(self.tr)
+        s.gdt, s.idt = self.gdtr.copy(), self.idtr.copy()
+        s.ldt, s.tr = self.ldtr.copy(), self.tr.copy()
         return s
 
     @classmethod
