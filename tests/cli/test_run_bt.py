@@ -52,3 +52,16 @@ def test_compare_measures_bt(ringos, tmp_path):
     assert bt["probe_visible"] is False
     # Every `in` iteration is one io callout (the first ones also translate).
     assert 1 <= bt["nanobench"]["in"]["traps_per_iter"] < 2
+
+
+def test_trace_names_the_callouts_at_guest_addresses(ringos, tmp_path):
+    trace = tmp_path / "t.txt"
+    proc = ringvisor("run", *BT, "--workload", "probe", "--trace", str(trace))
+    assert proc.returncode == 0, proc.stderr
+    lines = trace.read_text().splitlines()
+    first = lines[1].split()
+    assert first[1:4] == ["callout", "miss", "ring"] and "blocks translated" in lines[1]
+    sgdt = [l for l in lines if " callout sgdt " in l]
+    assert len(sgdt) == 1 and "0008:001" in sgdt[0] and "emulated SGDT" in sgdt[0]
+    # Every trap is shown where the guest is: never at a translation-cache address.
+    assert not [l for l in lines[1:] if ":f0" in l.split("ring 1", 1)[-1][:20]]

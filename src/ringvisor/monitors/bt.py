@@ -143,19 +143,40 @@ class BtMonitor(TrapMonitor):
     def label(self) -> str:
         return "bt monitor (guest kernel code from the translation cache, real ring 1)"
 
+    def _site_at(self, tc: int, vector: int, external: bool):
+        """The callout a trap at cache address `tc` is (None: a real trap)."""
+        if external:
+            return None
+        if vector == 13:
+            return MISS if tc == self.miss_at else LOOKUP_MISS if tc == self.rets.miss_hlt \
+                else self.tc.sites.get(tc)
+        if vector in RETURN_FAULTS:
+            site = self.tc.sites.get(tc)              # a fault on an inline lookup's own push
+            if site is not None and site.kind != CHAIN:
+                return site
+        return None
+
     def _dispatch(self, st, vector: int, code, external: bool):
         self.site = None
         if self._in_cache(st):
-            tc = st.eip
-            if vector == 13 and not external:
-                self.site = MISS if tc == self.miss_at else LOOKUP_MISS if tc == self.rets.miss_hlt \
-                    else self.tc.sites.get(tc)
-            elif vector in RETURN_FAULTS and not external:
-                site = self.tc.sites.get(tc)          # a fault on an inline lookup's own push
-                if site is not None and site.kind != CHAIN:
-                    self.site, vector, code = site, 13, 0
+            self.site = self._site_at(st.eip, vector, external)
+            if self.site is not None:
+                vector, code = GP, 0
             self._guest_view(st, count=True)
         return super()._dispatch(st, vector, code, external)
+
+    # --- ringvisor run --trace: callouts by kind, translation work in the outcome ---------------
+    def _trace_begin(self, tracer, st, vector: int, code, external: bool) -> None:
+        site = self._site_at(st.eip, vector, external) if self._in_cache(st) else None
+        if site is None:
+            return super()._trace_begin(tracer, st, vector, code, external)
+        kind = site if isinstance(site, str) else site.kind
+        tracer.trap_begin(self, f"callout {kind}", 1, self.trace_view(st), self.memory,
+                          self.trace_counters(), at_instruction=True)
+
+    def trace_counters(self) -> dict:
+        tc = self.tc
+        return {**super().trace_counters(), "": {**self.stats, **self.bt.traced(tc)}}
 
     def _trap_kind(self, vector: int, external: bool) -> str:
         return "callout" if self.site is not None else super()._trap_kind(vector, external)

@@ -40,3 +40,9 @@ class BtStats:
             "cache_bytes_used": tc.used,
             "cache_bytes": tc.size,
         }
+
+    def traced(self, tc) -> dict:
+        """What `--trace` shows a callout or trap did to the cache."""
+        return {"blocks translated": self.blocks, "jumps chained": tc.late_links + self.chain_patches,
+                "translated blocks invalidated": self.blocks_invalidated,
+                "inline lookup completed": self.return_fixups}
