@@ -108,3 +108,11 @@ def test_spinning_with_interrupts_off_is_reported(test_kernels):
     report = str(e.value)
     assert report.startswith("the guest has kept interrupts disabled for ")
     assert "spinning with interrupts off" in report and "bt monitor" in report
+
+
+def test_a_kernel_reading_its_cpl_from_cs_sees_ring_0(test_kernels):
+    # mips.elf prints CS.RPL: 1 under trap (the hole), 0 natively and under bt.
+    lines = {t: [l for l in run(test_kernels / "mips.elf", technique=t)[1] if l.startswith("mips ")]
+             for t in ("native", "trap", "bt")}
+    assert lines["bt"] == lines["native"] and "mips rounds=1 cpl=0 primes=564" in lines["bt"]
+    assert "mips rounds=1 cpl=1 primes=564" in lines["trap"]
