@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     compare.add_argument("--chart", metavar="FILE", help="draw the ratios to native (.png or .svg)")
     compare.add_argument("--iters", type=int, default=1000, help="nanobenchmark iterations (default 1000)")
-    compare.add_argument("--rounds", type=int, default=2, help="compute rounds (default 2)")
+    compare.add_argument("--rounds", type=int, default=4, help="compute rounds of the shorter of the two runs whose difference gives MIPS (the longer runs 5x as many; default 4)")
     compare.add_argument("--only", metavar="NAMES", help="comma-separated techniques "
                          "(native, trap-ring1, trap-ring3, bt, pv, hw)")
     compare.set_defaults(handler="ringvisor.cli.compare:command")

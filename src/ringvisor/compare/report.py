@@ -26,7 +26,7 @@ def measure_technique(t: Technique, iters: int, rounds: int, progress=None) -> d
             "mips": mips, "compute_checksum": checksum, "nanobench": bench}
 
 
-def compare(techniques=ALL, iters: int = 1000, rounds: int = 2, progress=None) -> dict:
+def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None) -> dict:
     doc = {"techniques": {}, "unavailable": {}}
     for t in techniques:
         why = unavailable(t)
