@@ -5,12 +5,15 @@
  *   patch_ahead  a store patches the very next instruction of the same basic
  *                block (x86 executes the new bytes)
  *   loop         ROUNDS patches of a called function in a loop, summed
+ *   data         a counter that lives in .text, between functions, written
+ *                ROUNDS times (data on a code page: no code changes)
  * Prints one line per check and exits with the number of failures. */
 #include "lib.h"
 
 #define ROUNDS 50
 
 extern char other_imm[], ahead_imm[];
+extern volatile u32 text_counter;
 u32 other(void);
 u32 ahead(void);
 __asm__(".text\n"
@@ -20,7 +23,9 @@ __asm__(".text\n"
         "ahead: movb $3, ahead_imm\n"
         " movl $1, %eax\n"
         "ahead_imm = . - 4\n"
-        " ret\n");
+        " ret\n"
+        ".align 4\n"
+        "text_counter: .long 0\n");
 
 static u32 failures;
 
@@ -50,5 +55,8 @@ int kmain(u32 magic, struct multiboot_info *mbi)
         want += i;
     }
     check("loop", sum, want);
+    for (u32 i = 0; i < ROUNDS; i++)
+        text_counter += other();
+    check("data", text_counter, ROUNDS * (ROUNDS - 1));
     return failures;
 }

@@ -200,3 +200,19 @@ def test_indirect_call_pushes_the_guest_return_eip_first():
     # Through ESP the operand would move under the pushed return EIP: a callout.
     assert draft_with_lookups(bytes.fromhex("ff542404")).sites[0] == ("indirect call", BASE)
     assert draft_with_lookups(bytes.fromhex("ff542404")).code[0] == HLT
+
+
+def test_a_write_drops_only_the_blocks_translated_from_the_bytes_it_changed():
+    tc, region, unused = cache()
+    a = tc.install(draft(b"\x40\x40\xc3", eip=BASE + 0x10))        # bytes 0x10..0x12 of the frame
+    b = tc.install(draft(b"\x48\xc3", eip=BASE + 0x20))            # bytes 0x20..0x21
+    assert a.spans == {BASE: [0x10, 0x13]} and b.spans == {BASE: [0x20, 0x22]}
+    assert tc.invalidate_frame(BASE, 0x13, 0x20) == 0                # data between them
+    assert tc.invalidate_frame(BASE, 0x12, 0x14) == 1 and not a.alive and b.alive
+    assert unused == []                                              # b still comes from the frame
+    assert tc.invalidate_frame(BASE, 0x21, 0x22) == 1 and unused == [BASE]
+
+
+def test_an_instruction_across_a_page_boundary_belongs_to_both_frames():
+    d = draft(bytes.fromhex("b878563412"), eip=BASE + 0xFFE)          # mov eax, imm32 over two pages
+    assert d.block.spans == {BASE: [0xFFE, 0x1000], BASE + 0x1000: [0, 3]}

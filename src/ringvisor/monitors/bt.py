@@ -21,11 +21,12 @@ Guest user code (virtual CPL 3) runs directly, as under trap.
   translation of the guest EIP, or a "miss" callout that translates it
   (translation faults then reach the guest at that EIP, as a fetch would).
 * Writes to translated guest code: every frame a block comes from is
-  write-protected in the shadow page tables; a write #PF to it drops the
-  frame's blocks (jumps into them are unchained), the frame becomes
-  writable, and the writing instruction is single-stepped from the guest
-  code itself (directly at ring 1, as trap would) so that it runs before
-  anything is translated again.
+  write-protected in the shadow page tables; a write the guest's tables
+  allow is let through by single-stepping it (the stepper, as for traced
+  page tables), and the blocks translated from the bytes it changed are
+  dropped (jumps into them unchained) before the guest goes on, so a store
+  to the very next instruction runs the new bytes. Data written on a code
+  page drops nothing.
 """
 from __future__ import annotations
 
@@ -47,7 +48,6 @@ from ringvisor.monitors.delivery import Unsupported
 from ringvisor.monitors.descriptors import decode
 from ringvisor.monitors.guest_mmu import GP, ReservedAccess, VirtualFault
 from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
-from ringvisor.monitors.stepper import Step
 from ringvisor.monitors.trap import TrapMonitor
 
 MISS, LOOKUP_MISS = "miss", "lookup miss"
@@ -76,7 +76,7 @@ class BtMonitor(TrapMonitor):
         self.tc.size -= 1
         self.pending_eip = 0
         self.site = None                          # the callout being handled
-        self.step_direct = False                  # single-step one instruction from guest code
+        self.stepper.on_code_write = self._code_written
 
     # --- into the guest's view ----------------------------------------------------------------
     def _in_cache(self, st) -> bool:
@@ -300,11 +300,6 @@ class BtMonitor(TrapMonitor):
             if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
                 self._flush()                    # translations are keyed by EIP under one CS base
             self.kernel_cs = replace(st.cs)
-            if self.step_direct:
-                self.step_direct = False           # run the one guest instruction directly, TF set
-                if self.stepper.step is None:
-                    self.stepper.step = Step()
-                return super()._resume(st)
             tc = self._lookup(st.eip)
             if tc is None:
                 self.pending_eip, tc = st.eip, self.miss_at
@@ -312,39 +307,31 @@ class BtMonitor(TrapMonitor):
         return super()._resume(st)
 
     # --- writes to translated code ---------------------------------------------------------------------
-    def _page_fault(self, st, code: int):
-        frame = None
-        if code & 2 and self.shadow.protected:
-            try:                                   # only a write the guest's tables allow
-                phys = self.gmmu.walk(st.cr2, True, self.vcpu.cpl == 3, set_bits=False)
-            except (VirtualFault, ReservedAccess):
-                phys = None
-            if phys is not None and (phys & ~0xFFF) in self.shadow.protected:
-                frame = phys & ~0xFFF
-                self._invalidate(frame)
-                self.step_direct = self.vcpu.cpl == 0
-        try:
-            return super()._page_fault(st, code)
-        finally:
-            self.step_direct = False
-
-    def _invalidate(self, frame: int) -> None:
-        dropped = self.tc.invalidate_frame(frame)
+    def _code_written(self, frame: int, lo: int, hi: int) -> None:
+        """Bytes [lo, hi) of a frame code was translated from have changed
+        (a guest store let through by the stepper, or the monitor's own
+        write): drop the blocks translated from them."""
+        self.bt.code_page_writes += 1
+        dropped = self.tc.invalidate_frame(frame, lo, hi)
         if dropped:
             self.rets.reset()                      # entries may jump into the dropped blocks
-        self.shadow.unprotect(frame)
-        self.bt.invalidations += 1
-        self.bt.blocks_invalidated += dropped
+            self.bt.invalidations += 1
+            self.bt.blocks_invalidated += dropped
 
     def _guest_written(self, phys: int, length: int) -> None:
         super()._guest_written(phys, length)
-        for frame in {phys & ~0xFFF, (phys + length - 1) & ~0xFFF}:
+        end = phys + length
+        while phys < end:
+            frame = phys & ~0xFFF
+            upto = min(end, frame + 0x1000)
             if frame in self.shadow.protected:
-                self._invalidate(frame)
+                self._code_written(frame, phys - frame, upto - frame)
+            phys = upto
 
     # --- statistics ------------------------------------------------------------------------------------
     def statistics(self) -> dict:
         s = super().statistics()
         s["technique"] = "bt"
         s["translation"] = self.bt.report(self.tc)
+        s["translation"]["code_write_steps"] = self.stats["code_write_steps"]
         return s

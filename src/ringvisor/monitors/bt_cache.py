@@ -41,8 +41,8 @@ class Site:
 
 
 class Block:
-    __slots__ = ("start", "end", "entry", "guests", "tcs", "frames", "pages", "incoming", "alive",
-                 "insns")
+    __slots__ = ("start", "end", "entry", "guests", "tcs", "frames", "pages", "spans", "incoming",
+                 "alive", "insns")
 
     def __init__(self, entry: int):
         self.entry = entry
@@ -51,6 +51,7 @@ class Block:
         self.tcs: list[int] = []
         self.frames: set[int] = set()
         self.pages: dict[int, int] = {}            # guest linear page -> guest frame at translation
+        self.spans: dict[int, list[int]] = {}      # guest frame -> [lo, hi) of the bytes translated
         self.incoming: list[tuple["Block", int, int]] = []     # (source, rel32 field, its stub)
         self.alive = True
         self.insns = 0
@@ -196,16 +197,16 @@ class TranslationCache:
         return self.back.get(tc)
 
     # --- invalidation -------------------------------------------------------------------------
-    def invalidate_frame(self, frame: int) -> int:
-        """Drop every block translated from guest frame `frame`; returns how many."""
+    def invalidate_frame(self, frame: int, lo: int = 0, hi: int = 0x1000) -> int:
+        """Drop every block translated from bytes [lo, hi) of guest frame
+        `frame` (all of it by default); returns how many."""
         blocks = self.by_frame.get(frame)
         if not blocks:
             return 0
-        n = 0
-        for b in list(blocks):
+        hit = [b for b in blocks if b.spans[frame][0] < hi and lo < b.spans[frame][1]]
+        for b in hit:
             self.drop(b)
-            n += 1
-        return n
+        return len(hit)
 
     def drop(self, b: Block) -> None:
         b.alive = False

@@ -14,7 +14,8 @@ class BtStats:
         self.callouts = Counter()       # callouts executed, by kind ("chain": exit stubs, "miss": lookups)
         self.hits = 0                   # monitor lookups that found a translation
         self.chain_patches = 0          # exit stubs replaced by a direct jump
-        self.invalidations = 0          # writes to translated guest frames
+        self.code_page_writes = 0       # writes to frames code was translated from
+        self.invalidations = 0          # of which changed translated bytes
         self.blocks_invalidated = 0
         self.remap_flushes = 0
         self.return_fixups = 0          # traps inside an inline RET, completed by the monitor
@@ -31,6 +32,7 @@ class BtStats:
             "cache_hits": self.hits,
             "chain_patches": self.chain_patches,
             "chained_when_translated": tc.late_links,
+            "code_page_writes": self.code_page_writes,
             "invalidations": self.invalidations,
             "blocks_invalidated": self.blocks_invalidated,
             "blocks_live": tc.blocks,

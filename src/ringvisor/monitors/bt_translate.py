@@ -58,10 +58,17 @@ def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
             d.jump(b"\xE9", g, g)               # let the instruction start its own block
             break
         n = ins.length
-        for at in (g, (g + n - 1) & 0xFFFFFFFF):
+        last = (g + n - 1) & 0xFFFFFFFF
+        if last & ~0xFFF == g & ~0xFFF:
+            pieces = ((g, g & 0xFFF, (g & 0xFFF) + n),)
+        else:                                    # the instruction straddles two pages
+            pieces = ((g, g & 0xFFF, 0x1000), (last, 0, (last & 0xFFF) + 1))
+        for at, lo, hi in pieces:
             frame = frame_of(at)
             b.frames.add(frame)
             b.pages[at & ~0xFFF] = frame
+            span = b.spans.setdefault(frame, [lo, hi])
+            span[0], span[1] = min(span[0], lo), max(span[1], hi)
         nxt = (g + n) & 0xFFFFFFFF
         action, kind = C.classify(ins)
         d.at[g] = len(d.code)

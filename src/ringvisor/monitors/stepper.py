@@ -2,9 +2,10 @@
 the real CPU's single-step trap (EFLAGS.TF -> #DB after the instruction):
 
 * a write the shadow keeps read-only on purpose (to a traced guest page
-  table, or a supervisor write to a read-only page under virtual CR0.WP=0):
-  the shadow PTE is made writable for the one instruction, then restored,
-  and the bytes it changed in a traced frame are mirrored into the shadows.
+  table, to a frame of translated code under bt, or a supervisor write to a
+  read-only page under virtual CR0.WP=0): the shadow PTE is made writable
+  for the one instruction, then restored; the bytes it changed in a traced
+  frame are mirrored into the shadows, in a code frame reported to bt.
   Any instruction works (MOV, XCHG, CMPXCHG, one iteration of REP STOS...)
   without an x86 emulator in the monitor;
 * the interrupt shadow of STI and MOV SS: the next instruction runs with the
@@ -24,9 +25,12 @@ class Step:
 
 
 class Stepper:
-    def __init__(self, region, shadow):
+    def __init__(self, region, shadow, on_code_write=None):
         self.region, self.shadow, self.mm = region, shadow, region.mm
         self.step: Step | None = None
+        # (frame, lo, hi): bytes the stepped instruction changed in a frame the
+        # shadow keeps read-only for a client (bt: translated code).
+        self.on_code_write = on_code_write
 
     @property
     def active(self) -> bool:
@@ -39,7 +43,8 @@ class Stepper:
         old = self.region.read_u32(pte_addr)
         self.step.lifted.append((pte_addr, old))
         self.region.write_u32(pte_addr, old | RW | D)
-        if self.shadow.traced(frame) and frame not in self.step.snapshots:
+        watched = self.shadow.traced(frame) or frame in self.shadow.protected
+        if watched and frame not in self.step.snapshots:
             self.step.snapshots[frame] = bytes(self.mm[frame:frame + 0x1000])
 
     def interrupt_shadow(self) -> None:
@@ -64,7 +69,10 @@ class Stepper:
         for frame, before in step.snapshots.items():
             span = changed_range(before, bytes(self.mm[frame:frame + 0x1000]))
             if span:
-                self.shadow.mirror(frame, *span)
+                if self.shadow.traced(frame):
+                    self.shadow.mirror(frame, *span)
+                if frame in self.shadow.protected and self.on_code_write:
+                    self.on_code_write(frame, *span)
         st.eflags &= ~TF
 
 

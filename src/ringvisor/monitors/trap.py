@@ -271,7 +271,8 @@ class TrapMonitor:
             raise
         if lift is not None:
             pte_addr, frame = lift
-            self.stats["pte_write_traps" if self.shadow.traced(frame) else "wp0_write_steps"] += 1
+            self.stats["pte_write_traps" if self.shadow.traced(frame) else
+                       "code_write_steps" if frame in self.shadow.protected else "wp0_write_steps"] += 1
             self.stepper.lift(pte_addr, frame)
         else:
             self.stats["hidden_faults"] += 1
