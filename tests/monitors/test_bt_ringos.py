@@ -120,3 +120,18 @@ def test_the_cache_tables_agree_after_a_run(ringos):
                 tc.points_at(field, tc.at[g]) for g in b.guests)
     # Every frame code came from is write-protected in the shadow tables.
     assert set(tc.by_frame) <= m.engine.shadow.protected
+
+
+def test_a_full_cache_is_flushed_and_the_guest_goes_on(ringos):
+    from monitor_rig import machine
+    m = machine(ringos / "ringos.elf", "workload=compute iters=1", technique="bt")
+    m.engine.tc.size = 48 * 1024             # room for ringos's kernel a few times over, not more
+    try:
+        result = m.run()
+    finally:
+        m.close()
+    assert result.status == 0
+    assert "compute checksum=92da572c instructions=120675" in m.output.decode()   # as natively
+    tr = result.stats["monitor"]["translation"]
+    assert tr["cache_flushes"] >= 1 and tr["cache_bytes_used"] <= 48 * 1024
+    assert tr["blocks_translated"] > tr["blocks_live"]
