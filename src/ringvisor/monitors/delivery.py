@@ -22,6 +22,7 @@ from ringvisor.monitors.vcpu import IF, IOPL, NT, RF, TF, VM
 EXC, SOFT, EXT = "exception", "software", "external"
 DF, TS, NP, SS_FAULT = 8, 10, 11, 12
 HAS_ERROR_CODE = frozenset({8, 10, 11, 12, 13, 14, 17})
+NOT_FAULTS = frozenset({1, 2, 3, 4, 8, 18})      # traps and aborts: RF is not set in their frame
 CONTRIBUTORY = frozenset({0, 10, 11, 12, 13})
 EFLAGS_WRITABLE = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800 | TF | IF | 0x400 | IOPL | NT | RF | VM \
     | 0x40000 | 0x200000
@@ -46,6 +47,8 @@ class Unsupported(Exception):
 def guest_descriptor(mon, sel: int, exc: int = GP):
     v = mon.vcpu
     if sel & 4:
+        if v.ldtr.unusable or not v.ldtr.selector & 0xFFFC:
+            raise VirtualFault(exc, sel & 0xFFFC)          # no LDT loaded: as the processor does
         raise Unsupported(f"selector {sel:#06x} names the guest's LDT, which the trap monitor "
                           "does not shadow")
     index = sel & 0xFFF8
@@ -121,7 +124,9 @@ def deliver(mon, st, vector: int, code: int | None, kind: str, return_eip: int) 
     if offset > d.limit:
         raise VirtualFault(GP, ext)
     vflags = v.virtual_flags(st.eflags)
-    frame = [vflags, (st.cs.selector & ~3) | v.cpl, return_eip]
+    # SDM vol. 3 17.3.1.1: a fault pushes RF = 1 (the restarted instruction's breakpoint is skipped).
+    pushed = vflags | RF if kind == EXC and vector not in NOT_FAULTS else vflags
+    frame = [pushed, (st.cs.selector & ~3) | v.cpl, return_eip]
     if not d.conforming and d.dpl < v.cpl:
         new_cpl = d.dpl
         ss_sel, esp = _tss_stack(mon, new_cpl, ext)
