@@ -50,7 +50,7 @@ def test_innocuous_instructions_are_copied_byte_for_byte():
     ("8ed0", "mov ss"), ("ec", "io"), ("e6f5", "io"), ("0f22d8", "privileged"),
     ("0f0110", "privileged"), ("cd80", "int"), ("cf", "iret"), ("cb", "retf"), ("c20400", "ret"),
     ("ffe0", "indirect jmp"), ("ffd0", "indirect call"), ("ea000000000800", "far jmp"),
-    ("2e8b03", "unsupported"),
+    ("2e8b03", "step"), ("2ed7", "step"), ("66e90000", "step"),
 ])
 def test_sensitive_and_privileged_instructions_become_callouts(code, kind):
     d = draft(bytes.fromhex(code) + b"\x90\xc3")

@@ -48,6 +48,7 @@ from ringvisor.monitors.delivery import Unsupported
 from ringvisor.monitors.descriptors import decode
 from ringvisor.monitors.guest_mmu import GP, ReservedAccess, VirtualFault
 from ringvisor.monitors.shadow_gdt import KERNEL_VIEW
+from ringvisor.monitors.stepper import Step
 from ringvisor.monitors.trap import TrapMonitor
 
 MISS, LOOKUP_MISS = "miss", "lookup miss"
@@ -61,6 +62,7 @@ HANDLERS = {**bt_sensitive.HANDLERS, **bt_control.HANDLERS}
 class BtMonitor(TrapMonitor):
     name = "bt"
     tc_bytes = R.TC_BYTES
+    hide_user_code = False              # IRET/RETF/far jumps are callouts: user code can stay present
 
     def __init__(self, machine, engine, fast_faults: bool = False):
         super().__init__(machine, engine, 1, fast_faults)
@@ -76,6 +78,7 @@ class BtMonitor(TrapMonitor):
         self.tc.size -= 1
         self.pending_eip = 0
         self.site = None                          # the callout being handled
+        self.step_direct = False                  # a STEP callout: the next resume runs guest code
         self.stepper.on_code_write = self._code_written
 
     # --- into the guest's view ----------------------------------------------------------------
@@ -198,10 +201,9 @@ class BtMonitor(TrapMonitor):
         self.bt.callouts[kind] += 1
         if kind == CHAIN:
             return self._chain(st, site)
-        if kind == "unsupported":
-            ins = E.fetch_decode(self, st)
-            raise Unsupported(f"{ins!r} in kernel code: a 16-bit jump or a CS-relative data access, "
-                              "which the binary translator does not rewrite")
+        if kind == C.STEP:
+            self.step_direct = True               # _resume runs this one from the guest's code
+            return self._resume(st)
         fn = HANDLERS.get(kind)
         if fn is None:
             return super()._emulate(st, GP, 0)                  # privileged: as trap emulates it
@@ -300,6 +302,11 @@ class BtMonitor(TrapMonitor):
             if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
                 self._flush()                    # translations are keyed by EIP under one CS base
             self.kernel_cs = replace(st.cs)
+            if self.step_direct:                   # one instruction at ring 1, TF set, as trap would
+                self.step_direct = False
+                if self.stepper.step is None:
+                    self.stepper.step = Step()
+                return super()._resume(st)
             tc = self._lookup(st.eip)
             if tc is None:
                 self.pending_eip, tc = st.eip, self.miss_at

@@ -20,11 +20,15 @@ from __future__ import annotations
 from ringvisor.cpu.opcodes import IOPL, PRIV, SENSITIVE
 
 COPY, JUMP, JCC, CALL, LOOP, CALLOUT = "copy", "jump", "jcc", "call", "loop", "callout"
+# Innocuous, but not at home in the cache (a CS-relative operand, a 16-bit
+# jump): run from the guest's own code, one instruction, single-stepped at
+# ring 1 as trap would run it.
+STEP = "step"
 CS_SEG, SS_SEG = 1, 2
 
 # Callouts that transfer control: nothing after them in the block runs.
 ENDS = frozenset({"ret", "indirect jmp", "indirect call", "far jmp", "far call", "int", "iret",
-                  "retf", "hlt", "unsupported"})
+                  "retf", "hlt", STEP})
 
 # mnemonic -> callout kind, for rows whose flags alone do not say
 BY_MNEMONIC = {
@@ -53,8 +57,8 @@ def classify(ins) -> tuple[str, str | None]:
     kind = BY_OPCODE.get(op)
     if kind in (CALL, JUMP, LOOP) or row.family == "Jcc":
         if ins.osz != 4:
-            return CALLOUT, "unsupported"       # a 16-bit EIP in 32-bit kernel code
-        return (JCC, None) if row.family == "Jcc" else (kind, None)
+            return CALLOUT, STEP                # a 16-bit EIP in 32-bit kernel code
+        return (JCC, None) if row.family == "Jcc" else (kind, None)   # a CS prefix: a hint
     if kind is not None:
         return CALLOUT, kind
     if mn in BY_MNEMONIC:
@@ -63,8 +67,8 @@ def classify(ins) -> tuple[str, str | None]:
         return CALLOUT, "mov from cs/ss"        # the RPL is the real CPL
     if op == "8E" and ins.reg == SS_SEG:
         return CALLOUT, "mov ss"                # SS.RPL must equal the real CPL
-    if ins.mem and ins.seg == CS_SEG and 0x2E in ins.prefixes:
-        return CALLOUT, "unsupported"           # CS in translated code is the cache's segment
+    if 0x2E in ins.prefixes:
+        return CALLOUT, STEP                    # CS in translated code is the cache's segment
     if row.flags & IOPL:
         return CALLOUT, "io" if mn in IO else mn.lower()
     if row.flags & PRIV:

@@ -33,8 +33,10 @@ HOLE = R.LINEAR_BASE
 
 
 class ShadowGdt:
-    def __init__(self, region: R.MonitorRegion, ring: int):
-        self.region, self.ring = region, ring
+    def __init__(self, region: R.MonitorRegion, ring: int, hide_user_code: bool = True):
+        """`hide_user_code`: the kernel view marks ring-3 code not present (trap
+        catches returns to user mode that way; bt emulates every far transfer)."""
+        self.region, self.ring, self.hide_user_code = region, ring, hide_user_code
         self.bases = {KERNEL_VIEW: region.physical(R.GDT_KERNEL_VIEW),
                       USER_VIEW: region.physical(R.GDT_USER_VIEW)}
         self.loaded_bytes = 0
@@ -71,7 +73,7 @@ class ShadowGdt:
         d = decode(raw)
         if view == USER_VIEW:
             return raw
-        if d.code and d.dpl == 3:
+        if d.code and d.dpl == 3 and self.hide_user_code:
             return with_fields(d, present=False)
         return with_fields(d, dpl=self.kernel_dpl(d.dpl))
 

@@ -46,6 +46,7 @@ SAME_FAULT_LIMIT = 8            # the same fault unresolved this often in a row:
 class TrapMonitor:
     name = "trap"
     tc_bytes = 0                        # region bytes a subclass keeps for code (bt: its cache)
+    hide_user_code = True               # returns to user mode fault on the kernel GDT view
 
     def __init__(self, machine, engine, ring: int, fast_faults: bool = False):
         self.machine, self.engine, self.ring = machine, engine, ring
@@ -59,7 +60,7 @@ class TrapMonitor:
         self.trap_kinds, self.emulated, self.reflected = Counter(), Counter(), Counter()
         self.traps = 0                  # every exit into the monitor (compare reads it)
         self.vcpu = VirtualCpu(ring=ring)
-        self.gdt = ShadowGdt(self.region, ring)
+        self.gdt = ShadowGdt(self.region, ring, self.hide_user_code)
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
         self.stepper = Stepper(self.region, self.shadow)

@@ -1,0 +1,56 @@
+"""A difftest runner for the bt monitor: a program of the soft CPU's differential
+harness (ringvisor.difftest) run as guest *kernel* code, translated."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ringvisor.cpu import SoftEngine
+from ringvisor.difftest.runners import PORT, _PortRecorder, load
+from ringvisor.difftest.world import GDT, GDT_LIMIT, Outcome, base_image, read_outcome, start_state
+from ringvisor.errors import GuestCrashed
+from ringvisor.exits import Halt, Interrupted, Shutdown
+from ringvisor.machine.bus import MmioBus, PortBus
+from ringvisor.machine.cpu_state import TableRegister
+from ringvisor.machine.memory import GuestMemory
+from ringvisor.monitors.bt import BtMonitor
+
+RAM = 16 << 20
+
+
+class _NoInterrupts:
+    def pending(self) -> bool:
+        return False
+
+
+class BtRunner:
+    def __init__(self):
+        self.memory = GuestMemory(RAM)
+        self.image = bytes(base_image(False))
+
+    def run(self, case, program) -> Outcome:
+        ports = PortBus()
+        recorder = _PortRecorder()
+        ports.register(PORT, 1, recorder, "difftest")
+        engine = SoftEngine(self.memory, ports, MmioBus())
+        machine = SimpleNamespace(memory=self.memory, ports=ports, pic=_NoInterrupts())
+        mon = BtMonitor(machine, engine)
+        try:
+            load(self.memory, self.image, case, program)
+            mon.load_gdt(TableRegister(GDT, GDT_LIMIT))
+            mon.set_state(start_state(case.cpl, case.eflags, case.regs, False))
+            engine.slice = 20_000
+            end = None
+            for _ in range(50):
+                try:
+                    e = mon.run()
+                except GuestCrashed as crashed:         # the stub's HLT with IF=0
+                    end = str(crashed).splitlines()[0]
+                    break
+                if isinstance(e, (Halt, Shutdown)):
+                    end = type(e).__name__
+                    break
+            if recorder.writes == 1:
+                return read_outcome(mon.get_state(), self.memory, case.cpl, program.end_eip)
+            return Outcome("no end", detail=f"bt run ended with {end} after {recorder.writes} port writes")
+        finally:
+            engine.close()
