@@ -23,9 +23,10 @@ class _NoInterrupts:
 
 
 class BtRunner:
-    def __init__(self):
+    def __init__(self, paging: bool = False):
+        self.paging = paging
         self.memory = GuestMemory(RAM)
-        self.image = bytes(base_image(False))
+        self.image = bytes(base_image(paging))
 
     def run(self, case, program) -> Outcome:
         ports = PortBus()
@@ -37,7 +38,7 @@ class BtRunner:
         try:
             load(self.memory, self.image, case, program)
             mon.load_gdt(TableRegister(GDT, GDT_LIMIT))
-            mon.set_state(start_state(case.cpl, case.eflags, case.regs, False))
+            mon.set_state(start_state(case.cpl, case.eflags, case.regs, self.paging))
             engine.slice = 20_000
             end = None
             for _ in range(50):

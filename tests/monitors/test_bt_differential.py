@@ -6,6 +6,7 @@ registers, flags, selectors, memory and exception frames. Divergences the
 told apart and counted, never silently passed."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from ringvisor.difftest.compare import describe, differences
@@ -29,12 +30,15 @@ def known_limit(native, bt) -> str | None:
     return None
 
 
-def test_translated_kernel_code_computes_what_the_cpu_computes():
-    soft, bt = SoftRunner(paging=False), BtRunner()
+@pytest.mark.parametrize("paging", [False, True])
+def test_translated_kernel_code_computes_what_the_cpu_computes(paging):
+    # With paging the world's identity page table runs through shadow paging
+    # and the program's code page is write-protected while it is translated.
+    soft, bt = SoftRunner(paging=paging), BtRunner(paging=paging)
     seen = {"compared": 0, "known": 0}
     wrong = []
 
-    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=100, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(cases(0, interrupts=True))
     def check(case):
