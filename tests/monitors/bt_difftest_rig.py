@@ -55,3 +55,6 @@ class BtRunner:
             return Outcome("no end", detail=f"bt run ended with {end} after {recorder.writes} port writes")
         finally:
             engine.close()
+
+    def close(self) -> None:
+        self.memory.close()

@@ -55,5 +55,6 @@ def test_translated_kernel_code_computes_what_the_cpu_computes(paging):
         check()
     finally:
         soft.close()
+        bt.close()
     assert not wrong, wrong[0]
     assert seen["known"] <= seen["compared"] // 10
