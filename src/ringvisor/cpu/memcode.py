@@ -1,7 +1,7 @@
 """Guest memory access from generated code.
 
-Fast path: for a flat segment (base 0, limit 4 GiB) the offset is the
-linear address; a dict per privilege maps a linear page to the host delta
+Fast path: for a segment based at 0 (expand-up; a limit below 4 GiB adds
+one comparison) the offset is the linear address; a dict per privilege maps a linear page to the host delta
 (host index - linear address) of a RAM page the TLB already maps, and an
 aligned access is one memoryview index. Write entries exist only for pages
 whose TLB write entry exists (so the dirty bit is already set) and that hold
@@ -84,36 +84,47 @@ class FastPages:
         return RD, WR
 
 
-def flat(cpu, s: int, write: bool) -> bool:
-    return (FAST and cpu.sbase[s] == 0 and cpu.slo[s] == 0 and cpu.shi[s] == M32
-            and (cpu.swrite[s] if write else cpu.sread[s]))
+def flat(cpu, s: int, write: bool) -> int | None:
+    """The segment's highest offset when the fast path applies to it (base
+    0, expand-up, readable or writable as needed), else None. A limit below
+    4 GiB (a monitor cuts the guest's segments below its own region) costs
+    one comparison per access; the slow path then raises the #GP or #SS."""
+    if FAST and cpu.sbase[s] == 0 and cpu.slo[s] == 0 and cpu.shi[s] >= 0xFFF \
+            and (cpu.swrite[s] if write else cpu.sread[s]):
+        return cpu.shi[s]
+    return None
 
 
 _VIEW = {1: ("M8", 0), 2: ("M16", 1), 4: ("M32", 2)}
 
 
-def load(dst: str, s: int, a: str, w: int, fast: bool) -> list[str]:
-    """Lines setting local `dst` to the w-byte value at s:a (`a` a local)."""
+def _guarded(a: str, w: int, top: int, slow: str, body: list[str]) -> list[str]:
+    """`body` unless the access is misaligned or ends past offset `top`."""
+    tests = [f"{a} & {w - 1}"] if w > 1 else []
+    if top != M32:
+        tests.append(f"{a} > {top - w + 1}")
+    if not tests:
+        return body
+    return [f"if {' or '.join(tests)}:", " " + slow, "else:"] + [" " + x for x in body]
+
+
+def load(dst: str, s: int, a: str, w: int, top: int | None) -> list[str]:
+    """Lines setting local `dst` to the w-byte value at s:a (`a` a local);
+    `top`: the segment's highest offset if the fast path applies (flat())."""
     slow = f"{dst} = RD({s}, {a}, {w})"
-    if not fast:
+    if top is None:
         return [slow]
     view, sh = _VIEW[w]
     idx = f"{a} + FR[{a} >> 12]" if not sh else f"({a} + FR[{a} >> 12]) >> {sh}"
-    body = ["try:", f" {dst} = {view}[{idx}]", "except KeyError:", " " + slow]
-    if w == 1:
-        return body
-    return [f"if {a} & {w - 1}:", " " + slow, "else:"] + [" " + x for x in body]
+    return _guarded(a, w, top, slow, ["try:", f" {dst} = {view}[{idx}]", "except KeyError:", " " + slow])
 
 
-def store(s: int, a: str, w: int, v: str, fast: bool) -> list[str]:
+def store(s: int, a: str, w: int, v: str, top: int | None) -> list[str]:
     """Lines writing local/expression `v` (already masked) to s:a; `sm` is
     set when the write hit compiled code."""
     slow = f"sm = WR({s}, {a}, {w}, {v})"
-    if not fast:
+    if top is None:
         return [slow]
     view, sh = _VIEW[w]
     idx = f"{a} + FW[{a} >> 12]" if not sh else f"({a} + FW[{a} >> 12]) >> {sh}"
-    body = ["try:", f" {view}[{idx}] = {v}", "except KeyError:", " " + slow]
-    if w == 1:
-        return body
-    return [f"if {a} & {w - 1}:", " " + slow, "else:"] + [" " + x for x in body]
+    return _guarded(a, w, top, slow, ["try:", f" {view}[{idx}] = {v}", "except KeyError:", " " + slow])
