@@ -34,7 +34,7 @@ class BtRunner:
         ports.register(PORT, 1, recorder, "difftest")
         engine = SoftEngine(self.memory, ports, MmioBus())
         machine = SimpleNamespace(memory=self.memory, ports=ports, pic=_NoInterrupts())
-        mon = BtMonitor(machine, engine)
+        mon = self.monitor = BtMonitor(machine, engine)      # kept for its counters
         try:
             load(self.memory, self.image, case, program)
             mon.load_gdt(TableRegister(GDT, GDT_LIMIT))

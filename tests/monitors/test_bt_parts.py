@@ -216,3 +216,13 @@ def test_a_write_drops_only_the_blocks_translated_from_the_bytes_it_changed():
 def test_an_instruction_across_a_page_boundary_belongs_to_both_frames():
     d = draft(bytes.fromhex("b878563412"), eip=BASE + 0xFFE)          # mov eax, imm32 over two pages
     assert d.block.spans == {BASE: [0xFFE, 0x1000], BASE + 0x1000: [0, 3]}
+
+
+def test_adapted_stores_become_pte_store_callouts_and_other_forms_stay_copied():
+    # mov [ebx], eax; mov dword [ebx], 7; xchg [ebx], eax; or dword [ebx], 1; rep stosd
+    body = bytes.fromhex("8903" "c70307000000" "8703" "830b01" "f3ab")
+    at = [BASE, BASE + 2, BASE + 8, BASE + 10, BASE + 13]
+    d = translate(BASE, lambda g: (body + b"\xc3")[g - BASE:g - BASE + 15], lambda g: g & ~0xFFF,
+                  lambda g: False, adapted=set(at))
+    assert d.sites[0] == ("pte store", BASE) and d.sites[1] == ("pte store", BASE + 2)
+    assert bytes(d.code[2:2 + len(body) - 8]) == body[8:]         # XCHG, OR, REP STOS copied

@@ -27,6 +27,10 @@ Guest user code (virtual CPL 3) runs directly, as under trap.
   dropped (jumps into them unchained) before the guest goes on, so a store
   to the very next instruction runs the new bytes. Data written on a code
   page drops nothing.
+* Adaptive translation (bt_adaptive.py): a copied store that takes a
+  write #PF on a traced guest page table is retranslated as a "pte store"
+  callout, which performs the store and mirrors it in one trap instead of
+  a #PF and a single-step #DB.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from dataclasses import replace
 
 from ringvisor.cpu.decoder import NeedMore
 from ringvisor.machine.cpu_state import Segment
-from ringvisor.monitors import bt_classify as C
+from ringvisor.monitors import bt_adaptive, bt_classify as C
 from ringvisor.monitors import bt_control, bt_sensitive
 from ringvisor.monitors import emulate as E
 from ringvisor.monitors import region as R
@@ -79,6 +83,10 @@ class BtMonitor(TrapMonitor):
         self.pending_eip = 0
         self.site = None                          # the callout being handled
         self.step_direct = False                  # a STEP callout: the next resume runs guest code
+        self.trap_tc: int | None = None           # the cache EIP of the trap being handled
+        self.trap_direct = False                  # ... or it came from guest kernel code (a step)
+        self.adapted: dict[int, int] = {}         # pte-store sites (guest EIP) -> stores in a row elsewhere
+        self.unadapted: set[int] = set()          # sites that went back to being copied
         self.stepper.on_code_write = self._code_written
 
     # --- into the guest's view ----------------------------------------------------------------
@@ -160,8 +168,10 @@ class BtMonitor(TrapMonitor):
         return None
 
     def _dispatch(self, st, vector: int, code, external: bool):
-        self.site = None
+        self.site = self.trap_tc = None
+        self.trap_direct = self.vcpu.cpl == 0 and not self._in_cache(st)
         if self._in_cache(st):
+            self.trap_tc = st.eip
             self.site = self._site_at(st.eip, vector, external)
             if self.site is not None:
                 vector, code = GP, 0
@@ -201,6 +211,8 @@ class BtMonitor(TrapMonitor):
         self.bt.callouts[kind] += 1
         if kind == CHAIN:
             return self._chain(st, site)
+        if kind == bt_adaptive.PTE_STORE:
+            return self._pte_store(st, E.fetch_decode(self, st), site.guest)
         if kind == C.STEP:
             self.step_direct = True               # _resume runs this one from the guest's code
             return self._resume(st)
@@ -285,7 +297,7 @@ class BtMonitor(TrapMonitor):
         def frame_of(g):
             return self.gmmu.walk((base + g) & 0xFFFFFFFF, False, False) & ~0xFFF
 
-        d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets)
+        d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets, self.adapted)
         b = self.tc.install(d)
         for f in b.frames:
             self.shadow.protect(f)
@@ -293,6 +305,71 @@ class BtMonitor(TrapMonitor):
         self.bt.guest_insns += b.insns
         self.bt.kinds.update(k for k, _ in d.sites.values() if k != CHAIN)
         return d
+
+    # --- adaptive translation of page-table stores ----------------------------------------------
+    def _page_fault(self, st, code: int):
+        if self.trap_tc is not None and code & 2 and not self.stepper.active:
+            ins = self._adapt(st)
+            if ins is not None:
+                return self._pte_store(st, ins, st.eip)
+        return super()._page_fault(st, code)
+
+    def _adapt(self, st):
+        """A copied store in the cache wrote to a traced page table: retranslate
+        it as a pte-store callout (the first time already: a kernel store that
+        hits a page table is almost always a set-PTE helper's, and a wrong
+        guess is undone after MISS_LIMIT stores elsewhere). Returns the
+        decoded store, or None: the fault takes the old path."""
+        g = st.eip
+        phys = self.gmmu.peek(st.cr2)
+        if phys is None or not self.shadow.traced(phys) or g in self.unadapted \
+                or self.tc.at.get(g) != self.trap_tc:       # not a copied instruction of its block
+            return None
+        try:
+            ins = E.fetch_decode(self, st)
+        except (VirtualFault, ReservedAccess, NeedMore):
+            return None
+        if not bt_adaptive.handled(ins):
+            return None
+        self.adapted[g] = 0
+        self.bt.adaptive += 1
+        self._retranslate(g, ins.length)
+        return ins
+
+    def _retranslate(self, g: int, length: int) -> None:
+        """Drop every block holding guest instruction `g`: the next run of it
+        is translated again (as a callout or, unadapted, copied)."""
+        phys = self.gmmu.peek((self.kernel_cs.base + g) & 0xFFFFFFFF)
+        if phys is None:
+            return
+        lo = phys & 0xFFF
+        dropped = self.tc.invalidate_frame(phys & ~0xFFF, lo, min(lo + length, 0x1000))
+        if dropped:
+            self.rets.reset()                      # entries may jump into the dropped blocks
+            self.bt.blocks_retranslated += dropped
+
+    def _pte_store(self, st, ins, g: int):
+        """The store at a pte-store site, in this one trap."""
+        if not bt_adaptive.handled(ins):           # the guest rewrote the site: run it as it is now
+            phys = None
+        else:
+            phys = bt_adaptive.store(self, st, ins)      # the guest's #GP/#PF propagate from here
+        if phys is None:
+            self.bt.pte_store_steps += 1
+            self.step_direct = True
+            return self._resume(st)
+        self.bt.pte_stores += 1
+        if self.shadow.traced(phys):
+            self.adapted[g] = 0
+        elif g in self.adapted:
+            self.adapted[g] += 1
+            if self.adapted[g] >= bt_adaptive.MISS_LIMIT:      # it mostly stores elsewhere
+                del self.adapted[g]
+                self.unadapted.add(g)
+                self.bt.unadapted += 1
+                self._retranslate(g, ins.length)
+        st.eip = (st.eip + ins.length) & 0xFFFFFFFF
+        return self._resume(st)
 
     # --- resuming -----------------------------------------------------------------------------------
     def _resume(self, st):
@@ -302,7 +379,9 @@ class BtMonitor(TrapMonitor):
             if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
                 self._flush()                    # translations are keyed by EIP under one CS base
             self.kernel_cs = replace(st.cs)
-            if self.step_direct:                   # one instruction at ring 1, TF set, as trap would
+            # One instruction at ring 1, TF set, as trap would; a #PF it took
+            # (a fill, a lifted PTE) resumes it there, not in the cache.
+            if self.step_direct or (self.trap_direct and self.stepper.active):
                 self.step_direct = False
                 if self.stepper.step is None:
                     self.stepper.step = Step()
@@ -341,4 +420,5 @@ class BtMonitor(TrapMonitor):
         s["technique"] = "bt"
         s["translation"] = self.bt.report(self.tc)
         s["translation"]["code_write_steps"] = self.stats["code_write_steps"]
+        s["translation"]["adaptive_sites"] = len(self.adapted)
         return s

@@ -19,6 +19,11 @@ class BtStats:
         self.blocks_invalidated = 0
         self.remap_flushes = 0
         self.return_fixups = 0          # traps inside an inline RET, completed by the monitor
+        self.adaptive = 0               # stores retranslated as pte-store callouts (bt_adaptive.py)
+        self.blocks_retranslated = 0    # blocks dropped to retranslate (or unadapt) a store
+        self.unadapted = 0              # pte-store sites that went back to being copied
+        self.pte_stores = 0             # stores performed by the monitor in one trap
+        self.pte_store_steps = 0        # pte-store sites single-stepped instead (another form now)
 
     def report(self, tc) -> dict:
         return {
@@ -39,6 +44,11 @@ class BtStats:
             "cache_flushes": tc.flushes,
             "remap_flushes": self.remap_flushes,
             "return_fixups": self.return_fixups,
+            "adaptive_retranslations": self.adaptive,
+            "blocks_retranslated": self.blocks_retranslated,
+            "adaptive_sites_unadapted": self.unadapted,
+            "pte_stores_one_trap": self.pte_stores,
+            "pte_store_steps": self.pte_store_steps,
             "cache_bytes_used": tc.used,
             "cache_bytes": tc.size,
         }
@@ -47,4 +57,6 @@ class BtStats:
         """What `--trace` shows a callout or trap did to the cache."""
         return {"blocks translated": self.blocks, "jumps chained": tc.late_links + self.chain_patches,
                 "translated blocks invalidated": self.blocks_invalidated,
-                "inline lookup completed": self.return_fixups}
+                "inline lookup completed": self.return_fixups,
+                "store retranslated as a callout": self.adaptive,
+                "PTE store performed and mirrored": self.pte_stores}

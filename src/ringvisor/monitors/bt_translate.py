@@ -15,12 +15,14 @@ instruction becomes:
     ret, jmp/call r/m32     the target cache's inline lookup (bt_returns.py)
     loop/jecxz rel8         loop +2; jmp short +5; jmp rel32 -> taken; jmp rel32 -> next
     callout                 hlt (one byte; #GP at ring 1), emulated by the monitor
+    a store in `adapted`    hlt: a "pte store" callout (bt_adaptive.py)
 """
 from __future__ import annotations
 
 from ringvisor.cpu.core import CpuFault
 from ringvisor.cpu.decoder import NeedMore, decode
 from ringvisor.monitors import bt_classify as C
+from ringvisor.monitors.bt_adaptive import PTE_STORE, handled
 from ringvisor.monitors.bt_cache import Draft
 from ringvisor.monitors.bt_returns import STACK1, UNDO1
 
@@ -34,13 +36,14 @@ class Undecodable(Exception):
     """The first instruction of a block cannot be decoded (a #GP for the guest)."""
 
 
-def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
+def translate(eip: int, fetch, frame_of, known, returns=None, adapted=()) -> Draft:
     """Translate the block at guest EIP `eip`.
 
     fetch(eip) -> up to 15 instruction bytes (raises the guest's #PF for the
     first byte's page); frame_of(eip) -> the guest frame holding that byte;
     known(eip) -> whether the cache already has a translation of eip;
-    returns: the ReturnCache whose inline lookup replaces RET (None: a callout)."""
+    returns: the ReturnCache whose inline lookup replaces RET (None: a callout);
+    adapted: guest EIPs of stores that trapped on traced page tables."""
     d = Draft(eip)
     b = d.block
     g = eip
@@ -73,6 +76,10 @@ def translate(eip: int, fetch, frame_of, known, returns=None) -> Draft:
         action, kind = C.classify(ins)
         d.at[g] = len(d.code)
         b.insns += 1
+        if action == C.COPY and g in adapted and handled(ins):
+            d.callout(PTE_STORE, g)
+            g = nxt
+            continue
         if action == C.COPY:
             d.mark(g)
             d.code += code[:n]
