@@ -104,7 +104,8 @@ def test_store_forms_bt_does_not_perform_stay_exact():
         b"\xba" + imm(0x61007) + b"\x87\x16",                              # xchg [esi], edx
         b"\x8b\x06" + b"\xba" + imm(0x62007) + b"\x0f\xb1\x16",            # cmpxchg [esi], edx
         b"\x81\x0e" + imm(0x1000),                                         # or dword [esi], 0x1000
-        b"\xb8" + imm(0x64007) + b"\xb9" + imm(2) + b"\x89\xf7" + b"\xf3\xab" + b"\xbf" + imm(LIN),  # rep stosd
+        b"\xb8" + imm(0x64007) + b"\xb9" + imm(2) + b"\x89\xf7" +         # eax, ecx = 2, edi = esi
+        b"\xf3\xab" + b"\xbf" + imm(LIN),                                   # rep stosd; edi = LIN
         b"\xc6\x46\x02\x06",                                               # mov byte [esi+2], 6 (performed)
         b"\x66\xc7\x46\x02\x05\x00",                                       # mov word [esi+2], 5 (performed)
     ]
@@ -120,11 +121,13 @@ def test_store_forms_bt_does_not_perform_stay_exact():
     assert mon.trap_kinds[STEP] >= 4 + 2              # XCHG, CMPXCHG, OR, REP STOS x2: the old path
 
 
-def test_a_site_that_mostly_stores_elsewhere_goes_back_to_being_copied():
-    # One store to the page table, then the same instruction stores to the data area 9 times.
-    body = b"\x89\x16" + b"\xbe" + imm(0xA100)                    # mov [esi], edx; esi = data
+def test_a_site_that_stores_elsewhere_goes_back_to_being_copied_until_it_traps_again():
+    # The same MOV stores to the page table, then 8 times to the data area, then
+    # to the page table again: esi = PTE for the last iteration, else data.
+    body = b"\x89\x16" + b"\x83\xf9\x02" + b"\xbe" + imm(0xA100) + b"\x75\x05" + b"\xbe" + imm(PTE)
     native, bt, diffs, mon, _ = run_both(SETUP + b"\xba" + imm(0x60007) + loop(body, 10))
     assert native.event == "end" and not diffs, diffs
     b = mon.bt
-    assert b.adaptive == 1 and b.unadapted == 1
-    assert b.callouts[PTE_STORE] == MISS_LIMIT          # the 10th store ran copied, without a trap
+    assert b.unadapted == 1 and b.unadapt_drops == 0      # the callout patched back to the copy
+    assert b.callouts[PTE_STORE] == MISS_LIMIT            # the data stores; then copied, no trap
+    assert b.adaptive == 2 and b.pte_stores == MISS_LIMIT + 2     # the last store: a #PF, adapted again

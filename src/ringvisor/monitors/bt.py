@@ -86,7 +86,7 @@ class BtMonitor(TrapMonitor):
         self.trap_tc: int | None = None           # the cache EIP of the trap being handled
         self.trap_direct = False                  # ... or it came from guest kernel code (a step)
         self.adapted: dict[int, int] = {}         # pte-store sites (guest EIP) -> stores in a row elsewhere
-        self.unadapted: set[int] = set()          # sites that went back to being copied
+        self.unadapted: dict[int, int] = {}       # site -> times it went back to being copied
         self.stepper.on_code_write = self._code_written
 
     # --- into the guest's view ----------------------------------------------------------------
@@ -318,11 +318,14 @@ class BtMonitor(TrapMonitor):
         """A copied store in the cache wrote to a traced page table: retranslate
         it as a pte-store callout (the first time already: a kernel store that
         hits a page table is almost always a set-PTE helper's, and a wrong
-        guess is undone after MISS_LIMIT stores elsewhere). Returns the
-        decoded store, or None: the fault takes the old path."""
+        guess is undone after MISS_LIMIT stores elsewhere). In place: its
+        first byte in the cache becomes the callout's HLT, so no block is
+        dropped and no jump or return entry into it changes; later
+        translations of it emit the callout. Returns the decoded store, or
+        None: the fault takes the old path."""
         g = st.eip
         phys = self.gmmu.peek(st.cr2)
-        if phys is None or not self.shadow.traced(phys) or g in self.unadapted \
+        if phys is None or not self.shadow.traced(phys) \
                 or self.tc.at.get(g) != self.trap_tc:       # not a copied instruction of its block
             return None
         try:
@@ -333,12 +336,17 @@ class BtMonitor(TrapMonitor):
             return None
         self.adapted[g] = 0
         self.bt.adaptive += 1
-        self._retranslate(g, ins.length)
+        self.bt.kinds[bt_adaptive.PTE_STORE] += 1
+        self.tc.patch_callout(self.trap_tc, bt_adaptive.PTE_STORE, g)
         return ins
 
-    def _retranslate(self, g: int, length: int) -> None:
-        """Drop every block holding guest instruction `g`: the next run of it
-        is translated again (as a callout or, unadapted, copied)."""
+    def _unadapt(self, g: int, length: int) -> None:
+        """Guest instruction `g` is copied again: in place if the callout was
+        patched over its copy, else its blocks are dropped and translated again."""
+        tc = self.tc.at.get(g)
+        if tc in self.tc.patched:
+            self.tc.unpatch(tc)
+            return
         phys = self.gmmu.peek((self.kernel_cs.base + g) & 0xFFFFFFFF)
         if phys is None:
             return
@@ -346,7 +354,7 @@ class BtMonitor(TrapMonitor):
         dropped = self.tc.invalidate_frame(phys & ~0xFFF, lo, min(lo + length, 0x1000))
         if dropped:
             self.rets.reset()                      # entries may jump into the dropped blocks
-            self.bt.blocks_retranslated += dropped
+            self.bt.unadapt_drops += dropped
 
     def _pte_store(self, st, ins, g: int):
         """The store at a pte-store site, in this one trap."""
@@ -363,11 +371,13 @@ class BtMonitor(TrapMonitor):
             self.adapted[g] = 0
         elif g in self.adapted:
             self.adapted[g] += 1
-            if self.adapted[g] >= bt_adaptive.MISS_LIMIT:      # it mostly stores elsewhere
+            # It stores elsewhere (a table not in use yet): copied again, until
+            # it traps on a traced table again, each time after twice as many.
+            if self.adapted[g] >= bt_adaptive.MISS_LIMIT << self.unadapted.get(g, 0):
                 del self.adapted[g]
-                self.unadapted.add(g)
+                self.unadapted[g] = self.unadapted.get(g, 0) + 1
                 self.bt.unadapted += 1
-                self._retranslate(g, ins.length)
+                self._unadapt(g, ins.length)
         st.eip = (st.eip + ins.length) & 0xFFFFFFFF
         return self._resume(st)
 

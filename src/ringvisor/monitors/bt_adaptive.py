@@ -24,8 +24,10 @@ from ringvisor.monitors.operands import SEGS, effective, linear, reg
 
 PTE_STORE = "pte store"
 # A retranslated site that stores this many times in a row to memory that is
-# not a traced page table goes back to being copied (a trap per store would
-# cost more than the two it saves), for good.
+# not a traced page table (a table being filled before it is used) goes back
+# to being copied: a trap per store costs more there than the two it saves
+# elsewhere. It is retranslated at its next trap on a traced table, and then
+# needs twice as many such stores to go back again.
 MISS_LIMIT = 8
 
 STORES = {"88": 1, "89": 0, "C6 /0": 1, "C7 /0": 0}      # opcode -> width (0: the operand size)

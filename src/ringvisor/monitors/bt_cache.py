@@ -106,6 +106,7 @@ class TranslationCache:
         self.by_frame: dict[int, set[Block]] = {}
         self.fixups: dict[int, str] = {}           # cache address -> how a trap there completes (bt_returns)
         self.pending: dict[int, list[Site]] = {}   # guest target -> exit stubs still waiting for it
+        self.patched: dict[int, int] = {}          # callout patched over a copy -> the byte it replaced
         self.blocks = 0
 
     # --- space --------------------------------------------------------------------------
@@ -171,6 +172,20 @@ class TranslationCache:
         self.blocks += 1
         return b
 
+    def patch_callout(self, tc: int, kind: str, guest: int) -> None:
+        """Turn the copied instruction at cache address `tc` (guest `guest`)
+        into a callout in place: its first byte becomes the HLT, the rest is
+        never reached (the callout resumes at the next guest instruction)."""
+        at = self.phys + (tc - self.base)
+        self.patched[tc] = self.region.mm[at]
+        self.region.write_bytes(at, bytes([HLT]))
+        self.sites[tc] = Site(kind, guest, None, self.owner[guest], tc)
+
+    def unpatch(self, tc: int) -> None:
+        """The copy at `tc` again, not the callout patched over it."""
+        self.region.write_bytes(self.phys + (tc - self.base), bytes([self.patched.pop(tc)]))
+        self.sites.pop(tc, None)
+
     def link(self, field: int, target: int, source: Block, stub: int) -> None:
         """Point the jump at `field` to the translation of guest `target`."""
         self.write_rel32(field, self.at[target])
@@ -218,6 +233,7 @@ class TranslationCache:
             self.back.pop(t, None)
             self.sites.pop(t, None)
             self.fixups.pop(t, None)
+            self.patched.pop(t, None)
         for source, field, stub in b.incoming:
             if source.alive:
                 self.write_rel32(field, stub)          # unchain: back to the exit stub

@@ -20,7 +20,7 @@ class BtStats:
         self.remap_flushes = 0
         self.return_fixups = 0          # traps inside an inline RET, completed by the monitor
         self.adaptive = 0               # stores retranslated as pte-store callouts (bt_adaptive.py)
-        self.blocks_retranslated = 0    # blocks dropped to retranslate (or unadapt) a store
+        self.unadapt_drops = 0          # blocks dropped to copy an unadapted store again
         self.unadapted = 0              # pte-store sites that went back to being copied
         self.pte_stores = 0             # stores performed by the monitor in one trap
         self.pte_store_steps = 0        # pte-store sites single-stepped instead (another form now)
@@ -45,7 +45,7 @@ class BtStats:
             "remap_flushes": self.remap_flushes,
             "return_fixups": self.return_fixups,
             "adaptive_retranslations": self.adaptive,
-            "blocks_retranslated": self.blocks_retranslated,
+            "blocks_dropped_unadapting": self.unadapt_drops,
             "adaptive_sites_unadapted": self.unadapted,
             "pte_stores_one_trap": self.pte_stores,
             "pte_store_steps": self.pte_store_steps,
