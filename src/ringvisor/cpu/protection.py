@@ -253,52 +253,75 @@ def invlpg(cpu, ins):
 
 
 # --- unprivileged protection checks ------------------------------------------------
-def _visible(cpu, d, sel) -> bool:
-    if d.conforming:
-        return True
-    return d.dpl >= cpu.cpl and d.dpl >= (sel & 3)
-
-
+# LAR/LSL/VERR/VERW as rules on a descriptor (None: null or unreadable
+# selector), the selector and the CPL: the CPU applies them to its own
+# tables, a monitor to the guest's descriptors at the virtual CPL.
 LAR_SYSTEM = {1, 2, 3, 4, 5, 9, 11, 12}
 LSL_SYSTEM = {1, 2, 3, 9, 11}
 
 
-def _load_descriptor_field(cpu, ins, system_types, field) -> None:
+def visible(d, sel: int, cpl: int) -> bool:
+    if d.conforming:
+        return True
+    return d.dpl >= cpl and d.dpl >= (sel & 3)
+
+
+def lar_value(d, sel: int, cpl: int, osz: int) -> int | None:
+    """What LAR loads, or None where it clears ZF and writes nothing."""
+    if d is None or (not d.s and d.type not in LAR_SYSTEM) or not visible(d, sel, cpl):
+        return None
+    return d.hi & (0x00FFFF00 if osz == 4 else 0xFF00)
+
+
+def lsl_value(d, sel: int, cpl: int, osz: int) -> int | None:
+    """What LSL loads (the byte-granular limit), or None where it clears ZF."""
+    if d is None or (not d.s and d.type not in LSL_SYSTEM) or not visible(d, sel, cpl):
+        return None
+    return d.limit & (0xFFFFFFFF if osz == 4 else 0xFFFF)
+
+
+def verr_ok(d, sel: int, cpl: int) -> bool:
+    return d is not None and d.s and d.readable and visible(d, sel, cpl)
+
+
+def verw_ok(d, sel: int, cpl: int) -> bool:
+    return d is not None and d.writable and d.dpl >= cpl and d.dpl >= (sel & 3)
+
+
+def _set_zf(cpu, ok: bool) -> None:
+    cpu.flags = (cpu.flags | ZF) if ok else (cpu.flags & ~ZF)
+
+
+def _load_descriptor_field(cpu, ins, value_of) -> None:
     """LAR/LSL: ZF=1 and the field loaded when the selector names a
     descriptor the current privilege may see; ZF=0 and nothing written otherwise."""
     sel = ins.g1(cpu, ins) & 0xFFFF
-    d = try_fetch(cpu, sel)
-    if d is None or (not d.s and d.type not in system_types) or not _visible(cpu, d, sel):
-        cpu.flags &= ~ZF
-        return
-    ins.s0(cpu, ins, field(d, ins.osz))
-    cpu.flags |= ZF
+    value = value_of(try_fetch(cpu, sel), sel, cpu.cpl, ins.osz)
+    if value is not None:
+        ins.s0(cpu, ins, value)
+    _set_zf(cpu, value is not None)
 
 
 @sem("LAR")
 def lar(cpu, ins):
-    _load_descriptor_field(cpu, ins, LAR_SYSTEM, lambda d, osz: d.hi & (0x00FFFF00 if osz == 4 else 0xFF00))
+    _load_descriptor_field(cpu, ins, lar_value)
 
 
 @sem("LSL")
 def lsl(cpu, ins):
-    _load_descriptor_field(cpu, ins, LSL_SYSTEM, lambda d, osz: d.limit & (0xFFFFFFFF if osz == 4 else 0xFFFF))
+    _load_descriptor_field(cpu, ins, lsl_value)
 
 
 @sem("VERR")
 def verr(cpu, ins):
     sel = ins.g0(cpu, ins) & 0xFFFF
-    d = try_fetch(cpu, sel)
-    ok = d is not None and d.s and d.readable and _visible(cpu, d, sel)
-    cpu.flags = (cpu.flags | ZF) if ok else (cpu.flags & ~ZF)
+    _set_zf(cpu, verr_ok(try_fetch(cpu, sel), sel, cpu.cpl))
 
 
 @sem("VERW")
 def verw(cpu, ins):
     sel = ins.g0(cpu, ins) & 0xFFFF
-    d = try_fetch(cpu, sel)
-    ok = d is not None and d.writable and d.dpl >= cpu.cpl and d.dpl >= (sel & 3)
-    cpu.flags = (cpu.flags | ZF) if ok else (cpu.flags & ~ZF)
+    _set_zf(cpu, verw_ok(try_fetch(cpu, sel), sel, cpu.cpl))
 
 
 @sem("ARPL")

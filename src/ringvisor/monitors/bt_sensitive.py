@@ -7,7 +7,8 @@ trap-and-emulate monitor cannot close, docs/monitors.md "What leaks"):
     SLDT / STR         the guest's LDTR / TR selectors
     SMSW               the guest's CR0
     MOV r/m, CS|SS     PUSH CS|SS: the selector with RPL = virtual CPL (0)
-    LAR LSL VERR VERW  against the guest's descriptors at the virtual CPL
+    LAR LSL VERR VERW  against the guest's descriptors at the virtual CPL (the
+                       soft CPU's rules, cpu/protection.py)
 
 Same operand rules as the soft CPU's semantics (cpu/protection.py): a
 selector stored to a 32-bit register is zero-extended, to memory 16 bits.
@@ -16,6 +17,7 @@ VirtualFault.
 """
 from __future__ import annotations
 
+from ringvisor.cpu.protection import lar_value, lsl_value, verr_ok, verw_ok
 from ringvisor.monitors.delivery import Unsupported, _popped_flags, guest_descriptor
 from ringvisor.monitors.emulate import NEXT, UD
 from ringvisor.monitors.guest_mmu import VirtualFault
@@ -23,8 +25,6 @@ from ringvisor.monitors.operands import effective, linear, read_rm16, set_reg
 from ringvisor.monitors.vcpu import RF, VM
 
 ZF = 0x40
-LAR_SYSTEM = {1, 2, 3, 4, 5, 9, 11, 12}
-LSL_SYSTEM = {1, 2, 3, 9, 11}
 
 
 # --- operand helpers ----------------------------------------------------------------------
@@ -135,50 +135,39 @@ def _descriptor(mon, sel: int):
         return None                              # an LDT selector: no LDT is shadowed
 
 
-def _visible(mon, d, sel: int) -> bool:
-    if d.code and d.conforming:
-        return True
-    cpl = mon.vcpu.cpl
-    return d.dpl >= cpl and d.dpl >= (sel & 3)
-
-
 def _zf(st, ok: bool) -> None:
     st.eflags = (st.eflags | ZF) if ok else (st.eflags & ~ZF)
 
 
-def _load_field(mon, st, ins, system, field):
+def _load_field(mon, st, ins, value_of):
     sel = read_rm16(mon, ins, st)
-    d = _descriptor(mon, sel)
-    ok = d is not None and (d.s or d.type in system) and _visible(mon, d, sel)
-    if ok:
-        set_reg(st, ins.reg, ins.osz, field(d, ins.osz))
-    _zf(st, ok)
+    value = value_of(_descriptor(mon, sel), sel, mon.vcpu.cpl, ins.osz)
+    if value is not None:
+        set_reg(st, ins.reg, ins.osz, value)
+    _zf(st, value is not None)
     return NEXT
 
 
 def lar(mon, st, ins):
-    return _load_field(mon, st, ins, LAR_SYSTEM,
-                       lambda d, osz: d.hi & (0x00FFFF00 if osz == 4 else 0xFF00))
+    return _load_field(mon, st, ins, lar_value)
 
 
 def lsl(mon, st, ins):
-    return _load_field(mon, st, ins, LSL_SYSTEM,
-                       lambda d, osz: d.limit & (0xFFFFFFFF if osz == 4 else 0xFFFF))
+    return _load_field(mon, st, ins, lsl_value)
+
+
+def _verify(mon, st, ins, ok):
+    sel = read_rm16(mon, ins, st)
+    _zf(st, ok(_descriptor(mon, sel), sel, mon.vcpu.cpl))
+    return NEXT
 
 
 def verr(mon, st, ins):
-    sel = read_rm16(mon, ins, st)
-    d = _descriptor(mon, sel)
-    _zf(st, d is not None and d.s and d.readable and _visible(mon, d, sel))
-    return NEXT
+    return _verify(mon, st, ins, verr_ok)
 
 
 def verw(mon, st, ins):
-    sel = read_rm16(mon, ins, st)
-    d = _descriptor(mon, sel)
-    cpl = mon.vcpu.cpl
-    _zf(st, d is not None and d.writable and d.dpl >= cpl and d.dpl >= (sel & 3))
-    return NEXT
+    return _verify(mon, st, ins, verw_ok)
 
 
 HANDLERS = {"pushf": pushf, "popf": popf, "sgdt": sgdt, "sidt": sidt, "sldt": sldt, "str": str_,
