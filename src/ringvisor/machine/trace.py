@@ -37,6 +37,14 @@ LABELS = {
 SILENT = {"fills", "cr3_writes", "invlpg", "directories_dropped"}   # implied by the line's instruction
 
 
+def trap_event(vector_name: str, vector: int, code, external: bool, cr2: int) -> str:
+    """The event column for a trap: `interrupt 0x20`, `#GP(0x0)`, `#PF(0x2) cr2=...`."""
+    if external:
+        return f"interrupt {vector:#04x}"
+    event = vector_name + ("" if code is None else f"({code:#x})")
+    return event + f" cr2={cr2:08x}" if vector == 14 else event
+
+
 class Trace:
     def __init__(self, stream, limit: int = 10_000):
         self.stream, self.limit = stream, limit

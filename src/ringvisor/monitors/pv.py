@@ -28,6 +28,7 @@ from ringvisor.exits import Halt, Interrupted
 from ringvisor.machine import report
 from ringvisor.machine.cpu_state import CpuState
 from ringvisor.machine.machine import GuestStopped
+from ringvisor.machine.trace import trap_event
 from ringvisor.monitors import pv_abi as A
 from ringvisor.monitors import pv_image
 from ringvisor.monitors import real_tables as T
@@ -174,18 +175,14 @@ class PvMonitor:
 
     # --- ringvisor run --trace -------------------------------------------------------------------
     def _trace_begin(self, tracer, st, vector: int, code, external: bool, cr2: int) -> None:
-        if external:
-            event = f"interrupt {vector:#04x}"
-        elif vector == A.HYPERCALL_VECTOR:
+        if not external and vector == A.HYPERCALL_VECTOR:
             event = f"hypercall {A.HYPERCALLS.get(st.eax, st.eax)}"
             st = replace(st, eip=st.eip - 2)                # at the int $0x82, not after it
-        elif vector >= 32:
+        elif not external and vector >= 32:
             event = f"int {vector:#04x}"
             st = replace(st, eip=st.eip - 2)                # a trap: EIP is past the int n
         else:
-            event = vector_name(vector) + ("" if code is None else f"({code:#x})")
-            if vector == 14:
-                event += f" cr2={cr2:08x}"
+            event = trap_event(vector_name(vector), vector, code, external, cr2)
         # Direct paging: the real CR3 is the guest's own page directory.
         tracer.trap_begin(self, event, st.cs.selector & 3, st, self.memory, self.trace_counters(),
                           at_instruction=not external)

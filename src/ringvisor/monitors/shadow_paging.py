@@ -203,11 +203,16 @@ class ShadowMmu:
         tables = self.derived.get(frame)
         if tables is None:
             tables = self.derived[frame] = set()
-            for addr in self.rmap.pop(frame, ()):
-                self.region.write_u32(addr, self.region.read_u32(addr) & ~(RW | D))
-                self.need_flush = True
+            self._write_protect(frame)
             self.stats["frames_traced"] += 1
         tables.add(table)
+
+    def _write_protect(self, frame: int) -> None:
+        """Make every writable shadow mapping of `frame` read-only (later
+        fills keep it so while the frame is traced or protected)."""
+        for addr in self.rmap.pop(frame, ()):
+            self.region.write_u32(addr, self.region.read_u32(addr) & ~(RW | D))
+            self.need_flush = True
 
     def protect(self, frame: int) -> None:
         """Keep every shadow mapping of guest frame `frame` read-only (the
@@ -215,9 +220,7 @@ class ShadowMmu:
         if frame in self.protected:
             return
         self.protected.add(frame)
-        for addr in self.rmap.pop(frame, ()):
-            self.region.write_u32(addr, self.region.read_u32(addr) & ~(RW | D))
-            self.need_flush = True
+        self._write_protect(frame)
 
     def unprotect(self, frame: int) -> None:
         """Writable again at the next fill (read-only entries fault once)."""

@@ -26,6 +26,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
+from ringvisor.machine.trace import trap_event
 from ringvisor.monitors import emulate as E
 from ringvisor.monitors import region as R
 from ringvisor.monitors import real_tables as T
@@ -138,14 +139,10 @@ class TrapMonitor:
 
     # --- ringvisor run --trace -------------------------------------------------------------------
     def _trace_begin(self, tracer, st: CpuState, vector: int, code, external: bool) -> None:
-        if external:
-            event = f"interrupt {vector:#04x}"
-        elif vector == 1 and self.stepper.active:
+        if vector == 1 and not external and self.stepper.active:
             event = "#DB (monitor step)"
         else:
-            event = vector_name(vector) + ("" if code is None else f"({code:#x})")
-            if vector == 14:
-                event += f" cr2={st.cr2:08x}"
+            event = trap_event(vector_name(vector), vector, code, external, st.cr2)
         tracer.trap_begin(self, event, st.cs.selector & 3, self.trace_view(st), self.memory,
                           self.trace_counters(), at_instruction=not external)
 
