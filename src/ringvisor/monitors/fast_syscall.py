@@ -11,21 +11,17 @@ deprivileged), so the guest sees the selectors it expects.
 """
 from __future__ import annotations
 
-from ringvisor.monitors.descriptors import decode, encode_segment
+from ringvisor.machine.cpu_state import Segment
 from ringvisor.monitors.guest_mmu import GP, VirtualFault
 from ringvisor.monitors.outcomes import JUMPED
-from ringvisor.monitors.shadow_gdt import KERNEL_VIEW, USER_VIEW
 
 SYSENTER_CS, SYSENTER_ESP, SYSENTER_EIP = 0x174, 0x175, 0x176
 IF, VM, RF = 0x200, 0x20000, 0x10000
-CODE, DATA = 11, 3                      # execute/read accessed, read/write accessed
 
 
-def _flat(mon, selector: int, type_: int, cpl: int):
-    """The real cache for a flat 4 GiB segment at virtual CPL `cpl`."""
-    view = USER_VIEW if cpl == 3 else KERNEL_VIEW
-    raw = mon.gdt.rewrite(encode_segment(0, 0xFFFFFFFF, type_, cpl), view)
-    return decode(raw).segment((selector & 0xFFFC) | mon.vcpu.real_ring(cpl))
+def _flat(mon, selector: int, name: str, cpl: int):
+    """The real cache for the flat 4 GiB code or stack segment at virtual CPL `cpl`."""
+    return mon.deprivileged_cache(Segment.flat32(selector, name == "cs", cpl), name, cpl)
 
 
 def _sysenter_cs(mon) -> int:
@@ -39,7 +35,7 @@ def sysenter(mon, st, ins):
     v = mon.vcpu
     cs = _sysenter_cs(mon)
     v.cpl = 0
-    st.cs, st.ss = _flat(mon, cs, CODE, 0), _flat(mon, cs + 8, DATA, 0)
+    st.cs, st.ss = _flat(mon, cs, "cs", 0), _flat(mon, cs + 8, "ss", 0)
     st.esp = v.msr.get(SYSENTER_ESP, 0)
     st.eip = v.msr.get(SYSENTER_EIP, 0)
     if v.if_:
@@ -53,7 +49,7 @@ def sysexit(mon, st, ins):
     v = mon.vcpu
     cs = _sysenter_cs(mon)
     v.cpl = 3
-    st.cs, st.ss = _flat(mon, cs + 16, CODE, 3), _flat(mon, cs + 24, DATA, 3)
+    st.cs, st.ss = _flat(mon, cs + 16, "cs", 3), _flat(mon, cs + 24, "ss", 3)
     st.esp, st.eip = st.ecx, st.edx
     return JUMPED
 

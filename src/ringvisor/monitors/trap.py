@@ -90,7 +90,7 @@ class TrapMonitor:
         self.gmmu.vcpu = self.shadow.vcpu = v
         st = boot.copy()
         for name in CpuState.SEGMENTS:
-            setattr(st, name, self._deprivileged_cache(getattr(boot, name), name))
+            setattr(st, name, self.deprivileged_cache(getattr(boot, name), name))
         st.eflags = v.real_flags(boot.eflags)
         self._resume(st)
 
@@ -346,17 +346,19 @@ class TrapMonitor:
         real = decode(self.gdt.rewrite(raw_of(d), view))
         return real.segment((selector & ~3) | self.vcpu.real_ring(cpl))
 
-    def _deprivileged_cache(self, seg: Segment, name: str) -> Segment:
-        """A boot-time segment cache (no GDT behind it yet) made real."""
+    def deprivileged_cache(self, seg: Segment, name: str, cpl: int | None = None) -> Segment:
+        """A segment cache loaded without a GDT read (at boot; by SYSENTER and
+        SYSEXIT) made real for virtual CPL `cpl` (default: the current one)."""
         from ringvisor.monitors.descriptors import encode_segment
         if seg.unusable:
             return seg.copy()
+        cpl = self.vcpu.cpl if cpl is None else cpl
         raw = encode_segment(seg.base, seg.limit, seg.type, seg.dpl, s=seg.s, present=seg.present,
                              db=seg.db)
-        real = decode(self.gdt.rewrite(raw, KERNEL_VIEW))
+        real = decode(self.gdt.rewrite(raw, USER_VIEW if cpl == 3 else KERNEL_VIEW))
         sel = seg.selector
         if name in ("cs", "ss"):
-            sel = (sel & ~3) | self.vcpu.real_ring()
+            sel = (sel & ~3) | self.vcpu.real_ring(cpl)
         return real.segment(sel)
 
     def load_gdt(self, gdtr: TableRegister) -> None:
