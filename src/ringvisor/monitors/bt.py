@@ -34,8 +34,6 @@ Guest user code (virtual CPL 3) runs directly, as under trap.
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ringvisor.cpu.decoder import NeedMore
 from ringvisor.machine.cpu_state import Segment
 from ringvisor.monitors import bt_adaptive, bt_classify as C
@@ -106,7 +104,7 @@ class BtMonitor(TrapMonitor):
         else:
             g = self.tc.guest_eip(tc)
             fix = self.tc.fixups.get(tc)
-        st.cs = replace(self.kernel_cs)
+        st.cs = self.kernel_cs.copy()
         if fix is not None:
             g = self._complete_transfer(st, fix, g)
             self.bt.return_fixups += count and tc != self.rets.miss_hlt     # the miss is no fixup
@@ -134,21 +132,17 @@ class BtMonitor(TrapMonitor):
         st.esp = (st.esp + 4) & 0xFFFFFFFF
         return value
 
-    def get_state(self):
-        st = self.guest if self._in_stub() else self.real.get_state()
-        return self.vcpu.view(self._guest_view(replace(st)))
-
     def masked_reason(self) -> str:
         return ("Its POPF, STI and IRET are all callouts here, so it is spinning with interrupts "
                 "off (a hang natively too)")
 
-    def trace_view(self, st):
-        """`ringvisor run --trace`: the guest's view of a trap taken in the cache."""
-        return self.vcpu.view(self._guest_view(replace(st)))
+    def guest_state_of(self, st):
+        """The guest's view, also of a state inside the cache."""
+        return self.vcpu.view(self._guest_view(st.copy()))
 
     def crash(self, what: str, st):
         if self._in_cache(st) and self.kernel_cs is not None:
-            st = self._guest_view(replace(st))
+            st = self._guest_view(st.copy())
         super().crash(what, st)
 
     def label(self) -> str:
@@ -184,7 +178,7 @@ class BtMonitor(TrapMonitor):
         if site is None:
             return super()._trace_begin(tracer, st, vector, code, external)
         kind = site if isinstance(site, str) else site.kind
-        tracer.trap_begin(self, f"callout {kind}", 1, self.trace_view(st), self.memory,
+        tracer.trap_begin(self, f"callout {kind}", 1, self.guest_state_of(st), self.memory,
                           self.trace_counters(), at_instruction=True)
 
     def trace_counters(self) -> dict:
@@ -241,13 +235,17 @@ class BtMonitor(TrapMonitor):
         tc = self.tc.at.get(eip)
         if tc is None:
             return None
-        phys = self.gmmu.peek((self.kernel_cs.base + eip) & 0xFFFFFFFF)
+        phys = self._code_phys(eip)
         if phys is None or phys & ~0xFFF != self.tc.owner[eip].pages.get(eip & ~0xFFF):
             self.bt.remap_flushes += 1             # the page now maps another frame
             self._flush()
             return None
         self.bt.hits += 1
         return tc
+
+    def _code_phys(self, eip: int) -> int | None:
+        """Where guest kernel EIP `eip` is now (no side effects), None if unmapped."""
+        return self.gmmu.peek((self.kernel_cs.base + eip) & 0xFFFFFFFF)
 
     def _flush(self) -> None:
         self.tc.flush()
@@ -272,7 +270,7 @@ class BtMonitor(TrapMonitor):
             t = work.pop()
             if t in self.tc.at or t > self.kernel_cs.limit:
                 continue
-            phys = self.gmmu.peek((self.kernel_cs.base + t) & 0xFFFFFFFF)
+            phys = self._code_phys(t)
             if phys is None or (phys & ~0xFFF) not in self.shadow.protected:
                 continue                           # only code pages already known: no data page protected
             try:
@@ -347,14 +345,11 @@ class BtMonitor(TrapMonitor):
         if tc in self.tc.patched:
             self.tc.unpatch(tc)
             return
-        phys = self.gmmu.peek((self.kernel_cs.base + g) & 0xFFFFFFFF)
+        phys = self._code_phys(g)
         if phys is None:
             return
         lo = phys & 0xFFF
-        dropped = self.tc.invalidate_frame(phys & ~0xFFF, lo, min(lo + length, 0x1000))
-        if dropped:
-            self.rets.reset()                      # entries may jump into the dropped blocks
-            self.bt.unadapt_drops += dropped
+        self.bt.unadapt_drops += self._drop_code(phys & ~0xFFF, lo, min(lo + length, 0x1000))
 
     def _pte_store(self, st, ins, g: int):
         """The store at a pte-store site, in this one trap."""
@@ -388,7 +383,7 @@ class BtMonitor(TrapMonitor):
                 raise Unsupported("16-bit kernel code: the binary translator translates 32-bit code only")
             if self.kernel_cs is not None and self.kernel_cs.base != st.cs.base:
                 self._flush()                    # translations are keyed by EIP under one CS base
-            self.kernel_cs = replace(st.cs)
+            self.kernel_cs = st.cs.copy()
             # One instruction at ring 1, TF set, as trap would; a #PF it took
             # (a fill, a lifted PTE) resumes it there, not in the cache.
             if self.step_direct or (self.trap_direct and self.stepper.active):
@@ -399,7 +394,7 @@ class BtMonitor(TrapMonitor):
             tc = self._lookup(st.eip)
             if tc is None:
                 self.pending_eip, tc = st.eip, self.miss_at
-            st.eip, st.cs = tc, replace(self.tc_cs)
+            st.eip, st.cs = tc, self.tc_cs.copy()
         return super()._resume(st)
 
     # --- writes to translated code ---------------------------------------------------------------------
@@ -408,11 +403,17 @@ class BtMonitor(TrapMonitor):
         (a guest store let through by the stepper, or the monitor's own
         write): drop the blocks translated from them."""
         self.bt.code_page_writes += 1
+        dropped = self._drop_code(frame, lo, hi)
+        if dropped:
+            self.bt.invalidations += 1
+            self.bt.blocks_invalidated += dropped
+
+    def _drop_code(self, frame: int, lo: int, hi: int) -> int:
+        """Drop the blocks translated from bytes [lo, hi) of `frame`; how many."""
         dropped = self.tc.invalidate_frame(frame, lo, hi)
         if dropped:
             self.rets.reset()                      # entries may jump into the dropped blocks
-            self.bt.invalidations += 1
-            self.bt.blocks_invalidated += dropped
+        return dropped
 
     def _guest_written(self, phys: int, length: int) -> None:
         super()._guest_written(phys, length)

@@ -95,8 +95,7 @@ class TrapMonitor:
         self._resume(st)
 
     def get_state(self) -> CpuState:
-        st = self.guest if self._in_stub() else self.real.get_state()
-        return self.vcpu.view(st)
+        return self.guest_state_of(self.guest if self._in_stub() else self.real.get_state())
 
     def close(self) -> None:
         self.engine.close()
@@ -143,11 +142,12 @@ class TrapMonitor:
             event = "#DB (monitor step)"
         else:
             event = trap_event(vector_name(vector), vector, code, external, st.cr2)
-        tracer.trap_begin(self, event, st.cs.selector & 3, self.trace_view(st), self.memory,
+        tracer.trap_begin(self, event, st.cs.selector & 3, self.guest_state_of(st), self.memory,
                           self.trace_counters(), at_instruction=not external)
 
-    def trace_view(self, st: CpuState) -> CpuState:
-        """The guest's view of the trapped state (its CS:EIP, its paging)."""
+    def guest_state_of(self, st: CpuState) -> CpuState:
+        """The guest's view of a real state (its CS:EIP, its paging): for
+        get_state, reports and --trace."""
         return self.vcpu.view(st)
 
     def trace_counters(self) -> dict:
