@@ -8,9 +8,9 @@ from ringvisor.machine.machine import Machine, MachineConfig
 
 def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):
     out = bytearray()
-    reserved = monitors.RESERVED_BYTES if technique in ("trap", "bt", "pv") else 0
     cfg = MachineConfig(kernel=str(kernel), engine="soft", technique=technique, ring=ring,
-                        cmdline=cmdline, timeout=120, reserved_top=reserved, **config)
+                        cmdline=cmdline, timeout=120, reserved_top=monitors.reserved_top(technique),
+                        **config)
     m = Machine(cfg, console=out.extend)
     m.output = out
     return m

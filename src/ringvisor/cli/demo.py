@@ -64,9 +64,9 @@ def command(args) -> int:
         say.print(f"[bold]>>> {step.what}[/]\n    ({step.command})")
         kernel = guests.bundled(step.kernel) if step.kernel.startswith("ringos") else \
             guests.test_kernel(step.kernel)
-        reserved = monitors.RESERVED_BYTES if step.technique in monitors.TECHNIQUES else 0
         result = run_guest(MachineConfig(kernel=kernel, engine=step.engine, technique=step.technique,
-                                         cmdline=step.cmdline, timeout=120, reserved_top=reserved))
+                                         cmdline=step.cmdline, timeout=120,
+                                         reserved_top=monitors.reserved_top(step.technique)))
         if step.stats:
             stats_view.print_stats(result)
         if result.status:

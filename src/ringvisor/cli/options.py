@@ -47,14 +47,9 @@ def machine_config(args) -> MachineConfig:
     kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
-    reserved = 0
-    if args.technique in SOFT_TECHNIQUES:
-        from ringvisor import monitors
-        reserved = getattr(monitors, "RESERVED_BYTES", None)
-        if reserved is None:
-            raise ConfigError(f"--technique {args.technique}: this build has no monitors yet")
+    from ringvisor import monitors
     return MachineConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
-                         reserved_top=reserved, memory=check_size(parse_size(args.memory)),
+                         reserved_top=monitors.reserved_top(args.technique), memory=check_size(parse_size(args.memory)),
                          cmdline=cmdline, modules=tuple(args.module), image_format=args.format,
                          timeout=args.timeout)
 

@@ -18,8 +18,6 @@ from ringvisor import guests
 from ringvisor.compare.techniques import Technique
 from ringvisor.machine.machine import Machine, MachineConfig
 
-MONITOR_TECHNIQUES = ("trap", "bt", "pv")
-
 
 def traps_so_far(machine: Machine) -> int:
     """Traps into the monitor (none on bare soft hardware)."""
@@ -27,15 +25,15 @@ def traps_so_far(machine: Machine) -> int:
 
 
 class Run:
-    """One boot of the bundled guest: its console lines, the wall time of
-    the run, and (soft engine, host_tsc) the RDTSC log."""
+    """One boot of the bundled guest: its console lines, the host CPU time
+    of the run, and (soft engine, host_tsc) the RDTSC log."""
 
     def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
         from ringvisor import monitors
-        reserved = getattr(monitors, "RESERVED_BYTES", 0) if t.technique in MONITOR_TECHNIQUES else 0
         kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
         config = MachineConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
-                               cmdline=cmdline, reserved_top=reserved, timeout=timeout)
+                               cmdline=cmdline, reserved_top=monitors.reserved_top(t.technique),
+                               timeout=timeout)
         out = bytearray()
         machine = Machine(config, out.extend)
         try:
@@ -45,9 +43,8 @@ class Run:
                 self.tsc_log = machine.platform.host_clock_tsc(lambda: traps_so_far(machine))
             elif machine.platform is None:
                 self.tsc_khz = machine.engine.vcpu.tsc_khz()
-            start, cpu = time.perf_counter(), time.process_time()
+            cpu = time.process_time()
             result = machine.run()
-            self.seconds = time.perf_counter() - start
             self.cpu_seconds = time.process_time() - cpu     # what other processes do not inflate
         finally:
             machine.close()

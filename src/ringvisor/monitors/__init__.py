@@ -13,21 +13,29 @@ from ringvisor.monitors.region import RESERVED_BYTES
 TECHNIQUES = ("trap", "bt", "pv")
 
 
+def reserved_top(technique: str) -> int:
+    """The bytes at the top of guest RAM a technique's monitor keeps
+    (MachineConfig.reserved_top); none without a monitor."""
+    return RESERVED_BYTES if technique in TECHNIQUES else 0
+
+
+def _require_region(machine, monitor: str) -> None:
+    if machine.layout.reserved_top != RESERVED_BYTES:
+        raise ConfigError(f"the {monitor} monitor needs the top {RESERVED_BYTES >> 20} MiB of guest RAM "
+                          f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+
+
 def create(technique: str, machine, engine, ring: int = 1):
     if technique == "trap":
         if ring not in (1, 3):
             raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
-        if machine.layout.reserved_top != RESERVED_BYTES:
-            raise ConfigError(f"the trap monitor needs the top {RESERVED_BYTES >> 20} MiB of guest RAM "
-                              f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+        _require_region(machine, "trap")
         from ringvisor.monitors.trap import TrapMonitor
         return TrapMonitor(machine, engine, ring)
     if technique == "bt":
         if ring != 1:
             raise ConfigError("--technique bt runs the guest kernel in ring 1 (the 0/1/3 model) only")
-        if machine.layout.reserved_top != RESERVED_BYTES:
-            raise ConfigError(f"the bt monitor needs the top {RESERVED_BYTES >> 20} MiB of guest RAM "
-                              f"reserved (MachineConfig.reserved_top={RESERVED_BYTES:#x})")
+        _require_region(machine, "bt")
         from ringvisor.monitors.bt import BtMonitor
         return BtMonitor(machine, engine)
     if technique == "pv":
@@ -41,4 +49,4 @@ def create(technique: str, machine, engine, ring: int = 1):
                       f"{', '.join(TECHNIQUES)})")
 
 
-__all__ = ["RESERVED_BYTES", "create", "TECHNIQUES"]
+__all__ = ["RESERVED_BYTES", "create", "reserved_top", "TECHNIQUES"]
