@@ -64,12 +64,12 @@ def parse(output: bytes, rounds: int, ring: int, seconds: float,
 # -- ringvisor's engines, through Machine -----------------------------------------
 def _machine(engine: str, technique: str, rounds: int, ring: int) -> Sample:
     from ringvisor.errors import ConfigError, KvmUnavailable, RingvisorError
-    from ringvisor.machine.machine import Machine, MachineConfig
+    from ringvisor.vm import VmConfig, build_machine
     out = bytearray()
-    config = MachineConfig(kernel=str(PAYLOAD), engine=engine, technique=technique,
+    config = VmConfig(kernel=str(PAYLOAD), engine=engine, technique=technique,
                            cmdline=cmdline(rounds, ring), memory=MEMORY, timeout=TIMEOUT)
     try:
-        machine = Machine(config, out.extend)
+        machine = build_machine(config, out.extend)
     except (KvmUnavailable, ConfigError) as e:
         raise Unavailable(str(e)) from None
     try:
@@ -102,7 +102,7 @@ def unicorn(rounds: int, ring: int) -> Sample:
         raise Unavailable("unicorn is not installed (pip install -e '.[bench]')") from None
     from ringvisor.boot import image
     from ringvisor.boot.layout import Layout
-    from ringvisor.machine.cpu_state import CpuState
+    from ringvisor.cpu_state import CpuState
     from ringvisor.machine.memory import GuestMemory
 
     # ringvisor's Multiboot loader fills the RAM and gives the entry state;

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ringvisor.cpu_state import CpuState
 from ringvisor.exits import Exit
-from ringvisor.machine.cpu_state import CpuState
 
 
 class InterruptController(Protocol):

@@ -84,3 +84,12 @@ class DebugExit(Exit):
 class Unknown(Exit):
     reason: int = 0
     detail: dict = field(default_factory=dict)
+
+
+class GuestStopped(Exception):
+    """The guest ended the run on purpose (debug-exit port, a PV shutdown
+    hypercall, Ctrl-A x): raised by whoever sees it, caught by the vCPU loop."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason

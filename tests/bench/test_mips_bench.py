@@ -31,10 +31,10 @@ def sieve() -> bytes:
 
 def soft_run(rounds: int, ring: int) -> tuple[Sample, int]:
     """A soft-engine run and the CPU's own retired-instruction count."""
-    from ringvisor.machine.machine import Machine, MachineConfig
+    from ringvisor.vm import VmConfig, build_machine
     out = bytearray()
-    machine = Machine(MachineConfig(kernel=str(mips_runners.PAYLOAD), engine="soft", technique="native",
-                                    cmdline=f"rounds={rounds} ring={ring}", memory=16 << 20), out.extend)
+    machine = build_machine(VmConfig(kernel=str(mips_runners.PAYLOAD), engine="soft", technique="native",
+                                     cmdline=f"rounds={rounds} ring={ring}", memory=16 << 20), out.extend)
     try:
         result = machine.run()
         retired = machine.engine.instructions

@@ -12,8 +12,8 @@ import tempfile
 import pytest
 
 from ringvisor.cpu import SoftEngine
+from ringvisor.cpu_state import CpuState, Segment, TableRegister
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
 from ringvisor.machine.memory import GuestMemory
 
 HAVE_AS = shutil.which("as") is not None and shutil.which("ld") is not None
@@ -141,5 +141,5 @@ class Rig:
         c = self.cpu
         c.cr3 = PD
         c.cr4 = cr4
-        from ringvisor.cpu.protection import set_cr0
+        from ringvisor.cpu.semantics.protection import set_cr0
         set_cr0(c, c.cr0 | 0x80000000 | (0x10000 if wp else 0))

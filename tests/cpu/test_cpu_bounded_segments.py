@@ -61,7 +61,7 @@ def test_compiled_accesses_stop_at_the_limit_like_the_interpreter(name, start):
 
 
 def test_the_fast_path_is_taken_below_the_limit():
-    from ringvisor.cpu import memcode
+    from ringvisor.cpu.compiler import memcode
     rig = Rig()
     st = rig.protected(loop(OPS["load32"]), ebx=0x50000)
     st.ds = bounded(st.ds)

@@ -1,5 +1,5 @@
-from ringvisor.cpu.disasm import disassemble, listing
-from ringvisor.cpu.decoder import decode
+from ringvisor.cpu.isa.decoder import decode
+from ringvisor.cpu.isa.disasm import disassemble, listing
 
 
 def test_disassembly_from_the_table():

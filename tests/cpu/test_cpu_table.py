@@ -1,5 +1,5 @@
 from ringvisor.cpu import MISSING
-from ringvisor.cpu.opcodes import (ENDS_BLOCK, IOPL, LOCK, PRIV, ROWS, SENSITIVE, lookup, rows_with)
+from ringvisor.cpu.isa.opcodes import (ENDS_BLOCK, IOPL, LOCK, PRIV, ROWS, SENSITIVE, lookup, rows_with)
 
 
 def test_every_row_has_semantics():

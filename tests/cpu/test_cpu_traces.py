@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
+from ringvisor.cpu_state import CpuState, Segment
 from ringvisor.exits import Fault, Halt
-from ringvisor.machine.cpu_state import CpuState, Segment
 from cpu_rig import Rig
 from trace_programs import CODE, COUNTERS, DATA, program
 
@@ -97,7 +97,7 @@ def test_mixed_interpreted_and_compiled_equal_interpreter(seed):
 
 
 def test_trace_cache_starts_over_when_full(monkeypatch):
-    from ringvisor.cpu import blocks
+    from ringvisor.cpu.compiler import blocks
     monkeypatch.setattr(blocks, "MAX_TRACES", 3)
     code = program(5)
     assert trace_run(code, 5, False, False) == trace_run(code, 5, True, False)

@@ -174,7 +174,7 @@ def test_real_to_protected_and_back():
         hlt
     """
     code = asm(code16, org=0x7C00, bits=16)
-    from ringvisor.machine.cpu_state import CpuState
+    from ringvisor.cpu_state import CpuState
     rig.write(0x7C00, code)
     rig.cpu.set_state(CpuState.real_mode(0, 0x7C00, 0x7000))
     e = rig.run()

@@ -3,7 +3,7 @@ assembler's undefined-flag tracking, the replay decoder, the world."""
 from __future__ import annotations
 
 from ringvisor.cpu.core import AF, CF, OF, PF, SF, ZF
-from ringvisor.cpu.opcodes import ROWS
+from ringvisor.cpu.isa.opcodes import ROWS
 from ringvisor.difftest.effects import CONDITIONAL, EFFECTS, STATUS, effect
 from ringvisor.difftest.program import Branch, Insn, assemble, normalizer
 from ringvisor.difftest.replay import nodes_from_code

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from ringvisor import exits as X
+from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestCrashed
-from ringvisor.machine.cpu_state import CpuState
 from ringvisor.machine.machine import Machine, MachineConfig
 
 
@@ -42,7 +42,7 @@ def kernel(test_kernels):
 
 def machine(kernel, script, out=None):
     out = out if out is not None else bytearray()
-    return Machine(MachineConfig(kernel=kernel), out.extend, engine=ScriptedEngine(script)), out
+    return Machine(MachineConfig(kernel=kernel), out.extend, lambda machine: ScriptedEngine(script)), out
 
 
 def out(port, value, size=1):

@@ -5,14 +5,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from ringvisor.cpu import SoftEngine
+from ringvisor.cpu_state import TableRegister
 from ringvisor.difftest.runners import PORT, _PortRecorder, load
 from ringvisor.difftest.world import GDT, GDT_LIMIT, Outcome, base_image, read_outcome, start_state
 from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Halt, Interrupted, Shutdown
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import TableRegister
 from ringvisor.machine.memory import GuestMemory
-from ringvisor.monitors.bt import BtMonitor
+from ringvisor.monitors.bt.monitor import BtMonitor
 
 RAM = 16 << 20
 

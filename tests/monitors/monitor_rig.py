@@ -2,16 +2,14 @@
 builds for `--engine soft --technique trap|bt|pv`, its console captured."""
 from __future__ import annotations
 
-from ringvisor import monitors
-from ringvisor.machine.machine import Machine, MachineConfig
+from ringvisor.vm import VmConfig, build_machine
 
 
 def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):
     out = bytearray()
-    cfg = MachineConfig(kernel=str(kernel), engine="soft", technique=technique, ring=ring,
-                        cmdline=cmdline, timeout=120, reserved_top=monitors.reserved_top(technique),
-                        **config)
-    m = Machine(cfg, console=out.extend)
+    cfg = VmConfig(kernel=str(kernel), engine="soft", technique=technique, ring=ring,
+                   cmdline=cmdline, timeout=120, **config)
+    m = build_machine(cfg, out.extend)
     m.output = out
     return m
 

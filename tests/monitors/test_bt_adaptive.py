@@ -17,7 +17,7 @@ from ringvisor.difftest.compare import differences
 from ringvisor.difftest.program import Case, Program
 from ringvisor.difftest.runners import SoftRunner
 from ringvisor.difftest.world import CODE, PT, terminator
-from ringvisor.monitors.bt_adaptive import MISS_LIMIT, PTE_STORE
+from ringvisor.monitors.bt.adaptive import MISS_LIMIT, PTE_STORE
 from bt_difftest_rig import BtRunner
 
 REWRITTEN = ("ds cache", "es cache", "fs cache", "gs cache", "gdt")

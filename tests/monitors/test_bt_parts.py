@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from ringvisor.cpu.decoder import NeedMore, decode
+from ringvisor.cpu.isa.decoder import NeedMore, decode
 from ringvisor.machine.memory import GuestMemory
-from ringvisor.monitors import region as R
-from ringvisor.monitors.bt_cache import CHAIN, HLT, TranslationCache
-from ringvisor.monitors.bt_returns import STACK1, STACK2, UNDO1, ReturnCache
-from ringvisor.monitors.bt_translate import MAX_INSNS, Undecodable, translate
+from ringvisor.monitors.bt.cache import CHAIN, HLT, TranslationCache
+from ringvisor.monitors.bt.returns import STACK1, STACK2, UNDO1, ReturnCache
+from ringvisor.monitors.bt.translate import MAX_INSNS, Undecodable, translate
+from ringvisor.monitors.common import region as R
 
 BASE = 0x100000
 

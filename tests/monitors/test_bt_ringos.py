@@ -94,7 +94,7 @@ def test_nanobench_runs_every_benchmark(ringos):
 
 def test_the_stub_path_and_the_fault_fast_path_agree(ringos):
     from monitor_rig import machine
-    from ringvisor.monitors.realcpu import INTERCEPTED
+    from ringvisor.monitors.common.realcpu import INTERCEPTED
     outputs, traps = [], []
     for intercept in (0, INTERCEPTED):
         m = machine(ringos / "ringos.elf", "workload=compute iters=1", technique="bt")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
-from ringvisor.monitors import fast_syscall
-from ringvisor.monitors.guest_mmu import VirtualFault
+from ringvisor.cpu_state import CpuState, Segment, TableRegister
+from ringvisor.monitors.common import fast_syscall
+from ringvisor.monitors.common.guest_mmu import VirtualFault
 from monitor_rig import machine, run
 
 CALLS = 40
@@ -23,10 +23,10 @@ def test_native_reference(test_kernels):
 @pytest.mark.kvm
 def test_kvm_reference(test_kernels):
     """The kvm engine agrees (paging off, so it runs on PVM hosts too)."""
-    from ringvisor.machine.machine import Machine, MachineConfig
+    from ringvisor.vm import VmConfig, build_machine
     out = bytearray()
-    m = Machine(MachineConfig(kernel=str(test_kernels / "sysenter.elf"), cmdline=f"calls={CALLS}",
-                              timeout=120), console=out.extend)
+    m = build_machine(VmConfig(kernel=str(test_kernels / "sysenter.elf"), cmdline=f"calls={CALLS}",
+                               timeout=120), out.extend)
     try:
         result = m.run()
     finally:
@@ -47,7 +47,7 @@ def test_round_trips_under_a_monitor(test_kernels, technique, ring):
 class _Mon:
     """Just what the handlers touch: the virtual CPU's MSRs and CPL."""
     def __init__(self, msrs):
-        from ringvisor.monitors.vcpu import VirtualCpu
+        from ringvisor.monitors.common.vcpu import VirtualCpu
         self.vcpu = VirtualCpu(ring=1)
         self.vcpu.msr.update(msrs)
 

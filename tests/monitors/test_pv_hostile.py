@@ -9,7 +9,7 @@ from functools import partial
 import pytest
 
 from ringvisor.errors import GuestCrashed
-from ringvisor.monitors import region as R
+from ringvisor.monitors.common import region as R
 import monitor_rig
 
 machine = partial(monitor_rig.machine, technique="pv")

@@ -11,10 +11,10 @@ from hypothesis import given, settings, strategies as st
 from ringvisor.errors import GuestImageError
 from ringvisor.machine.bus import PortBus
 from ringvisor.machine.soft_platform import NS_PER_INSTRUCTION, SoftPlatform
-from ringvisor.monitors import pv_abi as A
-from ringvisor.monitors.pv_image import read_image
-from ringvisor.monitors.pv_mmu import ENTRIES, PAGE, DirectPaging, PvError
-from ringvisor.monitors.pv_timer import PvTimer
+from ringvisor.monitors.pv import abi as A
+from ringvisor.monitors.pv.image import read_image
+from ringvisor.monitors.pv.mmu import ENTRIES, PAGE, DirectPaging, PvError
+from ringvisor.monitors.pv.timer import PvTimer
 
 P, W, PS, G = 1, 2, 0x80, 0x100
 NR = 16                              # guest frames; frame 16 and up are "the monitor's"

@@ -8,14 +8,14 @@ from collections import Counter
 import pytest
 
 from ringvisor.machine.memory import GuestMemory
-from ringvisor.monitors import region as R
-from ringvisor.monitors import real_tables as T
-from ringvisor.monitors.descriptors import decode, encode_segment
-from ringvisor.monitors.guest_mmu import A, D, GuestMmu, P, RW, US, VirtualFault
-from ringvisor.monitors.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
-from ringvisor.monitors.shadow_paging import ShadowMmu
-from ringvisor.monitors.stepper import changed_range
-from ringvisor.monitors.vcpu import CR0_PG, CR0_WP, IF, IOPL, VirtualCpu
+from ringvisor.monitors.common import region as R
+from ringvisor.monitors.common import real_tables as T
+from ringvisor.monitors.common.descriptors import decode, encode_segment
+from ringvisor.monitors.common.guest_mmu import A, D, GuestMmu, P, RW, US, VirtualFault
+from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
+from ringvisor.monitors.common.shadow_paging import ShadowMmu
+from ringvisor.monitors.common.stepper import changed_range
+from ringvisor.monitors.common.vcpu import CR0_PG, CR0_WP, IF, IOPL, VirtualCpu
 
 FLAT = 0xFFFFFFFF
 

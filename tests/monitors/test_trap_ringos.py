@@ -81,7 +81,7 @@ def test_the_stub_path_and_the_fault_fast_path_agree(ringos):
         m = machine(ringos / "ringos.elf", "workload=compute iters=1")
         m.engine.real.engine.intercept = 0
         if fast:
-            from ringvisor.monitors.realcpu import INTERCEPTED
+            from ringvisor.monitors.common.realcpu import INTERCEPTED
             m.engine.real.engine.intercept = INTERCEPTED
         result = m.run()
         outputs.append([l for l in m.output.decode().splitlines() if "compute" in l])

@@ -4,8 +4,8 @@ off), or in real mode as a boot sector would be."""
 from __future__ import annotations
 
 from ringvisor.boot.layout import Layout
+from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestImageError
-from ringvisor.machine.cpu_state import CpuState
 
 PROTECTED_LOAD_ADDRESS = 0x100000
 REAL_LOAD_ADDRESS = 0x7C00

@@ -5,8 +5,8 @@ import os
 
 from ringvisor.boot import elf, flat, multiboot
 from ringvisor.boot.layout import Layout
+from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestImageError
-from ringvisor.machine.cpu_state import CpuState
 
 FORMATS = ("auto", "multiboot", "flat", "flat16")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from ringvisor.boot import elf
 from ringvisor.boot.layout import HIGH_RAM_START, LOW_RAM_END, Layout, align_up
+from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestImageError
-from ringvisor.machine.cpu_state import CpuState
 
 HEADER_MAGIC = 0x1BADB002
 BOOTLOADER_MAGIC = 0x2BADB002

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from ringvisor import guests, monitors
+from ringvisor import guests
 from ringvisor.cli import stats_view
 from ringvisor.cli.run import run_guest
 from ringvisor.kvm.backend import detect
-from ringvisor.machine.machine import MachineConfig
+from ringvisor.vm import VmConfig
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,8 @@ def command(args) -> int:
         say.print(f"[bold]>>> {step.what}[/]\n    ({step.command})")
         kernel = guests.bundled(step.kernel) if step.kernel.startswith("ringos") else \
             guests.test_kernel(step.kernel)
-        result = run_guest(MachineConfig(kernel=kernel, engine=step.engine, technique=step.technique,
-                                         cmdline=step.cmdline, timeout=120,
-                                         reserved_top=monitors.reserved_top(step.technique)))
+        result = run_guest(VmConfig(kernel=kernel, engine=step.engine, technique=step.technique,
+                                    cmdline=step.cmdline, timeout=120))
         if step.stats:
             stats_view.print_stats(result)
         if result.status:

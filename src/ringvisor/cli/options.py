@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ringvisor import guests
 from ringvisor.errors import ConfigError, KvmUnavailable
-from ringvisor.machine.machine import MachineConfig
 from ringvisor.machine.memory import check_size, parse_size
+from ringvisor.vm import VmConfig
 
 WORKLOADS = ("compute", "tasks", "nanobench", "probe")
 SOFT_TECHNIQUES = ("trap", "bt", "pv")
@@ -25,7 +25,7 @@ def engine_for(technique: str, engine: str | None) -> str:
     return "soft" if technique in SOFT_TECHNIQUES or technique == "native" else "kvm"
 
 
-def machine_config(args) -> MachineConfig:
+def vm_config(args) -> VmConfig:
     engine = engine_for(args.technique, args.engine)
     if (engine, args.technique) not in AVAILABLE:
         raise ConfigError(f"--technique {args.technique} on the {engine} engine is not available yet "
@@ -47,11 +47,9 @@ def machine_config(args) -> MachineConfig:
     kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
-    from ringvisor import monitors
-    return MachineConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
-                         reserved_top=monitors.reserved_top(args.technique), memory=check_size(parse_size(args.memory)),
-                         cmdline=cmdline, modules=tuple(args.module), image_format=args.format,
-                         timeout=args.timeout)
+    return VmConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
+                    memory=check_size(parse_size(args.memory)), cmdline=cmdline,
+                    modules=tuple(args.module), image_format=args.format, timeout=args.timeout)
 
 
 def refuse_paging_guest_on_pvm() -> None:

@@ -7,17 +7,17 @@ import os
 import sys
 
 from ringvisor.cli import consoles, stats_view
-from ringvisor.cli.options import machine_config
+from ringvisor.cli.options import vm_config
 from ringvisor.errors import ConfigError
-from ringvisor.machine.machine import Machine
 from ringvisor.machine.trace import Trace
+from ringvisor.vm import build_machine
 
 
 def run_guest(config, serial: str = "stdio", trace=None):
     """Boot `config` with its console on `serial` (keyboard input reaches the
     UART, Ctrl-A x quits); the machine is torn down however the run ends."""
     with consoles.open_console(serial) as console:
-        machine = Machine(config, console.write)
+        machine = build_machine(config, console.write)
         try:
             machine.attach_trace(trace)
             console.on_quit = machine.request_quit
@@ -46,7 +46,7 @@ def open_trace(path: str | None, limit: int):
 
 
 def command(args) -> int:
-    config = machine_config(args)
+    config = vm_config(args)
     with open_trace(args.trace, args.trace_limit) as trace:
         result = run_guest(config, args.serial, trace)
     if args.stats:

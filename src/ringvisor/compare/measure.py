@@ -16,7 +16,8 @@ import time
 
 from ringvisor import guests
 from ringvisor.compare.techniques import Technique
-from ringvisor.machine.machine import Machine, MachineConfig
+from ringvisor.machine.machine import Machine
+from ringvisor.vm import VmConfig, build_machine
 
 
 def traps_so_far(machine: Machine) -> int:
@@ -29,13 +30,11 @@ class Run:
     of the run, and (soft engine, host_tsc) the RDTSC log."""
 
     def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
-        from ringvisor import monitors
         kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
-        config = MachineConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
-                               cmdline=cmdline, reserved_top=monitors.reserved_top(t.technique),
-                               timeout=timeout)
+        config = VmConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
+                          cmdline=cmdline, timeout=timeout)
         out = bytearray()
-        machine = Machine(config, out.extend)
+        machine = build_machine(config, out.extend)
         try:
             self.tsc_log = None
             self.tsc_khz = None

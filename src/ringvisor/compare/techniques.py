@@ -31,11 +31,11 @@ ALL = (Technique("native", "soft", "native"),
 def unavailable(t: Technique) -> str | None:
     """Why the bundled guest cannot run under `t` here (None: it can)."""
     from argparse import Namespace
-    from ringvisor.cli.options import machine_config
+    from ringvisor.cli.options import vm_config
     args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload="probe", guest=None,
                      cmdline="", module=[], format="auto", memory="64M", timeout=None)
     try:
-        machine_config(args)
+        vm_config(args)
     except RingvisorError as e:
         return str(e)
     return None

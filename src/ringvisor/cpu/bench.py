@@ -14,8 +14,8 @@ import argparse
 import statistics
 import time
 
+from ringvisor.cpu_state import CpuState
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import CpuState
 from ringvisor.machine.memory import GuestMemory
 
 # mov esi,0x20000 ; mov ecx,1024 ; xor eax,eax ; xor edx,edx

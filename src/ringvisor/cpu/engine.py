@@ -15,12 +15,12 @@ from __future__ import annotations
 
 
 from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault, Core, GP
-from ringvisor.cpu.decoder import NeedMore, decode
-from ringvisor.cpu.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
-from ringvisor.cpu.protection import CHECKED, check
-from ringvisor.cpu.system import cpuid_table
+from ringvisor.cpu.isa.decoder import NeedMore, decode
+from ringvisor.cpu.semantics.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
+from ringvisor.cpu.semantics.protection import CHECKED, check
+from ringvisor.cpu.semantics.system import cpuid_table
+from ringvisor.cpu_state import CpuState, TableRegister
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
-from ringvisor.machine.cpu_state import CpuState, TableRegister
 
 
 class SoftEngine(Core):
@@ -38,7 +38,7 @@ class SoftEngine(Core):
         self.slice = 200_000
         self.use_blocks = True
         self.last_exception: tuple[int, int | None] | None = None
-        from ringvisor.cpu.blocks import BlockCache
+        from ringvisor.cpu.compiler.blocks import BlockCache
         self.blocks = BlockCache(self)
 
     # --- state ---------------------------------------------------------------

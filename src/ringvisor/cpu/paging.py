@@ -10,7 +10,7 @@ pages (CR4.PGE and G=1) survive CR3 loads.
 """
 from __future__ import annotations
 
-from ringvisor.cpu.core import CR0_WP, CR4_PGE, CR4_PSE, CpuFault, PFV
+from ringvisor.cpu.architecture import CR0_WP, CR4_PGE, CR4_PSE, PFV, CpuFault
 
 P, RW, US, A, D, PS, G = 1, 2, 4, 0x20, 0x40, 0x80, 0x100
 

@@ -5,7 +5,7 @@ and which it leaves UNDEFINED. Silicon and the soft CPU may legitimately
 differ in the undefined ones, so the differential tests mask them, and
 must never let a later instruction consume them (see program.py).
 
-Keyed by the mnemonics of the soft CPU's opcode table (cpu/opcodes.py;
+Keyed by the mnemonics of the soft CPU's opcode table (cpu/isa/opcodes.py;
 Jcc/SETcc/CMOVcc by their table family); a test checks every key is there.
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
+from ringvisor.cpu_state import CpuState, Segment, TableRegister
 
 GDT, IDT, TSS = 0x1000, 0x2000, 0x3000
 STUBS, RECORD = 0x6000, 0x6800

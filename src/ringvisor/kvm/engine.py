@@ -3,11 +3,12 @@ AMD-V, or PVM on these nested machines), with the in-kernel 8259/IOAPIC/LAPIC
 and 8254 PIT, guest RAM registered as one memory slot."""
 from __future__ import annotations
 
+from ringvisor.cpu_state import CpuState
 from ringvisor.kvm import backend, cpuid
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm.stats import StatsReader, delta
 from ringvisor.kvm.system import Kvm
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.kvm.vm import Vm
 
 
 class KvmEngine:
@@ -18,7 +19,7 @@ class KvmEngine:
         self.backend = backend.detect()
         self.kvm = Kvm()
         self.kvm.require("KVM_CAP_USER_MEMORY", "KVM_CAP_IRQCHIP", "KVM_CAP_PIT2", "KVM_CAP_IMMEDIATE_EXIT")
-        self.vm = self.kvm.create_vm()
+        self.vm = Vm.create(self.kvm)
         try:
             self.vm.setup_x86()
             self.vm.create_irqchip()

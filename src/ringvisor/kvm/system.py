@@ -64,13 +64,12 @@ class Kvm:
                 raise KvmUnavailable(f"KVM_GET_SUPPORTED_CPUID failed: {e.strerror}") from None
             return [S.kvm_cpuid_entry2.from_buffer_copy(buf.entries[i]) for i in range(buf.nent)]
 
-    def create_vm(self):
-        from ringvisor.kvm.vm import Vm
+    def create_vm_fd(self) -> int:
+        """KVM_CREATE_VM: the new VM's file descriptor (vm.Vm.create wraps it)."""
         try:
-            fd = fcntl.ioctl(self.fd, I.KVM_CREATE_VM, 0)
+            return fcntl.ioctl(self.fd, I.KVM_CREATE_VM, 0)
         except OSError as e:
             raise KvmUnavailable(f"KVM_CREATE_VM failed: {e.strerror}") from None
-        return Vm(self, fd)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -13,10 +13,10 @@ import mmap
 import os
 
 from ringvisor import exits as X
+from ringvisor.cpu_state import CpuState, Segment, TableRegister
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm import structs as S
 from ringvisor.kvm.system import ioctl_struct
-from ringvisor.machine.cpu_state import CpuState, Segment, TableRegister
 
 _IO = S.EXIT_UNION_OFFSET
 # Byte offsets of kvm_run fields read on the hot path.

@@ -8,7 +8,9 @@ import os
 from ringvisor.errors import KvmUnavailable
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm import structs as S
+from ringvisor.kvm.stats import StatsReader
 from ringvisor.kvm.system import Kvm, ioctl_struct, ioctl_value
+from ringvisor.kvm.vcpu import Vcpu
 
 # Three pages KVM needs for the VMX real-mode TSS and the identity map; placed
 # just below the 4 GiB BIOS area, where no guest RAM is (as QEMU does).
@@ -17,6 +19,10 @@ IDENTITY_MAP_ADDRESS = 0xFFFBC000
 
 
 class Vm:
+    @classmethod
+    def create(cls, kvm: Kvm) -> "Vm":
+        return cls(kvm, kvm.create_vm_fd())
+
     def __init__(self, kvm: Kvm, fd: int):
         self.kvm, self.fd = kvm, fd
         self.slots = 0
@@ -85,7 +91,6 @@ class Vm:
         ioctl_struct(self.fd, I.KVM_REGISTER_COALESCED_MMIO, zone, "KVM_REGISTER_COALESCED_MMIO")
 
     def create_vcpu(self, index: int = 0):
-        from ringvisor.kvm.vcpu import Vcpu
         try:
             fd = fcntl.ioctl(self.fd, I.KVM_CREATE_VCPU, index)
         except OSError as e:
@@ -95,7 +100,6 @@ class Vm:
         return vcpu
 
     def stats(self):
-        from ringvisor.kvm.stats import StatsReader
         return StatsReader.open(self.kvm, self.fd)
 
     def close(self) -> None:

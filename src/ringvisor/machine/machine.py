@@ -10,11 +10,12 @@ from typing import Callable
 from ringvisor import exits as X
 from ringvisor.boot import image
 from ringvisor.boot.layout import Layout
+from ringvisor.cpu_state import CR0_PG, EFLAGS_IF
 from ringvisor.devices import debugcon
-from ringvisor.errors import ConfigError, GuestCrashed
+from ringvisor.errors import GuestCrashed
+from ringvisor.exits import GuestStopped
 from ringvisor.machine import report
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import CR0_PG, EFLAGS_IF
 from ringvisor.machine.memory import GuestMemory
 from ringvisor.machine.watchdog import Watchdog
 
@@ -24,16 +25,15 @@ COM1, COM1_IRQ = 0x3F8, 4
 
 @dataclass
 class MachineConfig:
+    """The machine's share of a run's configuration (vm.VmConfig has the rest)."""
     kernel: str
-    engine: str = "kvm"
-    technique: str = "hw"          # native, hw, or a monitor's: trap, bt, pv
-    ring: int = 1                  # trap: the ring the guest kernel is deprivileged to
+    engine: str = "kvm"            # the engine's name, for reports
     memory: int = 64 << 20
     cmdline: str = ""
     modules: tuple[str, ...] = ()
     image_format: str = "auto"
     timeout: float | None = None
-    reserved_top: int = 0          # bytes at the top of RAM kept from the guest
+    reserved_top: int = 0          # bytes at the top of RAM kept from the guest (a monitor's)
 
 
 @dataclass
@@ -44,38 +44,14 @@ class RunResult:
     stats: dict = field(default_factory=dict)
 
 
-class GuestStopped(Exception):
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
-MONITOR_TECHNIQUES = ("trap", "bt", "pv")
 SLICE = 200_000                    # soft engine: instructions between looks at the devices
 
 
-def create_engine(config: MachineConfig, machine: "Machine"):
-    if config.engine == "kvm":
-        from ringvisor.kvm.engine import KvmEngine
-        return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
-    if config.engine == "soft":
-        from ringvisor.cpu import SoftEngine
-        from ringvisor.machine.soft_platform import SoftPlatform
-        machine.platform = SoftPlatform(machine.ports)
-        machine.pic = machine.platform.pic
-        cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
-                                                   interrupts=machine.pic)
-        if config.technique in MONITOR_TECHNIQUES:
-            from ringvisor import monitors
-            return monitors.create(config.technique, machine, cpu, config.ring)
-        return cpu
-    raise ConfigError(f"unknown engine {config.engine!r} (available: kvm, soft)")
-
-
 class Machine:
-    def __init__(self, config: MachineConfig, console: Callable[[bytes], None], engine=None):
-        """`engine` overrides config.engine (tests drive the machine with
-        synthetic exits this way)."""
+    def __init__(self, config: MachineConfig, console: Callable[[bytes], None],
+                 make_engine: Callable[["Machine"], object]):
+        """`make_engine(machine)` builds the engine once memory and buses exist
+        (vm.create_engine; tests pass one that replays synthetic exits)."""
         self.config, self.console = config, console
         self.memory = GuestMemory(config.memory)
         self.layout = Layout(config.memory, config.reserved_top)
@@ -84,7 +60,7 @@ class Machine:
         self.trace = None              # a machine.trace.Trace (ringvisor run --trace)
         self.platform = None           # the soft engine's PIC, PIT and clock
         self.pic = None
-        self.engine = engine or create_engine(config, self)
+        self.engine = make_engine(self)
         try:
             self._attach_devices()
             state = image.load(config.kernel, self.memory, self.layout, config.cmdline,

@@ -3,7 +3,7 @@ registers, segments, control registers and the instruction at CS:EIP
 disassembled with iced-x86."""
 from __future__ import annotations
 
-from ringvisor.machine.cpu_state import CR0_PG, CpuState
+from ringvisor.cpu_state import CR0_PG, CpuState
 
 CR4_PSE = 1 << 4
 

@@ -8,7 +8,7 @@ belong to the monitors (the machine's memory map hides them from the guest).
 from __future__ import annotations
 
 from ringvisor.errors import ConfigError
-from ringvisor.monitors.region import RESERVED_BYTES
+from ringvisor.monitors.common.region import RESERVED_BYTES
 
 TECHNIQUES = ("trap", "bt", "pv")
 
@@ -30,20 +30,20 @@ def create(technique: str, machine, engine, ring: int = 1):
         if ring not in (1, 3):
             raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
         _require_region(machine, "trap")
-        from ringvisor.monitors.trap import TrapMonitor
+        from ringvisor.monitors.trap.monitor import TrapMonitor
         return TrapMonitor(machine, engine, ring)
     if technique == "bt":
         if ring != 1:
             raise ConfigError("--technique bt runs the guest kernel in ring 1 (the 0/1/3 model) only")
         _require_region(machine, "bt")
-        from ringvisor.monitors.bt import BtMonitor
+        from ringvisor.monitors.bt.monitor import BtMonitor
         return BtMonitor(machine, engine)
     if technique == "pv":
         if machine.layout.reserved_top != RESERVED_BYTES or machine.platform is None:
             raise ConfigError(f"the PV monitor runs on the soft engine with the top "
                               f"{RESERVED_BYTES >> 20} MiB of guest RAM reserved "
                               f"(MachineConfig.reserved_top={RESERVED_BYTES:#x})")
-        from ringvisor.monitors.pv import PvMonitor
+        from ringvisor.monitors.pv.monitor import PvMonitor
         return PvMonitor(machine, engine)
     raise ConfigError(f"--technique {technique} is not implemented yet (monitors available: "
                       f"{', '.join(TECHNIQUES)})")

@@ -15,8 +15,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ringvisor.cpu_state import CpuState, Segment
 from ringvisor.machine.bus import MmioBus, PortBus
-from ringvisor.machine.cpu_state import CpuState, Segment
 from ringvisor.machine.memory import GuestMemory
 from ringvisor.testvectors.moo import REGS16, Test, load, revoked
 
@@ -83,7 +83,7 @@ class VectorRunner:
             st = self._state(regs, cpu286)
             eng.set_state(st)
             if cpu286 and 0xF0 in t.bytes[:t.bytes.find(b"\xf4") if b"\xf4" in t.bytes else None]:
-                from ringvisor.cpu.decoder import decode
+                from ringvisor.cpu.isa.decoder import decode
                 ins = decode(t.bytes, False)
                 if ins.lock and ins.ud:
                     return Outcome("excluded", LOCK_386)
@@ -98,7 +98,7 @@ class VectorRunner:
                 if t.exception and t.exception[0] == 13:
                     return Outcome("excluded", SS_LIMIT_286)
                 eng.intercept = 0
-                from ringvisor.cpu.interrupts import exception
+                from ringvisor.cpu.semantics.interrupts import exception
                 exception(eng, exit_.vector, exit_.error_code)
                 exit_ = eng.run(max_instructions=100_000)
             if type(exit_).__name__ != "Halt":

@@ -1,0 +1,241 @@
+"""Exceptions and interrupts (SDM vol. 3 ch. 6): delivery through the IVT
+(real mode) or the IDT (interrupt, trap and task gates, with the stack
+switch to an inner ring through the TSS), the double-fault rules and the
+triple fault, INT n / INT3 / INTO / INT1 and IRET."""
+from __future__ import annotations
+
+from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, RF, SS, TF, VM, CpuFault, EFLAGS_WRITABLE,
+                                gp)
+from ringvisor.cpu.semantics import transfer
+from ringvisor.cpu.semantics.registry import sem
+from ringvisor.cpu.semantics.segments import fetch, nullify_outer
+
+EXC, SOFT, EXT = 0, 1, 2          # delivery kinds: CPU exception, INT n/INT3/INTO, external
+CONTRIBUTORY = {0, 10, 11, 12, 13}
+HAS_ERROR_CODE = {8, 10, 11, 12, 13, 14, 17}
+# Exceptions that are not faults: #DB (a trap here: single-step, INT1), NMI,
+# the INT3/INTO traps, and the aborts #DF and #MC.
+NOT_FAULTS = {1, 2, 3, 4, 8, 18}
+
+
+class TripleFault(Exception):
+    pass
+
+
+def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
+    """Deliver one event; raises CpuFault if delivery itself faults."""
+    cpu.halted = False
+    if not cpu.pe:
+        _deliver_real(cpu, vector)
+        return
+    if cpu.flags & VM:
+        raise CpuFault(13, 0)      # virtual-8086 mode is not modelled (see README)
+    ext = 1 if kind == EXT or kind == EXC else 0
+    idt = cpu.idtr
+    if vector * 8 + 7 > idt.limit:
+        raise gp(vector * 8 + 2 + ext)
+    lo = cpu.rd_sys(idt.base + vector * 8, 4)
+    hi = cpu.rd_sys(idt.base + vector * 8 + 4, 4)
+    from ringvisor.cpu.semantics.segments import Desc
+    g = Desc(lo, hi, idt.base + vector * 8)
+    t = g.type
+    if g.s or t not in (5, 6, 7, 14, 15):
+        raise gp(vector * 8 + 2 + ext)
+    if kind == SOFT and g.dpl < cpu.cpl:
+        raise gp(vector * 8 + 2)
+    if not g.present:
+        raise CpuFault(NP, vector * 8 + 2 + ext)
+    if t == 5:
+        from ringvisor.cpu.semantics import task
+        task.switch_via_gate(cpu, g, code)
+        return
+    gsz = 4 if t & 8 else 2
+    sel = g.gate_selector
+    if (sel & 0xFFFC) == 0:
+        raise gp(ext)
+    try:
+        d = fetch(cpu, sel)
+    except CpuFault:
+        raise gp((sel & 0xFFFC) | ext) from None
+    if not d.code or d.dpl > cpu.cpl:
+        raise gp((sel & 0xFFFC) | ext)
+    if not d.present:
+        raise CpuFault(NP, (sel & 0xFFFC) | ext)
+    off = g.gate_offset
+    if off > d.limit:
+        raise gp(ext)
+    flags = cpu.flags
+    old_cs, old_eip = cpu.segs[CS].selector, cpu.eip
+    saved = transfer.save_state(cpu)
+    try:
+        if not d.conforming and d.dpl < cpu.cpl:
+            old_ss, old_esp = cpu.segs[SS].selector, cpu.r[4]
+            _, seg, esp = transfer.load_inner_stack(cpu, d.dpl, ext)
+            cpu.set_cpl(d.dpl)
+            transfer.switch_stack(cpu, seg, esp)
+            cpu.push(old_ss, gsz)
+            cpu.push(old_esp & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
+            new_cpl = d.dpl
+        else:
+            new_cpl = cpu.cpl
+        if kind == EXC and vector not in NOT_FAULTS:
+            # SDM vol. 3 17.3.1.1: "For any fault-class exception except a
+            # debug exception generated in response to an instruction
+            # breakpoint, the value pushed for RF is 1" (so that IRET back
+            # to the restarted instruction skips its code breakpoint).
+            flags |= RF
+        cpu.push(flags & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
+        cpu.push(old_cs, gsz)
+        cpu.push(old_eip & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
+        if code is not None:
+            cpu.push(code, gsz)
+    except CpuFault:
+        transfer.restore_state(cpu, saved)
+        raise
+    transfer.load_cs(cpu, d, sel, new_cpl)
+    cpu.eip = off
+    cpu.flags &= ~(TF | NT | RF | VM)
+    if t & 1 == 0:                 # interrupt gate
+        cpu.flags &= ~IF
+
+
+def _deliver_real(cpu, vector: int) -> None:
+    idt = cpu.idtr
+    if vector * 4 + 3 > idt.limit:
+        raise gp(0)
+    ip = cpu.rd_lin((idt.base + vector * 4) & 0xFFFFFFFF, 2)
+    cs = cpu.rd_lin((idt.base + vector * 4 + 2) & 0xFFFFFFFF, 2)
+    cpu.push(cpu.flags & 0xFFFF, 2)
+    cpu.push(cpu.segs[CS].selector, 2)
+    cpu.push(cpu.eip & 0xFFFF, 2)
+    cpu.flags &= ~(IF | TF | AC | RF)
+    cpu.set_seg(CS, transfer._real_cs(cpu, cs))
+    cpu.eip = ip
+
+
+def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
+    """Deliver an event with the double-fault rules (SDM table 6-5); a fault
+    while delivering #DF is a triple fault (raises TripleFault)."""
+    if not cpu.pe or vector not in HAS_ERROR_CODE or kind != EXC:
+        code = None
+    try:
+        deliver(cpu, vector, code, kind)
+        return
+    except CpuFault as second:
+        if kind == SOFT:
+            # A fault while delivering INT n/INT3/INTO is a fault of that
+            # instruction (EIP rolled back by the engine).
+            raise CpuFault(second.vector, second.code) from None
+        if kind == EXT:
+            first_class = None
+        else:
+            first_class = vector
+        if vector == DF_:
+            raise TripleFault() from None
+        v2 = second.vector
+        if _is_double(first_class, v2):
+            try:
+                deliver(cpu, DF_, 0 if cpu.pe else None, EXC)
+                return
+            except CpuFault:
+                raise TripleFault() from None
+        # Handled serially: the second exception is delivered instead.
+        exception(cpu, v2, second.code, EXC)
+
+
+def _is_double(first, second) -> bool:
+    if first is None:
+        return False
+    if first in CONTRIBUTORY and second in CONTRIBUTORY:
+        return True
+    if first == 14 and (second in CONTRIBUTORY or second == 14):
+        return True
+    return False
+
+
+# --- instructions ---------------------------------------------------------------
+@sem("INT")
+def int_n(cpu, ins):
+    exception(cpu, ins.imm & 0xFF, None, SOFT)
+
+
+@sem("INT3")
+def int3(cpu, ins):
+    raise CpuFault(3, None, soft=True)
+
+
+@sem("INTO")
+def into(cpu, ins):
+    if cpu.flags & 0x800:
+        raise CpuFault(4, None, soft=True)
+
+
+@sem("INT1")
+def int1(cpu, ins):
+    # ICEBP: a #DB trap (EIP after it) delivered like a hardware exception,
+    # without the gate DPL check of INT n.
+    exception(cpu, 1, None, EXC)
+
+
+def popped_flags(cpu, new: int, osz: int, iret: bool) -> int:
+    """The EFLAGS value POPF/IRET produce from `new` (SDM POPF table)."""
+    old = cpu.flags
+    writable = EFLAGS_WRITABLE & ~VM
+    if not iret:
+        writable &= ~RF
+    if cpu.pe:
+        if cpu.cpl > 0:
+            writable &= ~0x3000
+        if cpu.cpl > ((old >> 12) & 3):
+            writable &= ~IF
+    if osz == 2:
+        writable &= 0xFFFF
+    return (old & ~writable) | (new & writable) | 2
+
+
+@sem("IRET")
+def iret(cpu, ins):
+    osz = ins.osz
+    smask = 0xFFFFFFFF if cpu.stack32 else 0xFFFF
+    sp = cpu.r[4] & smask
+    if cpu.pe and cpu.flags & NT:
+        from ringvisor.cpu.semantics import task
+        task.iret_return(cpu)
+        return
+    eip = cpu.rd(SS, sp, osz)
+    sel = cpu.rd(SS, (sp + osz) & smask, 2)
+    fl = cpu.rd(SS, (sp + 2 * osz) & smask, osz)
+    if not cpu.pe:
+        eip &= 0xFFFF if osz == 2 else 0xFFFFFFFF
+        if eip > cpu.segs[CS].limit:
+            raise gp(0)
+        cpu.set_seg(CS, transfer._real_cs(cpu, sel))
+        cpu.eip = eip
+        cpu.sp_add(3 * osz)
+        cpu.flags = popped_flags(cpu, fl, osz, True)
+        return
+    if osz == 4 and fl & VM and cpu.cpl == 0:
+        raise CpuFault(13, 0)      # return to virtual-8086 mode: not modelled
+    d = transfer.check_return_cs(cpu, sel)
+    rpl = sel & 3
+    if rpl == cpu.cpl:
+        transfer._check_eip(d, eip)
+        newf = popped_flags(cpu, fl, osz, True)
+        transfer.load_cs(cpu, d, sel, rpl)
+        cpu.eip = eip
+        cpu.sp_add(3 * osz)
+        cpu.flags = newf
+        return
+    sp2 = (sp + 3 * osz) & smask
+    new_esp = cpu.rd(SS, sp2, osz)
+    new_ss = cpu.rd(SS, (sp2 + osz) & smask, 2)
+    sd = transfer.check_return_ss(cpu, new_ss, rpl)
+    transfer._check_eip(d, eip)
+    newf = popped_flags(cpu, fl, osz, True)        # with the old CPL's rights
+    transfer.load_cs(cpu, d, sel, rpl)
+    from ringvisor.cpu.semantics.segments import set_accessed
+    set_accessed(cpu, sd)
+    transfer.switch_stack(cpu, sd.segment(new_ss), new_esp if osz == 4 else new_esp & 0xFFFF)
+    cpu.eip = eip
+    cpu.flags = newf
+    nullify_outer(cpu)

@@ -1,0 +1,183 @@
+"""System instructions that are not protection control (SDM vol. 2):
+HLT, CLI/STI, PUSHF/POPF, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, SYSENTER/
+SYSEXIT, WAIT and the x87 escapes on a CPU without an FPU, UD2, INVD.
+
+This CPU reports an FPU-less Pentium-class IA-32 (CPUID.1.EDX.FPU = 0):
+x87 escapes raise #NM when CR0.EM or CR0.TS is set, #UD otherwise; WAIT
+raises #NM when CR0.TS and CR0.MP are both set. The TSC counts retired
+instructions (one tick per instruction, plus the offset WRMSR(0x10) sets),
+so it is deterministic and identical between the interpreter and compiled
+blocks.
+"""
+from __future__ import annotations
+
+from ringvisor.cpu.core import (CR0_EM, CR0_MP, CR0_TS, CS, IF, NM, RF, SS, VM, CpuFault, gp, ud)
+from ringvisor.cpu.semantics.interrupts import popped_flags
+from ringvisor.cpu.semantics.registry import sem
+from ringvisor.cpu_state import Segment
+
+VENDOR = b"GenuineIntel"
+CPUID_SIGNATURE = 0x0000052C       # family 5, model 2, stepping 12 (a P54C Pentium)
+# EDX: DE=0 PSE TSC MSR CX8 SEP PGE CMOV (no FPU, no APIC, no PAE, no hypervisor bit)
+CPUID_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 11) | (1 << 13) | (1 << 15)
+
+
+def cpuid_table() -> dict[int, tuple[int, int, int, int]]:
+    b, d, c = (int.from_bytes(VENDOR[i:i + 4], "little") for i in (0, 4, 8))
+    return {0: (1, b, c, d), 1: (CPUID_SIGNATURE, 0, 0, CPUID_EDX)}
+
+
+MSR_TSC, MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP = 0x10, 0x174, 0x175, 0x176
+
+
+@sem("HLT")
+def hlt(cpu, ins):
+    cpu.halted = True
+
+
+@sem("CLI")
+def cli(cpu, ins):
+    cpu.flags &= ~IF
+
+
+@sem("STI")
+def sti(cpu, ins):
+    if not cpu.flags & IF:
+        cpu.shadow = True
+    cpu.flags |= IF
+
+
+@sem("PUSHF")
+def pushf(cpu, ins):
+    if cpu.flags & VM and cpu.iopl < 3:
+        raise gp(0)
+    cpu.push(cpu.flags & ~(VM | RF) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF), ins.osz)
+
+
+@sem("POPF")
+def popf(cpu, ins):
+    if cpu.flags & VM and cpu.iopl < 3:
+        raise gp(0)
+    v = cpu.pop(ins.osz)
+    old = cpu.flags
+    cpu.flags = popped_flags(cpu, v, ins.osz, False)
+    if cpu.flags & IF and not old & IF:
+        cpu.shadow = True
+
+
+def io_port(cpu, ins) -> tuple[int, int]:
+    """(port, size) of an I/O instruction."""
+    ops = ins.row.operands
+    mn = ins.row.mnemonic
+    if mn in ("IN", "OUT"):
+        pop = ops[1] if mn == "IN" else ops[0]
+        dop = ops[0] if mn == "IN" else ops[1]
+        port = ins.imm & 0xFF if pop.kind == "I" else cpu.r[2] & 0xFFFF
+        return port, 1 if dop.size == "b" else ins.osz
+    return cpu.r[2] & 0xFFFF, 1 if mn.endswith("B") else ins.osz
+
+
+@sem("IN")
+def in_(cpu, ins):
+    port, size = io_port(cpu, ins)
+    ins.s0(cpu, ins, cpu.ports.read(port, size))
+
+
+@sem("OUT")
+def out(cpu, ins):
+    port, size = io_port(cpu, ins)
+    cpu.ports.write(port, size, ins.g1(cpu, ins))
+
+
+@sem("CPUID")
+def cpuid(cpu, ins):
+    r = cpu.r
+    leaf = r[0]
+    table = cpu.cpuid
+    if leaf not in table:
+        leaf = max(k for k in table if k < 0x80000000)
+    a, b, c, d = table[leaf]
+    r[0], r[3], r[1], r[2] = a, b, c, d
+
+
+@sem("RDTSC")
+def rdtsc(cpu, ins):
+    t = cpu.tsc() & 0xFFFFFFFFFFFFFFFF
+    cpu.r[0], cpu.r[2] = t & 0xFFFFFFFF, t >> 32
+
+
+@sem("RDMSR")
+def rdmsr(cpu, ins):
+    n = cpu.r[1]
+    if n == MSR_TSC:
+        v = cpu.tsc()
+    elif n in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
+        v = cpu.msr.get(n, 0)
+    else:
+        raise gp(0)
+    cpu.r[0], cpu.r[2] = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF
+
+
+@sem("WRMSR")
+def wrmsr(cpu, ins):
+    n = cpu.r[1]
+    v = cpu.r[2] << 32 | cpu.r[0]
+    if n == MSR_TSC:
+        cpu.tsc_offset = v - cpu.instructions
+    elif n in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
+        cpu.msr[n] = v & 0xFFFFFFFF
+    else:
+        raise gp(0)
+
+
+def _flat(sel: int, code: bool, dpl: int) -> Segment:
+    return Segment(selector=sel, base=0, limit=0xFFFFFFFF, type=11 if code else 3, present=True,
+                   dpl=dpl, db=True, s=True, g=True)
+
+
+@sem("SYSENTER")
+def sysenter(cpu, ins):
+    cs = cpu.msr.get(MSR_SYSENTER_CS, 0)
+    if not cpu.pe or (cs & 0xFFFC) == 0:
+        raise gp(0)
+    cpu.flags &= ~(VM | IF | RF)
+    cpu.set_seg(CS, _flat(cs & 0xFFFC, True, 0))
+    cpu.set_seg(SS, _flat((cs & 0xFFFC) + 8, False, 0))
+    cpu.set_cpl(0)
+    cpu.r[4] = cpu.msr.get(MSR_SYSENTER_ESP, 0)
+    cpu.eip = cpu.msr.get(MSR_SYSENTER_EIP, 0)
+
+
+@sem("SYSEXIT")
+def sysexit(cpu, ins):
+    cs = cpu.msr.get(MSR_SYSENTER_CS, 0)
+    if not cpu.pe or (cs & 0xFFFC) == 0:
+        raise gp(0)
+    cpu.set_seg(CS, _flat(((cs + 16) & 0xFFFC) | 3, True, 3))
+    cpu.set_seg(SS, _flat(((cs + 24) & 0xFFFC) | 3, False, 3))
+    cpu.set_cpl(3)
+    cpu.r[4] = cpu.r[1]
+    cpu.eip = cpu.r[2]
+
+
+@sem("WAIT")
+def wait(cpu, ins):
+    if cpu.cr0 & CR0_TS and cpu.cr0 & CR0_MP:
+        raise CpuFault(NM)
+
+
+@sem("ESC")
+def esc(cpu, ins):
+    if cpu.cr0 & (CR0_EM | CR0_TS):
+        raise CpuFault(NM)
+    raise ud()
+
+
+@sem("UD2")
+def ud2(cpu, ins):
+    raise ud()
+
+
+@sem("INVD", "WBINVD")
+def invd(cpu, ins):
+    pass

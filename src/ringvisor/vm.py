@@ -1,0 +1,62 @@
+"""The composition root: one run's configuration turned into an engine, a
+monitor (where the technique has one) and a machine, wired together.
+
+This is the only module that knows every layer. The machine gets its engine
+from here as a factory and never imports a technique; the monitors get the
+machine they serve (its memory, layout, buses and soft platform) as an
+argument and never import the machine's module (docs/architecture.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ringvisor import monitors
+from ringvisor.errors import ConfigError
+from ringvisor.machine.machine import Machine, MachineConfig
+
+
+@dataclass
+class VmConfig:
+    """Everything `ringvisor run` decides: the guest, the engine, the
+    technique, and the machine's size and limits."""
+    kernel: str
+    engine: str = "kvm"
+    technique: str = "hw"          # native, hw, or a monitor's: trap, bt, pv
+    ring: int = 1                  # trap: the ring the guest kernel is deprivileged to
+    memory: int = 64 << 20
+    cmdline: str = ""
+    modules: tuple[str, ...] = ()
+    image_format: str = "auto"
+    timeout: float | None = None
+
+    def machine_config(self) -> MachineConfig:
+        """The machine's share: its RAM, minus what the technique's monitor keeps."""
+        return MachineConfig(kernel=self.kernel, engine=self.engine, memory=self.memory,
+                             cmdline=self.cmdline, modules=self.modules,
+                             image_format=self.image_format, timeout=self.timeout,
+                             reserved_top=monitors.reserved_top(self.technique))
+
+
+def create_engine(config: VmConfig, machine: Machine):
+    """The engine the machine drives: KVM, the soft CPU, or a monitor that
+    runs the guest deprivileged on the soft CPU and presents the same interface."""
+    if config.engine == "kvm":
+        from ringvisor.kvm.engine import KvmEngine
+        return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
+    if config.engine == "soft":
+        from ringvisor.cpu import SoftEngine
+        from ringvisor.machine.soft_platform import SoftPlatform
+        machine.platform = SoftPlatform(machine.ports)
+        machine.pic = machine.platform.pic
+        cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
+                                                   interrupts=machine.pic)
+        if config.technique in monitors.TECHNIQUES:
+            return monitors.create(config.technique, machine, cpu, config.ring)
+        return cpu
+    raise ConfigError(f"unknown engine {config.engine!r} (available: kvm, soft)")
+
+
+def build_machine(config: VmConfig, console: Callable[[bytes], None]) -> Machine:
+    """A machine with the guest loaded, ready to `run()`; `close()` it after."""
+    return Machine(config.machine_config(), console, lambda machine: create_engine(config, machine))
