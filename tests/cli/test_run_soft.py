@@ -34,6 +34,14 @@ def test_compute_matches_the_reference_checksum_and_instruction_count(ringos, tm
     assert doc["platform"]["timer_interrupts"] > 0
 
 
+def test_the_soft_engine_alone_means_native(ringos):
+    """`--engine soft` without `--technique` is bare soft hardware (it used
+    to pick hw and fail: hw is the kvm engine's)."""
+    proc = ringvisor("--engine", "soft", "--workload", "compute", "--cmdline", "iters=3 ring=0")
+    assert proc.returncode == 0, proc.stderr
+    assert "compute ring=0 rounds=3 sieve=4096 primes=564" in lines(proc)
+
+
 def test_compute_in_ring_0_gives_the_same_checksum(ringos):
     proc = ringvisor(*NATIVE, "--workload", "compute", "--cmdline", "iters=3 ring=0")
     assert proc.returncode == 0, proc.stderr

@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "default: the bundled guest OS")
     run.add_argument("--engine", choices=ENGINES, help="what executes the guest (default: kvm for hw, "
                      "soft for native, trap, bt and pv)")
-    run.add_argument("--technique", choices=TECHNIQUES, default="hw", help="virtualization technique (default: hw)")
+    run.add_argument("--technique", choices=TECHNIQUES, help="virtualization technique (default: "
+                     "native with --engine soft, otherwise hw)")
     run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
     run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
     run.add_argument("--cmdline", default="", help="kernel command line")

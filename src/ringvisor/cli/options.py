@@ -25,10 +25,17 @@ def engine_for(technique: str, engine: str | None) -> str:
     return "soft" if technique in SOFT_TECHNIQUES or technique == "native" else "kvm"
 
 
+def default_technique(engine: str | None) -> str:
+    """The soft engine's bare hardware is `native`; everywhere else the
+    default is hardware-assisted."""
+    return "native" if engine == "soft" else "hw"
+
+
 def vm_config(args) -> VmConfig:
-    engine = engine_for(args.technique, args.engine)
-    if (engine, args.technique) not in AVAILABLE:
-        raise ConfigError(f"--technique {args.technique} on the {engine} engine is not available yet "
+    technique = args.technique or default_technique(args.engine)
+    engine = engine_for(technique, args.engine)
+    if (engine, technique) not in AVAILABLE:
+        raise ConfigError(f"--technique {technique} on the {engine} engine is not available yet "
                           f"(this build offers: {', '.join(f'{t} on {e}' for e, t in sorted(AVAILABLE))})")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be a positive number of seconds")
@@ -42,12 +49,12 @@ def vm_config(args) -> VmConfig:
         cmdline = f"workload={args.workload} {cmdline}".strip()
     if args.ring not in (1, 3):
         raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
-    if args.ring != 1 and args.technique != "trap":
+    if args.ring != 1 and technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
-    kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
+    kernel = args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
-    return VmConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
+    return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
                     modules=tuple(args.module), image_format=args.format, timeout=args.timeout)
 
