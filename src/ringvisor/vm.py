@@ -32,6 +32,7 @@ class VmConfig:
 
     def machine_config(self) -> MachineConfig:
         """The machine's share: its RAM, minus what the technique's monitor keeps."""
+        monitors.check_memory(self.technique, self.memory)
         return MachineConfig(kernel=self.kernel, engine=self.engine, memory=self.memory,
                              cmdline=self.cmdline, modules=self.modules,
                              image_format=self.image_format, timeout=self.timeout,

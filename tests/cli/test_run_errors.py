@@ -22,6 +22,9 @@ def ringvisor(*args):
     (["run", "{k}", "--timeout", "-1"], 2, "positive number of seconds"),
     (["run", "{k}", "--serial", "tcp:1234"], 2, "use stdio or file:PATH"),
     (["run", "{k}", "--technique", "hw", "--engine", "soft"], 2, "kvm engine only"),
+    # a monitor keeps the top 4 MiB: the true minimum, as bad input (it was exit 4 and "16M")
+    (["run", "--engine", "soft", "--technique", "trap", "--memory", "7M"], 2, "at least 8 MiB of guest RAM"),
+    (["run", "--engine", "soft", "--technique", "bt", "--memory", "4M"], 2, "at least 8 MiB of guest RAM"),
     (["run", "{k}", "--workload", "compute"], 2, "bundled guest"),
     (["run", "--workload", "nosuch"], 2, "unknown workload"),
     (["run", "{k}", "--module", "/nonexistent/module"], 2, "module .* does not exist"),

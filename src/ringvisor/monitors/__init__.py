@@ -8,7 +8,7 @@ belong to the monitors (the machine's memory map hides them from the guest).
 from __future__ import annotations
 
 from ringvisor.errors import ConfigError
-from ringvisor.monitors.common.region import RESERVED_BYTES
+from ringvisor.monitors.common.region import MIN_MEMORY, RESERVED_BYTES
 
 TECHNIQUES = ("trap", "bt", "pv")
 
@@ -17,6 +17,15 @@ def reserved_top(technique: str) -> int:
     """The bytes at the top of guest RAM a technique's monitor keeps
     (MachineConfig.reserved_top); none without a monitor."""
     return RESERVED_BYTES if technique in TECHNIQUES else 0
+
+
+def check_memory(technique: str, ram_size: int) -> None:
+    """Bad input, said before anything is built: a monitor keeps the top of
+    RAM, and the guest must keep at least as much below it."""
+    if technique in TECHNIQUES and ram_size < MIN_MEMORY:
+        raise ConfigError(f"--technique {technique} needs at least {MIN_MEMORY >> 20} MiB of guest RAM "
+                          f"(its monitor keeps the top {RESERVED_BYTES >> 20} MiB); got "
+                          f"{ram_size / (1 << 20):g} MiB")
 
 
 def _require_region(machine, monitor: str) -> None:
@@ -49,4 +58,4 @@ def create(technique: str, machine, engine, ring: int = 1):
                       f"{', '.join(TECHNIQUES)})")
 
 
-__all__ = ["RESERVED_BYTES", "create", "reserved_top", "TECHNIQUES"]
+__all__ = ["MIN_MEMORY", "RESERVED_BYTES", "TECHNIQUES", "check_memory", "create", "reserved_top"]

@@ -18,7 +18,7 @@ Layout (offsets from the region's start; one page table maps it all):
 """
 from __future__ import annotations
 
-from ringvisor.errors import GuestCrashed
+from ringvisor.errors import ConfigError
 
 RESERVED_BYTES = 4 << 20          # one page table's reach
 LINEAR_BASE = 0xF0000000          # the hole: page-directory entries 960..1023
@@ -32,13 +32,14 @@ GDT_BYTES = 0x10000
 POOL = 0x30000
 TC, TC_BYTES = POOL, 0x80000      # bt: the translation cache, carved from the pool's start
 STUB_SIZE = 4
+MIN_MEMORY = 2 * RESERVED_BYTES     # the guest keeps at least as much as the monitor
 
 
 class MonitorRegion:
     def __init__(self, memory, ram_size: int, tc_bytes: int = 0):
-        if ram_size < 2 * RESERVED_BYTES:
-            raise GuestCrashed(f"guest RAM of {ram_size >> 20} MiB is too small for the monitor's "
-                               f"{RESERVED_BYTES >> 20} MiB region (use --memory 16M or more)")
+        if ram_size < MIN_MEMORY:          # monitors.check_memory says so before this
+            raise ConfigError(f"guest RAM of {ram_size >> 20} MiB is too small for the monitor's "
+                              f"{RESERVED_BYTES >> 20} MiB region (at least {MIN_MEMORY >> 20} MiB)")
         self.memory = memory
         self.mm = memory.mmap
         self.phys = ram_size - RESERVED_BYTES
