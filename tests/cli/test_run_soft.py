@@ -98,3 +98,15 @@ def test_ring_applies_to_trap_only():
     proc = ringvisor(*NATIVE, "--ring", "3")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "ringvisor: --ring applies to --technique trap only"
+
+
+def test_a_runaway_command_line_is_cut_visibly(ringos):
+    """A 100 KB --cmdline: ringos says it kept 255 bytes and shows a cut
+    token, each warning on its own line (the echo used to lose its newline)."""
+    proc = ringvisor(*NATIVE, "--workload", "compute", "--cmdline", "iters=1 " + "x" * 100_000)
+    assert proc.returncode == 0, proc.stderr
+    out = lines(proc)
+    assert "ringos: warning: command line longer than 255 bytes: the rest is ignored" in out
+    cut = [line for line in out if line.startswith("ringos: warning: ignoring unknown option")]
+    assert cut == ["ringos: warning: ignoring unknown option '" + "x" * 63 + "...'"]
+    assert "compute ring=3 rounds=1 sieve=4096 primes=564" in out

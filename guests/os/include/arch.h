@@ -11,6 +11,7 @@
 
 struct boot_info {
 	char cmdline[256];
+	bool cmdline_truncated; /* the loader's was longer: said, not hidden */
 	struct { uint32_t start, end; } ram[MAX_RAM_RANGES]; /* usable, free */
 	int nram;
 	uint32_t *boot_pgdir; /* PV: page directory built by the monitor */

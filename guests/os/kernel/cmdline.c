@@ -49,8 +49,12 @@ static void option(char *tok, struct options *opt, bool report)
 	} else if (!strcmp(tok, "ring") && (!strcmp(val, "0") || !strcmp(val, "3"))) {
 		opt->ring = val[0] - '0';
 	} else if (report) {
-		kprintf("ringos: warning: ignoring unknown option '%s%s%s'\n",
-			tok, *val ? "=" : "", val);
+		/* The console line has room for a name, not for a whole
+		 * runaway token: cut it where it shows. */
+		char shown[64];
+		snprintf(shown, sizeof(shown), "%s%s%s", tok, *val ? "=" : "", val);
+		kprintf("ringos: warning: ignoring unknown option '%s%s'\n", shown,
+			strlen(shown) == sizeof(shown) - 1 ? "..." : "");
 	}
 }
 

@@ -34,6 +34,9 @@ void kmain(uint32_t magic, uint32_t info)
 	parse_cmdline(bi.cmdline, &opts, false);
 	kprintf("ringos %s (%s build) workload=%s\n", RINGOS_VERSION, arch_name,
 		opts.workload_name);
+	if (bi.cmdline_truncated)
+		kprintf("ringos: warning: command line longer than %u bytes: the rest is ignored\n",
+			(unsigned)sizeof(bi.cmdline) - 1);
 	parse_cmdline(bi.cmdline, &opts, true);
 	if (!opts.iters)
 		opts.iters = default_iters[opts.workload];

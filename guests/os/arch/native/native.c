@@ -54,8 +54,10 @@ void arch_early_init(uint32_t magic, uint32_t info, struct boot_info *bi)
 	if ((mbi->flags & MBI_CMDLINE) && mbi->cmdline) {
 		const char *s = (const char *)mbi->cmdline;
 		size_t n = strlen(s);
-		if (n >= sizeof(bi->cmdline))
+		if (n >= sizeof(bi->cmdline)) {
 			n = sizeof(bi->cmdline) - 1;
+			bi->cmdline_truncated = true;
+		}
 		memcpy(bi->cmdline, s, n);
 	}
 	if (mbi->flags & MBI_MMAP) {

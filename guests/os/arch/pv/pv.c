@@ -47,8 +47,10 @@ void arch_early_init(uint32_t magic, uint32_t info, struct boot_info *bi)
 	shared = (volatile struct pv_shared_info *)si->shared_info;
 
 	size_t n = strlen(si->cmd_line);
-	if (n >= sizeof(bi->cmdline))
+	if (n >= sizeof(bi->cmdline)) {
 		n = sizeof(bi->cmdline) - 1;
+		bi->cmdline_truncated = true;
+	}
 	memcpy(bi->cmdline, si->cmd_line, n);
 
 	/* Everything below first_free_pfn is the image, start_info,
