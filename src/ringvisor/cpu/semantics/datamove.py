@@ -64,9 +64,12 @@ def pop(cpu, ins):
     op = ins.row.operands[0]
     if op.kind == "seg":
         from ringvisor.cpu.semantics.segments import load_seg
-        v = cpu.rd(SS, cpu.r[4] if cpu.stack32 else cpu.r[4] & 0xFFFF, 2)
+        stack32 = cpu.stack32          # the width of the stack popped from, not of a new SS
+        v = cpu.rd(SS, cpu.r[4] if stack32 else cpu.r[4] & 0xFFFF, 2)
         load_seg(cpu, op.reg, v)
-        cpu.sp_add(ins.osz)
+        r = cpu.r
+        r[4] = (r[4] + ins.osz) & 0xFFFFFFFF if stack32 else \
+            (r[4] & 0xFFFF0000) | ((r[4] + ins.osz) & 0xFFFF)
         if op.reg == SS:
             cpu.shadow = True
         return
