@@ -277,8 +277,10 @@ def load_ss(mon, st, ins):
         if ins.reg != 2:
             return REFLECT
         sel, offset = read_rm16(mon, ins, st), None
-    elif mn == "POP":
-        sel = mon.gmmu.read_u((st.ss.base + st.esp) & 0xFFFFFFFF, 2, user=mon.vcpu.cpl == 3)
+    elif mn == "POP":                  # from the current stack, at its width (SDM: POP)
+        stack32 = st.ss.db
+        sp = st.esp if stack32 else st.esp & 0xFFFF
+        sel = mon.gmmu.read_u((st.ss.base + sp) & 0xFFFFFFFF, 2, user=mon.vcpu.cpl == 3)
         offset = None
     else:                                                       # LSS Gv,Mp
         offset = read_memory(mon, ins, st, ins.osz)
@@ -293,7 +295,8 @@ def load_ss(mon, st, ins):
         raise VirtualFault(delivery.SS_FAULT, sel & 0xFFFC)
     mon.load_stack(st, sel, v.cpl)
     if mn == "POP":
-        st.esp = (st.esp + ins.osz) & 0xFFFFFFFF
+        st.esp = (st.esp + ins.osz) & 0xFFFFFFFF if stack32 else \
+            (st.esp & 0xFFFF0000) | ((st.esp + ins.osz) & 0xFFFF)
     if offset is not None:
         set_reg(st, ins.reg, ins.osz, offset)
     return SHADOW                                               # MOV SS's interrupt shadow
