@@ -65,6 +65,7 @@ class BtMonitor(TrapMonitor):
     name = "bt"
     tc_bytes = R.TC_BYTES
     hide_user_code = False              # IRET/RETF/far jumps are callouts: user code can stay present
+    far_transfers_trap = True           # so CS is always loaded through the monitor
 
     def __init__(self, machine, engine, fast_faults: bool = False):
         super().__init__(machine, engine, 1, fast_faults)

@@ -47,6 +47,12 @@ class Stepper:
         if watched and frame not in self.step.snapshots:
             self.step.snapshots[frame] = bytes(self.mm[frame:frame + 0x1000])
 
+    def single_step(self) -> None:
+        """Step the next instruction for the monitor's own reasons (trap's
+        watch of a CS cache a far transfer may replace)."""
+        if self.step is None:
+            self.step = Step()
+
     def interrupt_shadow(self) -> None:
         if self.step is None:
             self.step = Step(mask_interrupts=True)

@@ -39,6 +39,7 @@ from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowG
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import Stepper
 from ringvisor.monitors.common.vcpu import VirtualCpu
+from ringvisor.monitors.trap.cs_reload import CsReloadWatch
 
 MASKED_LIMIT = 5_000_000        # instructions with an interrupt pending, IF=0 and no trap: stuck
 SAME_FAULT_LIMIT = 8            # the same fault unresolved this often in a row: a monitor bug
@@ -48,6 +49,7 @@ class TrapMonitor:
     name = "trap"
     tc_bytes = 0                        # region bytes a subclass keeps for code (bt: its cache)
     hide_user_code = True               # returns to user mode fault on the kernel GDT view
+    far_transfers_trap = False          # bt: every kernel far transfer is a callout
 
     def __init__(self, machine, engine, ring: int, fast_faults: bool = False):
         self.machine, self.engine, self.ring = machine, engine, ring
@@ -71,6 +73,7 @@ class TrapMonitor:
         self.guest: CpuState | None = None      # the guest's real state while the CPU is in a stub
         self.same_fault = (None, 0)
         self.resumed: tuple[Segment | None, Segment | None] = (None, None)
+        self.cs_watch = None if self.far_transfers_trap else CsReloadWatch()
         self.monitor_seconds = 0.0
         self.tracer = None                      # a machine.trace.Trace (ringvisor run --trace)
         self.tss = Segment(selector=T.MONITOR_TSS, base=self.region.linear(R.TSS),
@@ -174,7 +177,10 @@ class TrapMonitor:
             words[4] & 0xFFFF
         if cs & 3 == 0:
             self.crash(f"trap {vector_name(vector)} taken inside the monitor", real)
-        st.cs, st.ss = self._real_cache(cs, self.resumed[0]), self._real_cache(ss, self.resumed[1])
+        resumed_cs = self.resumed[0]
+        if self.cs_watch is not None and self.cs_watch.reloaded(cs, st.eip):
+            resumed_cs = None                 # a stepped far transfer read the table
+        st.cs, st.ss = self._real_cache(cs, resumed_cs), self._real_cache(ss, self.resumed[1])
         self.guest = st
         return st, vector, code, external
 
@@ -308,6 +314,8 @@ class TrapMonitor:
         st.idt = TableRegister(self.region.linear(R.IDT), 256 * 8 - 1)
         st.tr = self.tss.copy()
         st.ldt = Segment(selector=0, base=0, limit=0, type=2, s=False, present=False, unusable=True)
+        if self.cs_watch is not None and self.cs_watch.before_resume(self, st):
+            self.stepper.single_step()
         # The invariants: real IF = virtual IF, real IOPL = 0, real NT = 0.
         st.eflags = self.stepper.real_flags(v.real_flags(st.eflags))
         self.real.set_state(st)
@@ -334,6 +342,15 @@ class TrapMonitor:
     # --- services for the emulator and delivery --------------------------------------------------
     def load_code(self, st: CpuState, selector: int, cpl: int) -> None:
         st.cs = self._load(selector, cpl)
+        if self.cs_watch is not None:
+            self.cs_watch.cs_loaded_by_monitor()
+
+    def table_cache(self, selector: int) -> Segment:
+        """The real cache a load of `selector` (at the guest's ring) gives now."""
+        return self._load(selector, self.vcpu.cpl)
+
+    def fetch_decode(self, st: CpuState):
+        return E.fetch_decode(self, st)
 
     def load_stack(self, st: CpuState, selector: int, cpl: int) -> None:
         st.ss = self._load(selector, cpl)
@@ -364,6 +381,8 @@ class TrapMonitor:
     def load_gdt(self, gdtr: TableRegister) -> None:
         self.vcpu.gdtr = gdtr
         self.gdt.load(self.gmmu.read(gdtr.base, gdtr.limit + 1, what="the guest's GDT"))
+        if self.cs_watch is not None:
+            self.cs_watch.gdt_loaded()
         self.stats["gdt_loads"] += 1
 
     def write_cr0(self, value: int) -> None:
