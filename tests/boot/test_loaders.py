@@ -89,12 +89,31 @@ def test_aout_kludge_header_loads_a_raw_image():
     (mb_header() + elf32([(0x100000, b"", 16)])[12:], "not an ELF"),
     (elf32([(15 * MB, mb_header(), 2 * MB)]), "does not fit"),
     (elf32([(0x100000, mb_header(), 16), (0x100008, b"x", 16)]), "overlaps kernel"),
-    (elf32([(0x9000, mb_header(), 16)]), "overlaps kernel|overlaps"),
     (elf32([(0xA0000, mb_header(), 16)]), "legacy hole"),
 ])
 def test_bad_kernels_are_refused_with_a_clear_message(data, message):
     with pytest.raises(GuestImageError, match=message):
         boot(data)
+
+
+@pytest.mark.parametrize("load", [0x8000, 0x9000, 0x1000])
+def test_a_kernel_loaded_low_gets_its_information_elsewhere(load):
+    """The info block goes where the kernel leaves room (it used to claim
+    0x9000-0x9F000 and refuse every kernel loaded there)."""
+    code = mb_header() + b"\x90" * 20
+    mem, layout, state = boot(elf32([(load, code, 0x2000)], entry=load + 12), cmdline="low=1")
+    assert state.eip == load + 12 and mem.read(load, len(code)) == code
+    info = state.ebx
+    assert not load <= info < load + 0x2000 and info < 0xA0000
+    assert mem.read_cstring(mem.read_u32(info + 16)) == b"k.elf low=1"
+    assert mem.read_cstring(mem.read_u32(info + 64)) == b"ringvisor"
+
+
+def test_information_goes_above_the_kernel_when_low_memory_is_taken():
+    code = mb_header() + b"\x90" * 20
+    mem, _, state = boot(elf32([(0x1000, code, 0x9EC00)], entry=0x100C), cmdline="x")  # to 0x9FC00
+    assert state.ebx >= 0x100000
+    assert mem.read_cstring(mem.read_u32(state.ebx + 16)) == b"k.elf x"
 
 
 def test_module_that_does_not_fit_is_refused():

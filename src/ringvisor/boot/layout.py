@@ -41,6 +41,24 @@ class Layout:
                 raise GuestImageError(f"{what} ({start:#x}-{end:#x}) overlaps {other} ({s:#x}-{e:#x})")
         self.used.append((start, end, what))
 
+    def find_free(self, length: int, starts: tuple[int, ...]) -> int | None:
+        """The first of `starts` (in order of preference), or the lowest
+        page-aligned address above one, where `length` bytes fit without
+        overlapping what is claimed, the legacy hole or the reserved top."""
+        for start in starts:
+            candidate = align_up(start)
+            while candidate + length <= self.usable_end:
+                if candidate < HIGH_RAM_START and candidate + length > LOW_RAM_END:
+                    if candidate >= LOW_RAM_END:
+                        candidate = HIGH_RAM_START
+                        continue
+                    break                  # low memory has no room left above `start`
+                clash = [e for s, e, _ in self.used if candidate < e and s < candidate + length]
+                if not clash:
+                    return candidate
+                candidate = align_up(max(clash))
+        return None
+
     def highest_end(self) -> int:
         return max((e for s, e, _ in self.used if s >= HIGH_RAM_START), default=HIGH_RAM_START)
 

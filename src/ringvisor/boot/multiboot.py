@@ -27,8 +27,8 @@ SUPPORTED_REQUIREMENTS = PAGE_ALIGN | MEMORY_INFO
 # multiboot_info flags.
 INFO_MEMORY, INFO_CMDLINE, INFO_MODS, INFO_MMAP, INFO_LOADER_NAME = 1 << 0, 1 << 2, 1 << 3, 1 << 6, 1 << 9
 INFO_SIZE = 116
-INFO_ADDRESS = 0x9000          # the info block and its strings live in low memory
-INFO_AREA_END = 0x9F000
+INFO_ADDRESS = 0x9000          # where the info block goes when the kernel leaves it free
+INFO_LOW_START = 0x1000        # else the lowest free low memory above the real-mode IVT/BDA page
 LOADER_NAME = b"ringvisor"
 
 
@@ -85,19 +85,29 @@ def _load_kernel(data: bytes, header: Header, name: str, memory, layout: Layout)
 
 
 class _InfoWriter:
-    """Appends strings and tables after the info block, in low memory."""
+    """The info block, then its strings and tables, in one area of low memory
+    (or above the kernel and its modules when low memory is taken): placed
+    where the kernel leaves room, once its size is known."""
 
-    def __init__(self, memory, layout: Layout):
-        self.memory, self.next = memory, INFO_ADDRESS + INFO_SIZE
-        layout.claim(INFO_ADDRESS, INFO_AREA_END - INFO_ADDRESS, "multiboot information")
+    def __init__(self, memory, layout: Layout, size: int):
+        self.memory = memory
+        self.base = layout.find_free(size, (INFO_ADDRESS, INFO_LOW_START, layout.highest_end()))
+        if self.base is None:
+            raise GuestImageError("no room in guest RAM for the multiboot information "
+                                  f"({size} bytes of command lines, memory map and module names)")
+        layout.claim(self.base, size, "multiboot information")
+        self.next, self.end = self.base + INFO_SIZE, self.base + size
 
     def put(self, blob: bytes) -> int:
         addr = align_up(self.next, 4)
-        if addr + len(blob) > INFO_AREA_END:
-            raise GuestImageError("command lines and module names are too long for the multiboot area")
+        assert addr + len(blob) <= self.end, "the info area was sized before it was filled"
         self.memory.write(addr, blob)
         self.next = addr + len(blob)
         return addr
+
+
+def _info_size(blobs: list[bytes]) -> int:
+    return INFO_SIZE + sum(align_up(len(b), 4) for b in blobs) + 4
 
 
 def load(data: bytes, name: str, memory, layout: Layout, cmdline: str = "",
@@ -111,33 +121,37 @@ def load(data: bytes, name: str, memory, layout: Layout, cmdline: str = "",
         raise GuestImageError(f"{name}: the kernel requires {what}, which ringvisor does not provide")
     entry = _load_kernel(data, header, name, memory, layout)
 
-    info = _InfoWriter(memory, layout)
-    flags = INFO_MEMORY | INFO_CMDLINE | INFO_MMAP | INFO_LOADER_NAME
-    cmdline_addr = info.put(f"{name} {cmdline}".strip().encode() + b"\0")
-    loader_addr = info.put(LOADER_NAME + b"\0")
+    placed = []                                  # (address, end, command line) of each module
+    where = align_up(layout.highest_end())
+    for i, mod in enumerate(modules):
+        layout.claim(where, max(len(mod.data), 1), f"module {i} ({mod.cmdline.split()[0] if mod.cmdline else i})")
+        memory.write(where, mod.data)
+        placed.append((where, where + len(mod.data), mod.cmdline.encode() + b"\0"))
+        where = align_up(where + len(mod.data))
+
+    command_line = f"{name} {cmdline}".strip().encode() + b"\0"
     mmap = b"".join(struct.pack("<IQQI", 20, base, length, kind)
                     for base, length, kind in layout.memory_map())
+    strings = [command_line, LOADER_NAME + b"\0", mmap] + [c for _, _, c in placed]
+    info = _InfoWriter(memory, layout, _info_size(strings + [bytes(16 * len(placed))]))
+    flags = INFO_MEMORY | INFO_CMDLINE | INFO_MMAP | INFO_LOADER_NAME
+    cmdline_addr = info.put(command_line)
+    loader_addr = info.put(LOADER_NAME + b"\0")
     mmap_addr = info.put(mmap)
 
     mods_addr = 0
     if modules:
         flags |= INFO_MODS
-        table = []
-        where = align_up(layout.highest_end())
-        for i, mod in enumerate(modules):
-            layout.claim(where, max(len(mod.data), 1), f"module {i} ({mod.cmdline.split()[0] if mod.cmdline else i})")
-            memory.write(where, mod.data)
-            table.append(struct.pack("<IIII", where, where + len(mod.data),
-                                     info.put(mod.cmdline.encode() + b"\0"), 0))
-            where = align_up(where + len(mod.data))
+        table = [struct.pack("<IIII", start, end, info.put(cmd), 0) for start, end, cmd in placed]
         mods_addr = info.put(b"".join(table))
 
     usable_high = layout.usable_end - HIGH_RAM_START
     fields = struct.pack("<IIIIIII", flags, LOW_RAM_END // 1024, usable_high // 1024, 0,
                          cmdline_addr, len(modules), mods_addr)
-    memory.fill(INFO_ADDRESS, INFO_SIZE)
-    memory.write(INFO_ADDRESS, fields)
-    memory.write(INFO_ADDRESS + 44, struct.pack("<II", len(mmap), mmap_addr))
-    memory.write(INFO_ADDRESS + 64, struct.pack("<I", loader_addr))
-    return CpuState.protected_flat(entry, eax=BOOTLOADER_MAGIC, ebx=INFO_ADDRESS)
+    base = info.base
+    memory.fill(base, INFO_SIZE)
+    memory.write(base, fields)
+    memory.write(base + 44, struct.pack("<II", len(mmap), mmap_addr))
+    memory.write(base + 64, struct.pack("<I", loader_addr))
+    return CpuState.protected_flat(entry, eax=BOOTLOADER_MAGIC, ebx=base)
 
