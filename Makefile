@@ -31,6 +31,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# Debian 12's own i386 kernel (linux-image-686) and a busybox initramfs, in
+# guests/linux/build/ (downloads through apt; not part of install; idempotent).
+.PHONY: linux
+linux:
+	$(MAKE) -C guests/linux PYTHON=$(PYTHON)
+
 # Differential testing of the soft CPU against /dev/kvm: a long hypothesis
 # campaign (RINGVISOR_FUZZ_EXAMPLES cases per CPL), not part of `make test`.
 .PHONY: fuzz-cpu

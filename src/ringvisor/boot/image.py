@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import os
 
-from ringvisor.boot import elf, flat, multiboot
+from ringvisor.boot import bzimage, elf, flat, linux, multiboot
 from ringvisor.boot.layout import Layout
 from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestImageError
 
-FORMATS = ("auto", "multiboot", "flat", "flat16")
+FORMATS = ("auto", "multiboot", "linux", "flat", "flat16")
 
 
 def read_file(path: str, what: str = "kernel") -> bytes:
@@ -28,6 +28,8 @@ def detect(data: bytes, path: str) -> str:
         raise GuestImageError(f"{path}: empty file")
     if multiboot.find_header(data) is not None:
         return "multiboot"
+    if bzimage.is_bzimage(data) or linux.is_vmlinux(data):
+        return "linux"
     if elf.is_elf(data):
         if len(data) > 4 and data[4] == elf.ELFCLASS64:
             raise GuestImageError(f"{path}: a 64-bit ELF; ringvisor boots 32-bit (i386) Multiboot kernels")
@@ -47,6 +49,12 @@ def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[st
     if kind == "multiboot":
         mods = tuple(multiboot.Module(read_file(m.split()[0], "module"), m) for m in modules)
         return multiboot.load(data, name, memory, layout, cmdline, mods)
+    if kind == "linux":
+        # A Linux kernel's one module is its initrd (ringvisor run --initrd).
+        if len(modules) > 1:
+            raise GuestImageError("a Linux kernel takes one initrd (--initrd), not several modules")
+        initrd = (modules[0], read_file(modules[0], "initrd")) if modules else None
+        return linux.load(data, name, memory, layout, linux.command_line(cmdline), initrd)
     if modules or cmdline:
         raise GuestImageError("a flat binary takes no command line or modules")
     return flat.load(data, name, memory, layout, real_mode=(kind == "flat16"))

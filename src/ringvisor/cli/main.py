@@ -18,18 +18,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a guest")
-    run.add_argument("guest", nargs="?", help="kernel: a Multiboot ELF or a flat binary (*.bin); "
-                     "default: the bundled guest OS")
+    run.add_argument("guest", nargs="?", help="kernel: a Multiboot ELF, a Linux bzImage or vmlinux, "
+                     "or a flat binary (*.bin); default: the bundled guest OS")
     run.add_argument("--engine", choices=ENGINES, help="what executes the guest (default: kvm for hw, "
                      "soft for native, trap, bt and pv)")
     run.add_argument("--technique", choices=TECHNIQUES, help="virtualization technique (default: "
                      "native with --engine soft, otherwise hw)")
     run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
     run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
-    run.add_argument("--cmdline", default="", help="kernel command line")
+    run.add_argument("--cmdline", default="", help="kernel command line. For Linux it extends "
+                     "ringvisor's defaults (console=ttyS0 and 'off' for the devices not modelled: "
+                     "acpi=off pci=off noapic nolapic ...): a parameter you give replaces the default "
+                     "of the same name, and the word 'nodefaults' drops them all; 'rdinit-shell' asks "
+                     "guests/linux's initramfs for an interactive shell")
+    run.add_argument("--initrd", metavar="FILE", help="Linux: the initial RAM disk (a cpio archive, "
+                     "optionally compressed), placed as high in RAM as the kernel allows")
     run.add_argument("--module", action="append", default=[], metavar="'FILE ARGS'",
                      help="a Multiboot module (repeatable)")
-    run.add_argument("--format", choices=("auto", "multiboot", "flat", "flat16"), default="auto",
+    run.add_argument("--format", choices=("auto", "multiboot", "linux", "flat", "flat16"), default="auto",
                      help="guest image format (default: detect)")
     run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
     run.add_argument("--timeout", type=float, help="stop the guest after this many seconds")

@@ -51,12 +51,28 @@ def vm_config(args) -> VmConfig:
         raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
     if args.ring != 1 and technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
+    modules, image_format = linux_boot_options(args)
     kernel = args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
     return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
-                    modules=tuple(args.module), image_format=args.format, timeout=args.timeout)
+                    modules=modules, image_format=image_format, timeout=args.timeout)
+
+
+def linux_boot_options(args) -> tuple[tuple[str, ...], str]:
+    """(modules, image format): --initrd is a Linux kernel's one module, and
+    says the guest is Linux (boot/linux.py)."""
+    initrd = getattr(args, "initrd", None)
+    if initrd is None:
+        return tuple(args.module), args.format
+    if not args.guest:
+        raise ConfigError("--initrd goes with a Linux kernel: ringvisor run VMLINUZ --initrd FILE")
+    if args.module:
+        raise ConfigError("--module is for Multiboot kernels; a Linux kernel takes one --initrd")
+    if args.format not in ("auto", "linux"):
+        raise ConfigError(f"--initrd is for Linux kernels, not --format {args.format}")
+    return (initrd,), "linux"
 
 
 def refuse_paging_guest_on_pvm() -> None:

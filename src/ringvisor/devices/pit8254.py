@@ -16,9 +16,14 @@ Channel 0's OUT drives IRQ 0 through the injected `irq(level)`:
   `stats.coalesced` (lost ticks, as on real hardware with interrupts off).
 - mode 0 (one-shot): OUT rises at terminal count and stays high: irq(1), and
   irq(0) when the guest reprograms the channel. Mode 4 pulses once.
-Modes 1 and 5 wait for a gate edge, and the gates are not modelled (tied
-high, as channels 0 and 1 are on a PC; channel 2's gate at port 0x61 is left
-out, see devices/legacy.py): programmed in those modes a channel never fires.
+The GATE inputs (8254 datasheet, "GATE pin operations summary"): channels 0
+and 1 are tied high as on a PC; channel 2's gate is bit 0 of port 0x61
+(devices/port61.py drives it with `set_gate`, and reads OUT2 with `out`):
+- modes 0 and 4: GATE low suspends counting, high resumes it;
+- modes 2 and 3: GATE low suspends counting and forces OUT high; a rising
+  edge reloads the count and starts a new period;
+- modes 1 and 5: a rising edge triggers the one-shot (loads the count);
+  GATE low has no effect. A count written in these modes waits for a trigger.
 
 Supported: access modes LSB, MSB, LSB-then-MSB; binary and BCD counts; the
 counter latch command; the read-back command (count and status); a count
@@ -80,6 +85,9 @@ class Channel:
         self.start: int | None = None  # tick the count was loaded; None = stopped
         self.pending_reload: int | None = None  # modes 2/3: next period's N
         self.switch_tick = 0
+        self.gate = True
+        self.paused_at: int | None = None      # GATE low in modes 0/2/3/4: counting suspended
+        self.armed = False                     # modes 1/5: a count was written, a trigger starts it
         self.write_low: int | None = None       # LSB waiting for its MSB
         self.read_high_next = False
         self.latched_count: list[int] = []
@@ -91,6 +99,8 @@ class Channel:
         self.mode = mode - 4 if mode in (6, 7) else mode  # 6, 7 alias 2, 3
         self.start = None
         self.pending_reload = None
+        self.paused_at = None
+        self.armed = False
         self.write_low = None
         self.read_high_next = False
         self.latched_count = []
@@ -99,16 +109,51 @@ class Channel:
     def load(self, raw: int, now: int) -> None:
         n = _from_bcd(raw) if self.bcd else raw
         n = n or (10000 if self.bcd else 0x10000)
-        if self.mode in (2, 3) and self.start is not None:
+        if self.mode in (1, 5):                   # waits for a GATE trigger
+            self.pending_reload, self.armed = n, True
+            if self.start is None:
+                self.reload = n
+            return
+        if self.mode in (2, 3) and self.start is not None and self.paused_at is None:
             self._settle(now)
             self.pending_reload = n
             self.switch_tick = self.next_boundary(now)
         else:
             self.reload, self.start, self.pending_reload = n, now, None
+            self.paused_at = None if self.gate else now
+
+    def set_gate(self, level: bool, now: int) -> None:
+        level = bool(level)
+        if level == self.gate:
+            return
+        self._settle(now)
+        self.gate = level
+        if self.mode in (1, 5):
+            if level and self.armed:              # trigger: load the count and start
+                if self.pending_reload is not None:
+                    self.reload, self.pending_reload = self.pending_reload, None
+                self.start = now
+            return
+        if self.start is None:
+            return
+        if not level:
+            self.paused_at = now
+        elif self.mode in (2, 3):                 # rising edge: reload, new period
+            self.start, self.paused_at = now, None
+            if self.pending_reload is not None:
+                self.reload, self.pending_reload = self.pending_reload, None
+        else:                                     # modes 0/4: resume where it stopped
+            self.start += now - self.paused_at
+            self.paused_at = None
+
+    def _effective(self, t: int) -> int:
+        """Time as the counter sees it: it stands still while GATE holds it."""
+        return t if self.paused_at is None else min(t, self.paused_at)
 
     def _settle(self, now: int) -> None:
         """Apply a pending reload whose period boundary has passed."""
-        if self.pending_reload is not None and now >= self.switch_tick:
+        if self.pending_reload is not None and self.mode in (2, 3) and now >= self.switch_tick \
+                and self.paused_at is None:
             self.start, self.reload = self.switch_tick, self.pending_reload
             self.pending_reload = None
 
@@ -124,16 +169,14 @@ class Channel:
         if self.start is None:
             value = n
         else:
-            e = t - self.start
+            e = self._effective(t) - self.start
             if self.mode == 2:
                 value = n - e % n
             elif self.mode == 3:
                 p, high = e % n, (n + 1) // 2
                 value = n - 2 * (p if p < high else p - high)
-            elif self.mode in (0, 4):
+            else:                                  # 0, 4 and the one-shots 1, 5
                 value = n - e
-            else:
-                value = n
         value &= 0xFFFF
         return _to_bcd(value) if self.bcd else value
 
@@ -141,27 +184,31 @@ class Channel:
         self._settle(t)
         if self.start is None:
             return 0 if self.mode == 0 else 1
-        n, e = self.reload, t - self.start
+        if not self.gate and self.mode in (2, 3):
+            return 1
+        n, e = self.reload, self._effective(t) - self.start
         if self.mode == 0:
             return 1 if e >= n else 0
+        if self.mode == 1:
+            return 0 if e < n else 1
         if self.mode == 2:
             return 0 if e % n == n - 1 else 1
         if self.mode == 3:
             return 1 if e % n < (n + 1) // 2 else 0
-        if self.mode == 4:
-            return 0 if e == n else 1
-        return 1
+        return 0 if e == n else 1                  # modes 4 and 5: a one-clock strobe
 
     def _one_shot_edge(self) -> int | None:
-        if self.mode == 0:
+        if self.paused_at is not None:
+            return None                           # suspended by GATE: no edge until it rises
+        if self.mode in (0, 1):
             return self.start + self.reload
-        if self.mode == 4:
-            return self.start + self.reload + 1   # OUT back high after the strobe
-        return None
+        return self.start + self.reload + 1       # 4, 5: OUT back high after the strobe
 
     def rising_edges(self, t0: int, t1: int) -> int:
         """Rising edges of OUT in the ticks (t0, t1]."""
         if self.start is None or t1 <= t0:
+            return 0
+        if self.paused_at is not None:
             return 0
         if self.mode in (2, 3):
             n = 0
@@ -179,7 +226,7 @@ class Channel:
 
     def next_edge(self, t: int) -> int | None:
         """Tick of the first rising edge of OUT after tick t, or None."""
-        if self.start is None:
+        if self.start is None or self.paused_at is not None:
             return None
         self._settle(t)
         if self.mode in (2, 3):
@@ -290,6 +337,15 @@ class Pit8254:
         if level != self.irq_level:
             self.irq_level = level
             self.irq(level)
+
+    # -- channel 2's GATE and OUT, wired to port 0x61 on a PC -----------------------------------
+    def set_gate(self, channel: int, level: bool) -> None:
+        with self._lock:
+            self.channels[channel].set_gate(level, self.now_tick)
+
+    def out(self, channel: int) -> int:
+        with self._lock:
+            return self.channels[channel].out(self.now_tick)
 
     # -- registers ----------------------------------------------------------------------
     def _read(self, reg: int) -> int:

@@ -119,6 +119,10 @@ class Machine:
             m.data[:] = self.mmio.read(m.address, m.size).to_bytes(m.size, "little")
 
     def _on_halt(self, exit: X.Halt) -> None:
+        if self.watchdog.reason in ("quit", "timeout"):
+            # A guest idling in HLT between timer ticks never ends a slice by
+            # its budget: --timeout and Ctrl-A x are seen here.
+            return self._on_interrupted(X.Interrupted())
         if self.platform is None:
             self._crash("the guest halted with nothing that can wake it")
         if not self.engine.get_state().eflags & EFLAGS_IF:

@@ -1,5 +1,9 @@
 """What the soft engine lacks that KVM's host kernel gives a VM: the 8259A
-PIC pair, the 8254 PIT, and a clock to drive them.
+PIC pair, the 8254 PIT, and a clock to drive them; and the rest of a PC's
+motherboard that a stock OS (Linux) touches: port 0x61 (PIT channel 2's gate
+and output), the CMOS RTC on IRQ 8, the i8042 keyboard controller and port
+0x92. A reset request from the i8042 (0xFE) or port 0x92 ends the run with
+status 0, as a guest `reboot` (GuestStopped, like the debug-exit port).
 
 Time on the soft engine is virtual and deterministic: the CPU is a 100 MHz
 processor retiring one instruction per cycle, so virtual time is the retired
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import time
 
+from ringvisor.devices import port61, port92, rtc_cmos
+from ringvisor.devices.i8042 import AUX_IRQ, KBD_IRQ, I8042
 from ringvisor.devices.pic8259 import PicPair
 from ringvisor.devices.pit8254 import BASE as PIT_BASE, PORTS as PIT_PORTS, Pit8254
 
@@ -34,15 +40,48 @@ class _ClockedPit:
         self.pit.io_write(offset, size, value)
 
 
+class _Clocked:
+    """A device as the bus sees it, brought to the CPU's present before every access."""
+
+    def __init__(self, platform: "SoftPlatform", device):
+        self.platform, self.device = platform, device
+
+    def io_read(self, offset: int, size: int) -> int:
+        self.platform.sync()
+        return self.device.io_read(offset, size)
+
+    def io_write(self, offset: int, size: int, value: int) -> None:
+        self.platform.sync()
+        self.device.io_write(offset, size, value)
+
+
+RTC_IRQ = 8
+
+
+def guest_reset(source: str) -> None:
+    """A reset request from the guest: the run ends with status 0."""
+    from ringvisor.machine.machine import GuestStopped
+    raise GuestStopped(0, f"guest reset ({source})")
+
+
 class SoftPlatform:
-    def __init__(self, ports, engine=None):
+    def __init__(self, ports, engine=None, ram_size: int = 0, reset=guest_reset):
         self.engine = engine
         self.pic = PicPair()
         self.pit = Pit8254(irq=self.pic.irq_line(0))
+        self.rtc = rtc_cmos.CmosRtc(irq=self.pic.irq_line(RTC_IRQ), ram_size=ram_size)
+        self.i8042 = I8042(irq_kbd=self.pic.irq_line(KBD_IRQ), irq_aux=self.pic.irq_line(AUX_IRQ),
+                           reset=lambda: reset("i8042 reset pulse"))
+        self.port92 = port92.Port92(reset=lambda: reset("port 0x92 fast reset"))
         self.idle_ns = 0                  # virtual time skipped while halted
         self.idle_skips = 0
         self.pic.register(ports)
         ports.register(PIT_BASE, PIT_PORTS, _ClockedPit(self), "8254 PIT")
+        self.port61 = port61.Port61(self.pit, self.now_ns)
+        ports.register(port61.PORT, 1, _Clocked(self, self.port61), "system control port B (PIT ch2 gate)")
+        ports.register(rtc_cmos.BASE, rtc_cmos.PORTS, _Clocked(self, self.rtc), "CMOS RTC (MC146818)")
+        self.i8042.register(ports)
+        ports.register(port92.PORT, 1, self.port92, "system control port A (fast reset, A20)")
 
     def irq_line(self, irq: int):
         return self.pic.irq_line(irq)
@@ -51,14 +90,21 @@ class SoftPlatform:
         return self.engine.instructions * NS_PER_INSTRUCTION + self.idle_ns
 
     def sync(self) -> None:
-        """Bring the PIT to the CPU's present (it may raise IRQ 0)."""
-        self.pit.advance_to(self.now_ns())
+        """Bring the PIT and the RTC to the CPU's present (they may raise IRQ 0 and 8)."""
+        now = self.now_ns()
+        self.pit.advance_to(now)
+        self.rtc.advance_to(now)
+
+    def next_event_ns(self) -> int | None:
+        """The next timer interrupt, from the PIT or the RTC."""
+        events = [t for t in (self.pit.next_event_ns(), self.rtc.next_event_ns()) if t is not None]
+        return min(events) if events else None
 
     def budget(self, slice_: int) -> int:
         """Instructions to run before the PIT's next edge is due, at most
         `slice_`: timer interrupts arrive at the exact instruction they would
         on every run (deterministic)."""
-        nxt = self.pit.next_event_ns()
+        nxt = self.next_event_ns()
         if nxt is None:
             return slice_
         return max(1, min(slice_, -(-(nxt - self.now_ns()) // NS_PER_INSTRUCTION)))
@@ -66,7 +112,7 @@ class SoftPlatform:
     def skip_to_next_event(self) -> bool:
         """The CPU halted waiting for an interrupt: let virtual time jump to
         the PIT's next edge. False if no timer will ever fire."""
-        nxt = self.pit.next_event_ns()
+        nxt = self.next_event_ns()
         if nxt is None:
             return False
         skipped = max(0, nxt - self.now_ns())
@@ -74,6 +120,7 @@ class SoftPlatform:
         self.idle_skips += 1
         self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
         self.pit.advance_to(nxt)
+        self.rtc.advance_to(nxt)
         return True
 
     def host_clock_tsc(self, traps=lambda: 0) -> list[tuple[int, int]]:
