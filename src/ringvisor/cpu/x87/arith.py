@@ -58,12 +58,13 @@ def _normalized(raw: int):
 
 
 def add(a: int, b: int, cw: int, negate_b: bool = False):
-    if negate_b:
-        b ^= f80.SIGN
+    """a + b, or a - b: a NaN keeps its sign (the negation is of numbers)."""
     ca, cb = _classify(a), _classify(b)
     bad = invalid_operands(a, ca, b, cb)
     if bad:
         return _gate(bad[0], bad[1], cw)
+    if negate_b:
+        b ^= f80.SIGN
     de = DE if ca == DENORMAL or cb == DENORMAL else 0
     if de and not cw & DE:
         return None, de, False

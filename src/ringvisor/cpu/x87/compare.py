@@ -48,20 +48,26 @@ def _ordered_key(raw: int, cls: int):
 
 
 def _set_condition(fpu, outcome, flags):
-    """Codes are set even when #IA is unmasked (silicon); True to pop."""
+    """The codes are set even when #IA or #D is unmasked (silicon); True when
+    the instruction may pop (no unmasked exception)."""
     delivered = record(fpu, flags, False)
-    if delivered or not flags & ~fpu.cw & DE:
-        fpu.sw = fpu.sw & ~(C0 | C2 | C3) | outcome
+    fpu.sw = fpu.sw & ~(C0 | C2 | C3) | outcome
     return delivered
+
+
+def _underflow_codes(fpu, pops):
+    """An empty operand: unordered, popping only under the masked response."""
+    masked = stack_underflow(fpu)
+    fpu.sw |= UNORDERED
+    if masked:
+        _pop(fpu, pops)
 
 
 def fcom_registers(fpu, arg, mem, ctx):
     """arg = (i, quiet, pops)."""
     i, quiet, pops = arg
     if fpu.is_empty(0) or fpu.is_empty(i):
-        if stack_underflow(fpu):
-            fpu.sw |= UNORDERED
-            _pop(fpu, pops)
+        _underflow_codes(fpu, pops)
         return 0
     outcome, flags = compare(fpu.st(0), fpu.st(i), quiet, fpu.cw)
     if _set_condition(fpu, outcome, flags):
@@ -79,11 +85,11 @@ def fcom_memory(fpu, arg, mem, ctx):
     fmt, pops = arg
     b, load_flags = load_operand(fmt, mem)
     if fpu.is_empty(0):
-        if stack_underflow(fpu):
-            fpu.sw |= UNORDERED
-            _pop(fpu, pops)
+        _underflow_codes(fpu, pops)
         return 0
     outcome, flags = compare(fpu.st(0), b, False, fpu.cw)
+    if flags & IE:                      # #IA takes precedence over a denormal m32/m64
+        load_flags = 0
     if _set_condition(fpu, outcome, flags | load_flags):
         _pop(fpu, pops)
     return 0
@@ -91,8 +97,7 @@ def fcom_memory(fpu, arg, mem, ctx):
 
 def ftst(fpu, arg, mem, ctx):
     if fpu.is_empty(0):
-        if stack_underflow(fpu):
-            fpu.sw |= UNORDERED
+        _underflow_codes(fpu, 0)
         return 0
     outcome, flags = compare(fpu.st(0), 0, False, fpu.cw)
     _set_condition(fpu, outcome, flags)
@@ -100,17 +105,18 @@ def ftst(fpu, arg, mem, ctx):
 
 
 def fcomi(fpu, arg, mem, ctx):
-    """arg = (i, quiet, pops): the outcome goes to ZF, PF, CF; OF SF AF clear."""
+    """arg = (i, quiet, pops): the outcome goes to ZF, PF, CF (OF SF AF clear)
+    even under an unmasked exception; C1 is left as it was (silicon)."""
     i, quiet, pops = arg
     if fpu.is_empty(0) or fpu.is_empty(i):
-        if stack_underflow(fpu):
-            ctx.eflags = ctx.eflags & ~EFLAGS_STATUS | EFLAGS_OF[UNORDERED]
+        masked = stack_underflow(fpu)
+        ctx.eflags = ctx.eflags & ~EFLAGS_STATUS | EFLAGS_OF[UNORDERED]
+        if masked:
             _pop(fpu, pops)
         return 0
     outcome, flags = compare(fpu.st(0), fpu.st(i), quiet, fpu.cw)
-    delivered = record(fpu, flags, False)
-    if delivered or not flags & ~fpu.cw & DE:
-        ctx.eflags = ctx.eflags & ~EFLAGS_STATUS | EFLAGS_OF[outcome]
+    delivered = record(fpu, flags, bool(fpu.sw & C1))
+    ctx.eflags = ctx.eflags & ~EFLAGS_STATUS | EFLAGS_OF[outcome]
     if delivered:
         _pop(fpu, pops)
     return 0

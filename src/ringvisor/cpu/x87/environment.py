@@ -114,6 +114,7 @@ def load_env(fpu, mem, o32: bool, protected: bool):
 def fnstenv(fpu, arg, mem, ctx):
     store_env(fpu, mem, ctx.o32, ctx.protected)
     fpu.cw |= EXCEPTIONS
+    _summarise(fpu)             # everything masked now: ES and B clear
     return 0
 
 

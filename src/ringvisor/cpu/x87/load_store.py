@@ -32,7 +32,8 @@ def fld_memory(fpu, fmt, mem, ctx):
         raw = convert.load_bcd(bits)
     if fpu.valid >> ((fpu.top - 1) & 7) & 1:
         return _overflow_push(fpu)
-    if record(fpu, flags, False):
+    record(fpu, flags, False)
+    if not flags & IE & ~fpu.cw:        # an unmasked #D still loads (silicon)
         fpu.push(raw)
     return 0
 
@@ -43,9 +44,7 @@ def _overflow_push(fpu):
 
 
 def fld_register(fpu, i, mem, ctx):
-    if fpu.is_empty(i):
-        if fpu.valid >> ((fpu.top - 1) & 7) & 1:
-            return _overflow_push(fpu)
+    if fpu.is_empty(i):                 # underflow wins over overflow (silicon)
         if stack_underflow(fpu):
             fpu.push(f80.INDEFINITE)
         return 0
@@ -147,8 +146,9 @@ def fcmov(fpu, arg, mem, ctx):
 
 
 def ffree(fpu, arg, mem, ctx):
-    """arg = (i, pops)."""
+    """arg = (i, pops). C1 is cleared (silicon)."""
     i, pops = arg
+    fpu.sw &= ~C1
     fpu.valid &= ~(1 << ((fpu.top + i) & 7))
     if pops:
         fpu.pop()

@@ -69,7 +69,9 @@ control_words = st.builds(
     st.one_of(st.just(0x3F), st.integers(0, 0x3F), st.sampled_from([0x3E, 0x3D, 0x3B, 0x37, 0x2F, 0x1F])),
     st.sampled_from([3, 3, 0, 2, 1]), st.integers(0, 3), st.sampled_from([0x40, 0x40, 0, 0x1040, 0xE0C0]))
 
-KEYS = sorted(TABLE)
+# D9 D8+i is FSTP1 on Intel's P6 (an FSTP alias) but FSTPNCE on AMD, which
+# skips the stack-fault check: the two vendors differ, so it is not drawn.
+KEYS = sorted(key for key in TABLE if not 0xD9D8 <= key <= 0xD9DF)
 instructions = st.one_of(
     st.sampled_from(KEYS).flatmap(
         lambda key: st.just((key >> 8, key & 0xFF, False)) if key & 0xFF >= 0xC0 or key not in ENV_KEYS
