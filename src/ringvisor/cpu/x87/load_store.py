@@ -161,8 +161,8 @@ def fincstp(fpu, arg, mem, ctx):
     return 0
 
 
-# The constants, exact to well beyond 66 bits, rounded under RC when loaded
-# (SDM vol. 1 8.3.5: FLDPI and the logarithms honour RC; PE is not set).
+# The constants, exact to 160 bits (a sticky tail beyond), rounded under RC
+# when loaded (SDM vol. 1 8.3.5: they honour RC, not PC; PE is not set).
 def _constants():
     getcontext().prec = 80
     ln2 = Decimal(2).ln()
@@ -207,11 +207,10 @@ def constant_image(name: str, rc: int) -> int:
     if name == "Z":
         return 0
     mag, e2 = CONSTANT_VALUES[name]
-    # The x87 holds a 66-bit constant and rounds that (SDM 8.3.5).
-    shift = mag.bit_length() - 66
-    mag66, e66 = mag >> shift, e2 + shift
-    m, _, _ = round_at(0, mag66, e66, False, e66 + 2, rc)
-    return f80.pack(0, m, e66 + 2)
+    # Rounded from the exact value under RC (silicon rounds FLDLG2 to nearest
+    # up, which a 66-bit internal constant with ties-to-even would not).
+    m, _, _ = round_at(0, mag, e2, True, e2 + mag.bit_length() - 64, rc)
+    return f80.pack(0, m, e2 + mag.bit_length() - 64)
 
 
 def fld_constant(fpu, name, mem, ctx):
