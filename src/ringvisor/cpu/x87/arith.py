@@ -21,10 +21,13 @@ _EXACT_BITS = 130            # far-apart addends: keep this many bits, then stic
 
 
 def propagate_nan(a: int, ca: int, b: int, cb: int):
-    """(raw, flags) for two operands at least one of which is a NaN."""
+    """(raw, flags) for two operands at least one of which is a NaN (SDM vol. 1
+    table 4-7): a QNaN beats an SNaN; two of a kind, the larger significand."""
     flags = IE if ca == SNAN or cb == SNAN else 0
     a_nan = ca == QNAN or ca == SNAN
     b_nan = cb == QNAN or cb == SNAN
+    if a_nan and b_nan and ca != cb:            # an SNaN and a QNaN: the QNaN
+        return (a if ca == QNAN else b), flags
     if a_nan and b_nan:
         sa, sb = a & f80.SIG_MASK | f80.QUIET_BIT, b & f80.SIG_MASK | f80.QUIET_BIT
         if sa != sb:

@@ -102,6 +102,7 @@ def load_env(fpu, mem, o32: bool, protected: bool):
             fpu.fdp, fpu.fds = w[5], w[6] & 0xFFFF
         else:
             fpu.fip, fpu.fcs, fpu.fdp, fpu.fds = w[3], w[4], w[5], w[6]
+            fpu.fop = 0                 # the 16-bit protected layout has no FOP
     else:
         high = 0xFFFF if o32 else 0xF
         fpu.fip = w[3] & 0xFFFF | (w[4] >> 12 & high) << 16

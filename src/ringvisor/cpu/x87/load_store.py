@@ -10,7 +10,7 @@ from ringvisor.cpu.x87 import convert
 from ringvisor.cpu.x87 import float80 as f80
 from ringvisor.cpu.x87.ops import push, record, stack_underflow
 from ringvisor.cpu.x87.rounding import round_at
-from ringvisor.cpu.x87.state import C1, IE, RC_NEAREST
+from ringvisor.cpu.x87.state import C1, IE, PE
 
 # (kind, size) memory formats
 M32FP, M64FP, M80FP = ("fp", 4), ("fp", 8), ("fp80", 10)
@@ -74,8 +74,8 @@ def fst_memory(fpu, arg, mem, ctx):
         bits, flags, c1 = convert.store_int(size, raw, cw)
     else:
         bits, flags, c1 = convert.store_bcd(raw, cw)
-    if bits is None:
-        record(fpu, flags, c1)
+    if bits is None:            # unmasked: nothing stored, no PE, C1 clear (silicon)
+        record(fpu, flags & ~PE, False)
         return 0
     mem.write(0, size, bits)            # may fault: state untouched until now
     record(fpu, flags, c1)

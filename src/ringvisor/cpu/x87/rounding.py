@@ -90,7 +90,9 @@ def to_register(neg: int, mag: int, e2: int, sticky: bool, cw: int):
     e += BIAS_ADJUST if kind == 'u' else -BIAS_ADJUST
     exp = e + f80.BIAS
     if not 0 < exp < f80.EXP_MAX:               # beyond even the wrapped range
-        return (f80.zero(neg) if kind == 'u' else f80.infinity(neg)), flags, up
+        if kind == 'u':
+            return f80.zero(neg), flags | PE, False
+        return f80.infinity(neg), flags | PE, True      # FSCALE by huge powers (silicon)
     return neg << 79 | exp << 64 | m << (64 - p), flags, up
 
 

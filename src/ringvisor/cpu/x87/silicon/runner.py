@@ -100,7 +100,7 @@ def assemble(insns) -> tuple[bytes, list[int]]:
     code += b"\x50\x31\xc0\x9d"                                 # push rax; xor eax,eax; popfq
     addresses = []
     for opcode, modrm, o16 in insns:
-        addresses.append(CODE_ADDR + len(code) + (1 if o16 and opcode != 0x9B else 0))
+        addresses.append(CODE_ADDR + len(code))
         code += encode(opcode, modrm, o16)
     code += b"\x9c\x5a"                                         # pushfq; pop rdx
     code += b"\x48\x89\x14\x25" + _abs32(DATA_ADDR + EFLAGS_OUT)
