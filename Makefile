@@ -43,6 +43,12 @@ linux:
 fuzz-cpu: install
 	$(BIN)/python -m ringvisor.difftest --examples $${RINGVISOR_FUZZ_EXAMPLES:-20000} < /dev/null
 
+# Differential testing of the soft x87 FPU against the host's own FPU (a small
+# compiled harness): RINGVISOR_FUZZ_EXAMPLES cases of up to 4 instructions.
+.PHONY: fuzz-x87
+fuzz-x87: install
+	$(BIN)/python -m ringvisor.cpu.x87.silicon --examples $${RINGVISOR_FUZZ_EXAMPLES:-50000} --insns 4 $${RINGVISOR_FUZZ_SEED:+--seed $$RINGVISOR_FUZZ_SEED} < /dev/null
+
 # Benchmarks against real peers (QEMU from Debian, Unicorn from PyPI): not part of `make test`.
 bench-deps: install
 	@command -v qemu-system-i386 >/dev/null || apt-get install -y -qq qemu-system-x86
