@@ -20,6 +20,7 @@ from ringvisor.devices import port61, port92, rtc_cmos
 from ringvisor.devices.i8042 import AUX_IRQ, KBD_IRQ, I8042
 from ringvisor.devices.pic8259 import PicPair
 from ringvisor.devices.pit8254 import BASE as PIT_BASE, PORTS as PIT_PORTS, Pit8254
+from ringvisor.exits import GuestStopped
 
 NS_PER_INSTRUCTION = 10          # 100 MHz, one instruction per cycle
 
@@ -60,7 +61,6 @@ RTC_IRQ = 8
 
 def guest_reset(source: str) -> None:
     """A reset request from the guest: the run ends with status 0."""
-    from ringvisor.machine.machine import GuestStopped
     raise GuestStopped(0, f"guest reset ({source})")
 
 
