@@ -1,5 +1,7 @@
 """Privileged instructions fault above CPL 0; sensitive ones do not (the
 x86 virtualization hole)."""
+import struct
+
 import pytest
 
 from ringvisor.exits import Fault, Halt
@@ -135,11 +137,37 @@ def test_ud_on_garbage_and_bad_lock():
     assert isinstance(rig.run(), Halt)
 
 
-def test_no_fpu():
+def test_the_fpu_is_reported_and_cr0_em_hides_it():
+    """CPUID.1.EDX.FPU = 1 (a Pentium II with its x87); with CR0.EM set an
+    escape is #NM (SDM vol. 3 table 2-2), the kernel's cue to emulate."""
     rig = Rig()
     rig.protected("mov eax, 1\ncpuid\nfninit\nhlt")
     rig.cpu.cr0 |= 4                                        # EM
     rig.intercept(7)
     e = rig.run()
-    assert e.vector == 7 and not rig.cpu.r[2] & 1           # CPUID.1.EDX.FPU = 0
-    _ = asm
+    assert e.vector == 7 and rig.cpu.r[2] & 1
+    assert rig.cpu.r[0] >> 8 & 0xF == 6                     # family 6
+
+
+def test_a_cpu_without_an_fpu_raises_ud_or_nm():
+    rig = Rig()
+    rig.cpu.fpu = None
+    rig.protected("fninit\nhlt")
+    rig.intercept(6, 7)
+    assert rig.run().vector == 6                            # no FPU, EM clear: #UD
+    rig.protected("fninit\nhlt")
+    rig.cpu.cr0 |= 4
+    assert rig.run().vector == 7
+
+
+def test_fpu_arithmetic_through_the_cpu():
+    """The escapes reach cpu/x87 with their memory operands: 1/3 stored as
+    a double, FNSTSW AX, FCOMI setting EFLAGS."""
+    rig = Rig()
+    rig.protected("fninit\nfld1\nfidiv dword ptr [0x6000]\nfst qword ptr [0x6008]\n"
+                  "fnstsw ax\nfld1\nfcomip st, st(1)\nhlt")
+    rig.write(0x6000, struct.pack("<i", 3))
+    rig.run()
+    assert struct.unpack("<d", rig.mem.read(0x6008, 8))[0] == 1 / 3
+    assert rig.cpu.r[0] & 0x3800 == 0x3800                  # TOP = 7 after one push
+    assert rig.cpu.flags & 1 == 0 and rig.cpu.flags & 0x40 == 0   # 1 > 1/3: CF = ZF = 0

@@ -5,7 +5,7 @@ interpreter, the block compiler (compiler/) and the disassembler; semantics
 are grouped by SDM topic in semantics/ (arith, logic, shift, datamove, string,
 control, transfer, segments, protection, interrupts, task, system).
 """
-from ringvisor.cpu.semantics import (arith, control, datamove, interrupts, logic,  # noqa: F401
+from ringvisor.cpu.semantics import (arith, control, datamove, fpu, interrupts, logic,  # noqa: F401
                                      protection, segments, shift, string, system, transfer)
 from ringvisor.cpu.semantics.registry import bind as _bind
 

@@ -19,6 +19,7 @@ from ringvisor.cpu.isa.decoder import NeedMore, decode
 from ringvisor.cpu.semantics.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
 from ringvisor.cpu.semantics.protection import CHECKED, check
 from ringvisor.cpu.semantics.system import cpuid_table
+from ringvisor.cpu.x87 import Fpu
 from ringvisor.cpu_state import CpuState, TableRegister
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 
@@ -34,6 +35,8 @@ class SoftEngine(Core):
         self.halted = False
         self.shadow = False
         self.cpuid = cpuid_table()
+        self.fpu = Fpu()                # the x87 (cpu/x87); None models a CPU without one
+        self.fpu_irq = None             # FERR# -> IRQ13 on a PC (the platform wires it)
         self.tsc_offset = 0
         self.slice = 200_000
         self.use_blocks = True
@@ -55,6 +58,15 @@ class SoftEngine(Core):
         self.shadow = False
         self.recache_all()
         self.flush_tlb()
+
+    def fpu_error(self) -> None:
+        """FERR# with CR0.NE=0: the PC turns it into IRQ13 and the instruction
+        waits for IGNNE# (the handler's write to port 0xF0). Without that
+        wiring (a bare CPU in the tests) IGNNE# is taken as asserted."""
+        if self.fpu_irq is None:
+            self.fpu.ignne = True
+        else:
+            self.fpu_irq()
 
     def get_state(self) -> CpuState:
         r = self.r

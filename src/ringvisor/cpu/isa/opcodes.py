@@ -112,8 +112,10 @@ TABLE: list[tuple[str, str, int]] = _alu_rows() + _rot_rows() + [
     ("CB", "RETF", SENSITIVE | EB), ("CC", "INT3", EB), ("CD", "INT Ib", SENSITIVE | EB),
     ("CE", "INTO", EB), ("CF", "IRET", SENSITIVE | EB),
     ("D4", "AAM Ib", 0), ("D5", "AAD Ib", 0), ("D6", "SALC", 0), ("D7", "XLAT", 0),
-    ("D8", "ESC", EB), ("D9", "ESC", EB), ("DA", "ESC", EB), ("DB", "ESC", EB),
-    ("DC", "ESC", EB), ("DD", "ESC", EB), ("DE", "ESC", EB), ("DF", "ESC", EB),
+    # x87 escapes: ModRM selects the FPU instruction (cpu/x87/table.py); the
+    # E operand only makes the decoder read ModRM, SIB and displacement.
+    ("D8", "ESC Ev", EB), ("D9", "ESC Ev", EB), ("DA", "ESC Ev", EB), ("DB", "ESC Ev", EB),
+    ("DC", "ESC Ev", EB), ("DD", "ESC Ev", EB), ("DE", "ESC Ev", EB), ("DF", "ESC Ev", EB),
     ("E0", "LOOPNZ Jb", EB), ("E1", "LOOPZ Jb", EB), ("E2", "LOOP Jb", EB), ("E3", "JCXZ Jb", EB),
     ("E4", "IN AL,Ib", IOPL | EB), ("E5", "IN eAX,Ib", IOPL | EB),
     ("E6", "OUT Ib,AL", IOPL | EB), ("E7", "OUT Ib,eAX", IOPL | EB),

@@ -5,6 +5,8 @@ disassembler). disasm.py applies it to bytes.
 """
 from __future__ import annotations
 
+from ringvisor.cpu.x87 import mnemonic
+
 R8 = ("al", "cl", "dl", "bl", "ah", "ch", "dh", "bh")
 R16 = ("ax", "cx", "dx", "bx", "sp", "bp", "si", "di")
 R32 = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")
@@ -23,11 +25,10 @@ def _mem(ins, w: int, default_seg: int | None = None) -> str:
         parts.append(names[ins.base])
     if ins.index >= 0:
         parts.append(names[ins.index] + (f"*{1 << ins.scale}" if ins.scale else ""))
-    disp = ins.disp
-    if ins.asz == 2 and parts and disp & 0x8000 and ins.mod == 2:
-        disp -= 0x10000
-    if ins.asz == 4 and parts and disp & 0x80000000:
-        disp -= 1 << 32
+    bits = 16 if ins.asz == 2 else 32
+    disp = ins.disp & ((1 << bits) - 1)        # the decoder keeps 8-bit ones sign-extended
+    if parts and disp >> (bits - 1):
+        disp -= 1 << bits                      # with a register: a negative offset
     if disp or not parts:
         parts.append(f"{disp:#x}" if disp >= 0 or not parts else f"-{-disp:#x}")
     text = "+".join(parts).replace("+-", "-")
@@ -43,6 +44,8 @@ def format_instr(ins, address: int = 0) -> str:
         return "(bad)"
     row = ins.row
     name = row.mnemonic.lower()
+    if name == "esc":
+        return _x87(ins)
     if name in ("movs", "cmps", "stos", "lods", "scas", "ins", "outs"):
         name += {2: "w", 4: "d"}[ins.osz]
     elif name == "cbw" and ins.osz == 4:
@@ -89,3 +92,20 @@ def format_instr(ins, address: int = 0) -> str:
     if ins.rep:
         prefix += "repne " if ins.rep == 2 else "rep "
     return (prefix + name + (" " + ", ".join(ops) if ops else "")).strip()
+
+
+def _x87(ins) -> str:
+    """An escape by the FPU's own table: `fld qword ptr [ebp-0x8]`, `fxch st(3)`."""
+    text = mnemonic(ins.row.byte, ins.mod << 6 | ins.reg << 3 | ins.rm)
+    if text is None:
+        return "(bad x87)"
+    name, _, operand = text.lower().partition(" ")
+    if ins.mod == 3:
+        return text.lower()
+    size = X87_SIZES.get(operand, "")
+    return f"{name} {size + ' ptr ' if size else ''}{_mem(ins, 0)}"
+
+
+# The SDM's x87 memory operand types, as Intel syntax writes their size.
+X87_SIZES = {"m32fp": "dword", "m64fp": "qword", "m80fp": "tbyte", "m16int": "word",
+             "m32int": "dword", "m64int": "qword", "m80bcd": "tbyte", "m2byte": "word"}

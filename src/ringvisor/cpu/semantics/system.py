@@ -1,10 +1,9 @@
 """System instructions that are not protection control (SDM vol. 2):
 HLT, CLI/STI, PUSHF/POPF, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, SYSENTER/
-SYSEXIT, WAIT and the x87 escapes on a CPU without an FPU, UD2, INVD.
+SYSEXIT, UD2, INVD (WAIT and the x87 escapes: fpu.py).
 
-This CPU reports an FPU-less Pentium-class IA-32 (CPUID.1.EDX.FPU = 0):
-x87 escapes raise #NM when CR0.EM or CR0.TS is set, #UD otherwise; WAIT
-raises #NM when CR0.TS and CR0.MP are both set. The TSC counts retired
+This CPU reports a Pentium II class IA-32 with its x87 FPU (family 6, model
+5) and the features the soft CPU implements, no more. The TSC counts retired
 instructions (one tick per instruction, plus the offset WRMSR(0x10) sets),
 so it is deterministic and identical between the interpreter and compiled
 blocks.
@@ -17,9 +16,11 @@ from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu_state import Segment
 
 VENDOR = b"GenuineIntel"
-CPUID_SIGNATURE = 0x0000052C       # family 5, model 2, stepping 12 (a P54C Pentium)
-# EDX: DE=0 PSE TSC MSR CX8 SEP PGE CMOV (no FPU, no APIC, no PAE, no hypervisor bit)
-CPUID_EDX = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 11) | (1 << 13) | (1 << 15)
+CPUID_SIGNATURE = 0x00000652       # family 6, model 5, stepping 2 (a Pentium II, Deschutes)
+# CPUID.1.EDX, the bits of what is implemented (SDM vol. 2 CPUID, table 3-11):
+# no VME/DE/MCE/APIC/MTRR/PAT/MMX/FXSR (not modelled), no PAE, no hypervisor bit.
+CPUID_FEATURES = {"FPU": 0, "PSE": 3, "TSC": 4, "MSR": 5, "CX8": 8, "SEP": 11, "PGE": 13, "CMOV": 15}
+CPUID_EDX = sum(1 << bit for bit in CPUID_FEATURES.values())
 
 
 def cpuid_table() -> dict[int, tuple[int, int, int, int]]:
@@ -158,19 +159,6 @@ def sysexit(cpu, ins):
     cpu.set_cpl(3)
     cpu.r[4] = cpu.r[1]
     cpu.eip = cpu.r[2]
-
-
-@sem("WAIT")
-def wait(cpu, ins):
-    if cpu.cr0 & CR0_TS and cpu.cr0 & CR0_MP:
-        raise CpuFault(NM)
-
-
-@sem("ESC")
-def esc(cpu, ins):
-    if cpu.cr0 & (CR0_EM | CR0_TS):
-        raise CpuFault(NM)
-    raise ud()
 
 
 @sem("UD2")
