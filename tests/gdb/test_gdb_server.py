@@ -208,3 +208,16 @@ def test_parse_address(text, expected):
 def test_parse_address_refuses_bad_input(text):
     with pytest.raises(ConfigError, match="--gdb"):
         parse_address(text)
+
+
+def test_listening_says_whether_the_network_can_reach_the_stub(fake_target):
+    lines = []
+    server = GdbServer(fake_target, "127.0.0.1", 0, log=lines.append)
+    port = server.listen()[1]
+    server.close()
+    assert lines == [f"gdb stub listening on 127.0.0.1:{port} (loopback only)"]
+    lines.clear()
+    server = GdbServer(fake_target, "0.0.0.0", 0, log=lines.append)
+    server.listen()
+    server.close()
+    assert "reachable from the network" in lines[0]

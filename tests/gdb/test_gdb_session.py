@@ -9,7 +9,7 @@ import pytest
 
 from ringvisor.gdb import registers
 from ringvisor.gdb.session import Session
-from ringvisor.gdb.target import Target
+from ringvisor.gdb.target import Target, TargetError
 
 
 class Recorder:
@@ -327,3 +327,11 @@ def test_malformed_packets_get_errors_not_crashes(session, packet):
 def test_no_ack_mode_switch(session):
     assert ask(session, b"QStartNoAckMode") == b"OK"
     assert session.channel.acking is False
+
+
+def test_a_refused_resume_address_is_an_error_not_a_crash(session, fake_target):
+    def refuse(state):
+        raise TargetError("no descriptor tables")
+    fake_target.write_registers = refuse
+    assert ask(session, b"c1000") == b"E01"
+    assert ask(session, b"qC") == b"QC1"

@@ -134,6 +134,8 @@ class GdbServer:
                               f"{e.strerror or e}") from None
         self._listener = listener
         self.port = listener.getsockname()[1]
+        where = "loopback only" if _is_loopback(sockaddr[0]) else "reachable from the network"
+        self.log(f"gdb stub listening on {self.host}:{self.port} ({where})")
         return self.host, self.port
 
     def accept(self, timeout: float | None = None) -> bool:
@@ -172,8 +174,8 @@ class GdbServer:
     def serve(self) -> SessionEnd:
         """Run one session on the connected client (accepting one first if
         needed) until gdb detaches, kills, the guest ends, or the client goes."""
-        if not self._client_ready.is_set():
-            self.accept()
+        if not self._client_ready.is_set() and not self.accept():
+            return SessionEnd("disconnected")     # the listener was closed meanwhile
         client = self._client
         channel = SocketChannel(client, self.debug)
         session = Session(self.target, channel, self.debug)
@@ -215,6 +217,14 @@ class GdbServer:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _end_line(end: SessionEnd) -> str:

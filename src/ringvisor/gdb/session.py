@@ -84,6 +84,11 @@ class Session:
         except (ValueError, IndexError) as e:
             self.log(f"gdb: malformed packet {payload[:40]!r}: {e}")
             reply = E_INVAL
+        except MemoryFault:
+            reply = E_FAULT
+        except TargetError as e:
+            self.log(f"gdb: the target refused {payload[:40]!r}: {e}")
+            reply = E_REFUSED
         if reply is not None:
             self.channel.send(reply)
 
