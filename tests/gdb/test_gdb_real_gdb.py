@@ -68,6 +68,7 @@ def test_write_memory_hardware_breakpoint_read_watchpoint_and_exit(gdb_binary, s
     out = run_gdb(gdb_binary, stub.port, program_elf, [
         "x/wx &limit",
         "set {int}&limit = 7",
+        "set $edx = 16",
         "hbreak bump",
         "rwatch *(int*)&limit",
         "continue",
@@ -81,7 +82,7 @@ def test_write_memory_hardware_breakpoint_read_watchpoint_and_exit(gdb_binary, s
     assert "Hardware assisted breakpoint 1 at 0x101e" in out
     assert "Value = 7" in out and "0x00001018 in loop ()" in out
     assert "Breakpoint 1, 0x0000101e in bump ()" in out
-    assert "$1 = 0" in out
+    assert "$1 = 16" in out                                 # set by P, kept by the guest
     assert "exited with code 07" in out
     assert end.how == "exited" and end.stop.code == 7
 
