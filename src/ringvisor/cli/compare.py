@@ -5,6 +5,7 @@ import sys
 
 from rich.console import Console
 
+from ringvisor.cli.report_console import report_console
 from ringvisor.cli.run import write_doc
 from ringvisor.compare import chart, report
 from ringvisor.compare.techniques import ALL
@@ -32,7 +33,7 @@ def command(args) -> int:
     backend = detect()
     doc = {"backend": backend.name, "backend_description": backend.description,
            "iters": args.iters, "rounds": args.rounds, **doc}
-    out = Console(file=sys.stdout, highlight=False, width=200)
+    out = report_console(sys.stdout)
     out.print(report.table(doc))
     for name, why in doc["unavailable"].items():
         out.print(f"{name}: not measured: {why}")
