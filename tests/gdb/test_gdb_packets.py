@@ -100,3 +100,14 @@ def test_reader_survives_any_bytes_and_then_reads_a_good_packet(noise, more):
     reader.feed(more)
     events = reader.feed(b"#00" + frame(b"qC"))   # ends whatever packet the noise opened
     assert events[-1] == Packet(b"qC")
+
+
+def test_reader_expands_run_length_encoding_after_the_checksum():
+    # "M0,4:0000" sent as "M0,4:0* " (the checksum is of the encoded form).
+    events = PacketReader().feed(frame(b"M0,4:0* "))
+    assert events == [Packet(b"M0,4:0000")]
+
+
+def test_reader_refuses_a_run_length_mark_without_a_character():
+    events = PacketReader().feed(frame(b"*!"))
+    assert len(events) == 1 and isinstance(events[0], BadPacket)

@@ -186,4 +186,7 @@ class PacketReader:
         expected = int(digits, 16)
         if expected != checksum(payload):
             return BadPacket(f"checksum {expected:02x} does not match {checksum(payload):02x}")
-        return Packet(payload)
+        try:
+            return Packet(rle_decode(payload))   # the checksum covers the encoded form
+        except ValueError as e:
+            return BadPacket(str(e))

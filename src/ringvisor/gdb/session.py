@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 from ringvisor.gdb import monitor, registers, stops
 from ringvisor.gdb.packets import MAX_PACKET, escape_binary, unescape_binary
 from ringvisor.gdb.registers import RegisterError
-from ringvisor.gdb.target import (Crashed, Exited, Interrupted, MemoryFault, Stop, Target,
+from ringvisor.gdb.target import (Crashed, Exited, MemoryFault, Stop, Target,
                                   TargetError, Watchpoint, WatchKind)
 
 E_FAULT, E_INVAL, E_NOSPC, E_REFUSED = b"E14", b"E22", b"E28", b"E01"
@@ -90,7 +90,8 @@ class Session:
             self.log(f"gdb: the target refused {payload[:40]!r}: {e}")
             reply = E_REFUSED
         if reply is not None:
-            self.channel.send(reply)
+            # qXfer data is binary-escaped: sent as it is, without run-length encoding.
+            self.channel.send(reply, binary=payload.startswith(b"qXfer:"))
 
     def end_disconnected(self) -> SessionEnd:
         """The client vanished: take our breakpoints out and let the guest go on."""
@@ -386,9 +387,8 @@ class Session:
                 return self._resume(step=False)
             if op in (b"s", b"S"):
                 return self._resume(step=True)
-            if op == b"t":
-                self.last_stop = Interrupted() if self.last_stop is None else self.last_stop
-                return b"T00thread:%x;" % stops.THREAD
+            if op == b"t":                       # stop: in all-stop mode it already is
+                return self._stop_reply()
             if op == b"r":                       # range step: one step at a time is a valid answer
                 return self._resume(step=True)
             raise Malformed(f"unknown vCont action {verb!r}")
