@@ -335,3 +335,13 @@ def test_a_refused_resume_address_is_an_error_not_a_crash(session, fake_target):
     fake_target.write_registers = refuse
     assert ask(session, b"c1000") == b"E01"
     assert ask(session, b"qC") == b"QC1"
+
+
+def test_monitor_registers_names_the_mode_and_cpl(session, fake_target):
+    def regs():
+        ask(session, b"qRcmd," + b"info registers".hex().encode())
+        return console(session).splitlines()[0]
+    fake_target.state.eflags |= 0x20000
+    assert regs().startswith("virtual-8086 mode, CPL 3")
+    fake_target.state.cr0 &= ~1
+    assert regs().startswith("real mode, CPL 0")

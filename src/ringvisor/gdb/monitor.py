@@ -38,9 +38,9 @@ HELP = """ringvisor monitor commands:
 
 def registers_text(target: Target) -> str:
     s = target.read_registers()
-    cpl = s.cs.selector & 3 if s.cr0 & 1 else 0
-    mode = ("real mode" if not s.cr0 & 1 else
-            "virtual-8086 mode" if s.eflags & 0x20000 else "protected mode")
+    v86 = bool(s.cr0 & 1 and s.eflags & 0x20000)
+    cpl = 0 if not s.cr0 & 1 else 3 if v86 else s.cs.selector & 3
+    mode = "real mode" if not s.cr0 & 1 else "virtual-8086 mode" if v86 else "protected mode"
     lines = [
         f"{mode}, CPL {cpl}, paging {'on' if s.cr0 & 0x80000000 else 'off'}",
         f"eax={s.eax:08x} ebx={s.ebx:08x} ecx={s.ecx:08x} edx={s.edx:08x}",
