@@ -20,6 +20,8 @@ def ringvisor(*args):
     (["run", "{k}", "--memory", "9G"], 2, "maximum"),
     (["run", "{k}", "--memory", "lots"], 2, "not a size"),
     (["run", "{k}", "--timeout", "-1"], 2, "positive number of seconds"),
+    (["run", "{k}", "--timeout", "nan"], 2, "--timeout nan: must be a positive number of seconds"),
+    (["run", "{k}", "--timeout", "inf"], 2, "--timeout inf: must be a positive number of seconds"),
     (["run", "{k}", "--serial", "tcp:1234"], 2, "use stdio or file:PATH"),
     (["run", "{k}", "--technique", "hw", "--engine", "soft"], 2, "kvm engine only"),
     # a monitor keeps the top 4 MiB: the true minimum, as bad input (it was exit 4 and "16M")

@@ -30,7 +30,7 @@ def test_synthetic_file_with_unknown_chunk():
     assert t.hash == bytes(range(20)).hex()
 
 
-@pytest.mark.skipif(not DATA.exists(), reason="test data not present")
+@pytest.mark.testdata
 def test_real_files():
     f = moo.load(DATA / "80286_v1_real_mode" / "CD.MOO.gz")
     assert f.cpu == "C286" and len(f.tests) == 5000 and f.meta["mnemonic"] == "int"

@@ -12,7 +12,11 @@ from ringvisor.testvectors.runner import DATA, VectorRunner, run_file, vector_fi
 
 SAMPLE = 250
 FILES = vector_files()
-pytestmark = pytest.mark.skipif(not DATA.exists(), reason="test data not present")
+pytestmark = pytest.mark.testdata
+
+
+def test_the_vector_files_are_there():
+    assert FILES, f"no MOO files under {DATA}"
 
 
 @pytest.fixture(scope="module")

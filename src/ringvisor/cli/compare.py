@@ -5,10 +5,12 @@ import sys
 
 from rich.console import Console
 
+from ringvisor.cli.paths import check_writable
+from ringvisor.cli.report_console import report_console
 from ringvisor.cli.run import write_doc
 from ringvisor.compare import chart, report
-from ringvisor.compare.techniques import ALL
-from ringvisor.errors import ConfigError
+from ringvisor.compare.techniques import ALL, refusal
+from ringvisor.errors import ConfigError, GuestCrashed
 from ringvisor.kvm.backend import detect
 
 
@@ -17,6 +19,9 @@ def command(args) -> int:
         raise ConfigError("--iters must be at least 10 and --rounds at least 1")
     if args.chart:
         chart.check_path(args.chart)
+        check_writable(args.chart, "--chart")
+    if args.json:
+        check_writable(args.json, "--json")
     chosen = ALL
     if args.only:
         known = [t.name for t in ALL]
@@ -25,6 +30,7 @@ def command(args) -> int:
         if bad:
             raise ConfigError(f"unknown technique {bad[0]!r} (choose from {', '.join(known)})")
         chosen = tuple(t for t in ALL if t.name in wanted)
+    refuse_if_nothing_can_run(chosen)
     say = Console(stderr=True, highlight=False)
     with say.status("measuring") as status:
         doc = report.compare(chosen, args.iters, args.rounds,
@@ -32,8 +38,13 @@ def command(args) -> int:
     backend = detect()
     doc = {"backend": backend.name, "backend_description": backend.description,
            "iters": args.iters, "rounds": args.rounds, **doc}
-    out = Console(file=sys.stdout, highlight=False, width=200)
+    if not doc["techniques"]:
+        raise GuestCrashed("nothing was measured: " + "; ".join(
+            f"{name}: {why}" for name, why in doc["unavailable"].items()))
+    out = report_console(sys.stdout)
     out.print(report.table(doc))
+    for line in report.notes(doc):
+        out.print(line)
     for name, why in doc["unavailable"].items():
         out.print(f"{name}: not measured: {why}")
     if args.json:
@@ -41,3 +52,13 @@ def command(args) -> int:
     if args.chart:
         chart.draw(doc, args.chart)
     return 0
+
+
+def refuse_if_nothing_can_run(chosen) -> None:
+    """When none of the chosen techniques can run here, say why at once
+    (with the exit code of the first reason: 3 for an unusable /dev/kvm)."""
+    reasons = {t.name: refusal(t) for t in chosen}
+    if all(reasons.values()):
+        first = next(iter(reasons.values()))
+        raise type(first)("nothing to measure here: " + "; ".join(
+            f"{name}: {str(why).splitlines()[0]}" for name, why in reasons.items()))

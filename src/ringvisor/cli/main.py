@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="the bundled guest under every technique available here, "
                              "one table (Adams & Agesen's nanobenchmarks, red pill, MIPS)")
     compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
-    compare.add_argument("--chart", metavar="FILE", help="draw the ratios to native (.png or .svg)")
+    compare.add_argument("--chart", metavar="FILE", help="draw each nanobenchmark's host ns per "
+                         "iteration and traps per iteration, per technique (.png or .svg)")
     compare.add_argument("--iters", type=int, default=1000, help="nanobenchmark iterations (default 1000)")
-    compare.add_argument("--rounds", type=int, default=4, help="compute rounds of the shorter of the two runs whose difference gives MIPS (the longer runs 5x as many; default 4)")
+    compare.add_argument("--rounds", type=int, default=4, help="compute rounds of the shorter of the two runs whose difference gives MIPS (the longer runs 5x as many, or 25x or 125x when that is too short to time; default 4)")
     compare.add_argument("--only", metavar="NAMES", help="comma-separated techniques "
                          "(native, trap-ring1, trap-ring3, bt, pv, hw)")
     compare.set_defaults(handler="ringvisor.cli.compare:command")

@@ -2,6 +2,8 @@
 errors for everything the user can get wrong."""
 from __future__ import annotations
 
+import math
+
 from ringvisor import guests
 from ringvisor.errors import ConfigError, KvmUnavailable
 from ringvisor.machine.memory import check_size, parse_size
@@ -37,8 +39,8 @@ def vm_config(args) -> VmConfig:
     if (engine, technique) not in AVAILABLE:
         raise ConfigError(f"--technique {technique} on the {engine} engine is not available yet "
                           f"(this build offers: {', '.join(f'{t} on {e}' for e, t in sorted(AVAILABLE))})")
-    if args.timeout is not None and args.timeout <= 0:
-        raise ConfigError("--timeout must be a positive number of seconds")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     cmdline = args.cmdline
     if args.workload:
         if args.workload not in WORKLOADS:

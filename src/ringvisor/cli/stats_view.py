@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from rich.console import Console
 from rich.table import Table
+
+from ringvisor.cli.report_console import report_console
 
 
 def print_stats(result, file=None) -> None:
-    console = Console(file=file or sys.stderr, highlight=False)
+    console = report_console(file or sys.stderr)
     s = result.stats
     console.print(f"[bold]ringvisor[/] guest exited with status {result.status} ({result.reason}) "
                   f"after {result.wall_seconds:.3f} s on the {s.get('engine')} engine")

@@ -80,23 +80,33 @@ def nanobench(t: Technique, iters: int) -> dict[str, dict]:
 
 
 COMPUTE = re.compile(r"^compute checksum=([0-9a-f]+) instructions=(\d+)$")
+# The longer run's extra CPU time must exceed this to be told from host noise;
+# when it does not, the longer run is made 5 times longer again (LONGER).
+MIN_EXTRA_SECONDS = 0.05
+LONGER = (5, 25, 125)
 
 
-def compute_mips(t: Technique, rounds: int) -> tuple[float | None, str]:
+def _compute_point(t: Technique, rounds: int) -> tuple[int, float, str]:
+    run = Run(t, f"workload=compute iters={rounds}")
+    found = run.find(COMPUTE)
+    if not found:
+        raise RuntimeError("the guest printed no checksum")
+    return int(found[0][2]), run.cpu_seconds, found[0][1]
+
+
+def compute_mips(t: Technique, rounds: int) -> tuple[float | None, str, str | None]:
     """Guest MIPS of the compute loop: its own exact instruction count over
     the host CPU time the extra rounds of a longer run took (boot, compiling
-    and the first rounds cancel out)."""
-    points = []
-    for n in (rounds, 5 * rounds):
-        run = Run(t, f"workload=compute iters={n}")
-        found = run.find(COMPUTE)
-        if not found:
-            raise RuntimeError("the guest printed no checksum")
-        points.append((int(found[0][2]), run.cpu_seconds, found[0][1]))
-    (i0, s0, _), (i1, s1, checksum) = points
-    if s1 - s0 < 0.05:          # host noise larger than the extra rounds: no figure
-        return None, checksum
-    return (i1 - i0) / (s1 - s0) / 1e6, checksum
+    and the first rounds cancel out). Returns (MIPS, checksum, None), or
+    (None, checksum, why) when even the longest run's extra rounds took too
+    little CPU time to be measured."""
+    i0, s0, checksum = _compute_point(t, rounds)
+    for factor in LONGER:
+        i1, s1, checksum = _compute_point(t, factor * rounds)
+        if s1 - s0 >= MIN_EXTRA_SECONDS:
+            return (i1 - i0) / (s1 - s0) / 1e6, checksum, None
+    return None, checksum, (f"{(factor - 1) * rounds} extra compute rounds took {max(s1 - s0, 0):.3f} s "
+                            f"of CPU, under the {MIN_EXTRA_SECONDS} s that host noise allows to measure")
 
 
 PROBE_VISIBLE = re.compile(r"^probe (\S+) .* VISIBLE$")

@@ -19,11 +19,14 @@ def measure_technique(t: Technique, iters: int, rounds: int, progress=None) -> d
     step("probe")
     visible, leaks = measure.probe(t)
     step("compute")
-    mips, checksum = measure.compute_mips(t, rounds)
+    mips, checksum, why_no_mips = measure.compute_mips(t, rounds)
     step("nanobench")
     bench = measure.nanobench(t, iters)
-    return {"command": f"ringvisor run {t.command}", "probe_visible": visible, "probe_leaks": leaks,
-            "mips": mips, "compute_checksum": checksum, "nanobench": bench}
+    entry = {"command": f"ringvisor run {t.command}", "probe_visible": visible, "probe_leaks": leaks,
+             "mips": mips, "compute_checksum": checksum, "nanobench": bench}
+    if why_no_mips:
+        entry["mips_note"] = why_no_mips
+    return entry
 
 
 def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None) -> dict:
@@ -66,8 +69,14 @@ def table(doc: dict) -> Table:
             traps = "?" if r["traps_per_iter"] is None else f"{r['traps_per_iter']:.2f}"
             row.append(f"{r['ns_per_iter']:,.0f} ({traps}){ratio}")
         t.add_row(b, *row)
-    t.add_row("compute MIPS", *("?" if doc["techniques"][n]["mips"] is None
+    t.add_row("compute MIPS", *("? (too fast to time, see below)" if doc["techniques"][n]["mips"] is None
                                 else f"{doc['techniques'][n]['mips']:.2f}" for n in names))
     t.add_row("probe: virtualization visible",
               *("yes" if doc["techniques"][n]["probe_visible"] else "no" for n in names))
     return t
+
+
+def notes(doc: dict) -> list[str]:
+    """Lines printed under the table: why a figure is missing."""
+    return [f"{name}: compute MIPS not measured: {entry.get('mips_note', 'no figure')}"
+            for name, entry in doc["techniques"].items() if entry.get("mips") is None]

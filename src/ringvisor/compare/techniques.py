@@ -28,8 +28,9 @@ ALL = (Technique("native", "soft", "native"),
        Technique("hw", "kvm", "hw"))
 
 
-def unavailable(t: Technique) -> str | None:
-    """Why the bundled guest cannot run under `t` here (None: it can)."""
+def refusal(t: Technique) -> RingvisorError | None:
+    """The error that keeps the bundled guest from running under `t` here
+    (None: it can run)."""
     from argparse import Namespace
     from ringvisor.cli.options import vm_config
     args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload="probe", guest=None,
@@ -37,5 +38,11 @@ def unavailable(t: Technique) -> str | None:
     try:
         vm_config(args)
     except RingvisorError as e:
-        return str(e)
+        return e
     return None
+
+
+def unavailable(t: Technique) -> str | None:
+    """Why the bundled guest cannot run under `t` here (None: it can)."""
+    why = refusal(t)
+    return None if why is None else str(why)

@@ -40,15 +40,27 @@ class Watchdog:
             signal.pthread_kill(self._thread_id, signal.SIGUSR1)
 
     def _watch(self) -> None:
+        # Wake at the next idle check or at the timeout, whichever is first:
+        # a --timeout shorter than the period must still end a short run.
         last = self.progress()
-        while not self._stop.wait(self.period):
-            if self.timeout is not None and time.monotonic() - self.started > self.timeout:
+        next_check = time.monotonic() + self.period
+        deadline = None if self.timeout is None else self.started + self.timeout
+        while True:
+            wake = next_check if deadline is None else min(next_check, deadline)
+            if self._stop.wait(max(0.0, wake - time.monotonic())):
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 self.kick("timeout")
+                deadline = now + self.period     # again a period later if the guest goes on
+                next_check = now + self.period
                 continue
-            now = self.progress()
-            if now == last:
-                self.kick("idle")      # no exit for a whole period: is it stuck?
-            last = now
+            if now >= next_check:
+                progress = self.progress()
+                if progress == last:
+                    self.kick("idle")      # no exit for a whole period: is it stuck?
+                last = progress
+                next_check = now + self.period
 
     def close(self) -> None:
         self._stop.set()

@@ -2,7 +2,8 @@
 
 A file (gzip-compressed or not) is a sequence of chunks `type[4] len:u32
 payload`; unknown chunks are skipped by length. See
-/work/shared/testdata/x86-singlestep/README.md for the layout.
+x86-singlestep/README.md in the shared test data (testvectors/data.py) for
+the layout.
 """
 from __future__ import annotations
 

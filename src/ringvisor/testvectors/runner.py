@@ -18,9 +18,10 @@ from pathlib import Path
 from ringvisor.cpu_state import CpuState, Segment
 from ringvisor.machine.bus import MmioBus, PortBus
 from ringvisor.machine.memory import GuestMemory
+from ringvisor.testvectors.data import singlestep_dir
 from ringvisor.testvectors.moo import REGS16, Test, load, revoked
 
-DATA = Path("/work/shared/testdata/x86-singlestep")
+DATA = singlestep_dir()
 
 # Named exclusions and masks ----------------------------------------------------------
 # FLAGS bits 12-15: the 286 in real mode always stores them as 0; a 386 keeps
