@@ -11,9 +11,14 @@ import pytest
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "acpica-tools"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        path = shutil.which(name)
+        for command in (["apt-get", "install", "-y", "-qq", "acpica-tools"],
+                        ["apt-get", "update", "-qq"],
+                        ["apt-get", "install", "-y", "-qq", "acpica-tools"]):
+            subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False, timeout=600)
+            path = shutil.which(name)
+            if path is not None:
+                break
     if path is None:
         pytest.fail(f"{name} is missing and `apt-get install acpica-tools` did not provide it")
     return path
