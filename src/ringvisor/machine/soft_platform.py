@@ -35,30 +35,60 @@ class _ClockedPit:
 
 
 class SoftPlatform:
-    def __init__(self, ports, engine=None):
+    def __init__(self, ports, engine=None, pc=None, mmio=None, memory=None, memory_map=(),
+                 cmdline: bytes | None = None):
+        """`pc` (a boot.pc_description.PcDescription; None by default, which
+        keeps the 1990 PC above) adds the local and I/O APICs, the ACPI PM
+        block, fw_cfg, the HPET if described, and the firmware tables
+        (machine/pc_platform.py); it needs the MMIO bus and guest memory."""
         self.engine = engine
-        self.pic = PicPair()
-        self.pit = Pit8254(irq=self.pic.irq_line(0))
         self.idle_ns = 0                  # virtual time skipped while halted
         self.idle_skips = 0
+        self.pic = PicPair()
+        self.pc = None
+        irq0 = self.pic.irq_line(0)
+        if pc is not None:
+            from ringvisor.machine.pc_platform import PcPlatform
+            self.pc = PcPlatform(pc, ports=ports, mmio=mmio, memory=memory, pic=self.pic,
+                                 clock=lambda: self.now_ns() if self.engine is not None else 0,
+                                 tsc=lambda: self.engine.tsc() if self.engine is not None else 0,
+                                 memory_map=memory_map, cmdline=cmdline)
+            irq0 = self.pc.pit_line
+        self.pit = Pit8254(irq=irq0)
         self.pic.register(ports)
         ports.register(PIT_BASE, PIT_PORTS, _ClockedPit(self), "8254 PIT")
 
     def irq_line(self, irq: int):
+        if self.pc is not None:
+            return self.pc.irq_line(irq)
         return self.pic.irq_line(irq)
 
     def now_ns(self) -> int:
         return self.engine.instructions * NS_PER_INSTRUCTION + self.idle_ns
 
     def sync(self) -> None:
-        """Bring the PIT to the CPU's present (it may raise IRQ 0)."""
-        self.pit.advance_to(self.now_ns())
+        """Bring the PIT (and the APIC-era timers) to the CPU's present."""
+        self._advance_to(self.now_ns())
+
+    def _advance_to(self, ns: int) -> None:
+        self.pit.advance_to(ns)
+        if self.pc is not None:
+            self.pc.advance_to(ns)
+
+    def next_event_ns(self) -> int | None:
+        """The next timer edge of any device, in absolute virtual ns."""
+        nxt = self.pit.next_event_ns()
+        if self.pc is not None:
+            other = self.pc.next_event_ns()
+            if other is not None and (nxt is None or other < nxt):
+                nxt = max(other, self.now_ns() + 1)
+        return nxt
 
     def budget(self, slice_: int) -> int:
         """Instructions to run before the PIT's next edge is due, at most
         `slice_`: timer interrupts arrive at the exact instruction they would
         on every run (deterministic)."""
-        nxt = self.pit.next_event_ns()
+        nxt = self.next_event_ns()
         if nxt is None:
             return slice_
         return max(1, min(slice_, -(-(nxt - self.now_ns()) // NS_PER_INSTRUCTION)))
@@ -66,14 +96,14 @@ class SoftPlatform:
     def skip_to_next_event(self) -> bool:
         """The CPU halted waiting for an interrupt: let virtual time jump to
         the PIT's next edge. False if no timer will ever fire."""
-        nxt = self.pit.next_event_ns()
+        nxt = self.next_event_ns()
         if nxt is None:
             return False
         skipped = max(0, nxt - self.now_ns())
         self.idle_ns += skipped
         self.idle_skips += 1
         self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
-        self.pit.advance_to(nxt)
+        self._advance_to(nxt)
         return True
 
     def host_clock_tsc(self, traps=lambda: 0) -> list[tuple[int, int]]:
@@ -98,4 +128,5 @@ class SoftPlatform:
                 "idle_virtual_seconds": self.idle_ns / 1e9,
                 "halts_skipped": self.idle_skips,
                 "timer_interrupts": self.pit.stats.irq_pulses,
-                "interrupts_by_irq": dict(sorted(self.pic.delivered.items()))}
+                "interrupts_by_irq": dict(sorted(self.pic.delivered.items())),
+                **({"pc": self.pc.statistics()} if self.pc is not None else {})}
