@@ -443,3 +443,45 @@ def test_lint0_level_triggered_fixed_uses_remote_irr():
     apic.set_lint(0, 0)
     wr(apic, Reg.EOI, 0)
     assert not apic.pending() and not rd(apic, LVT_LINT0) & (1 << 14)
+
+
+def test_timer_mode_changes_keep_the_count_going():
+    """The sequence of kvm-unit-tests' x86/apic.c test_apic_change_mode."""
+    clock = Clock()
+    apic = enabled(clock=clock)
+    wr(apic, Reg.TIMER_DIVIDE, 0xB)
+    tmict = 1000
+    wr(apic, Reg.TIMER_INITIAL, tmict)
+    wr(apic, LVT_TIMER, 1 << 17 | 0x40)                      # to periodic
+    assert rd(apic, Reg.TIMER_INITIAL) == tmict
+    wr(apic, LVT_TIMER, 0x40)                                # one-shot, restarted
+    wr(apic, Reg.TIMER_INITIAL, tmict)
+    assert rd(apic, Reg.TIMER_CURRENT) == tmict
+    clock.ns += tmict * 10
+    assert rd(apic, Reg.TIMER_CURRENT) == 0                  # one-shot reached 0
+    wr(apic, Reg.TIMER_INITIAL, tmict)
+    clock.ns += 600 * 10
+    wr(apic, LVT_TIMER, 1 << 17 | 0x40)                      # one-shot -> periodic mid-count
+    assert rd(apic, Reg.TIMER_CURRENT) == 400                # not reset
+    clock.ns += 400 * 10 + 100 * 10
+    assert rd(apic, Reg.TIMER_CURRENT) == 900                # wrapped to the initial count
+    clock.ns += 500 * 10
+    wr(apic, LVT_TIMER, 0x40)                                # periodic -> one-shot mid-count
+    assert rd(apic, Reg.TIMER_CURRENT) == 400
+    clock.ns += 400 * 10
+    assert rd(apic, Reg.TIMER_CURRENT) == 0
+    clock.ns += 10_000
+    assert rd(apic, Reg.TIMER_CURRENT) == 0                  # and stays there
+    wr(apic, LVT_TIMER, 1 << 17 | 0x40)                      # expired one-shot -> periodic
+    clock.ns += 10_000
+    assert rd(apic, Reg.TIMER_CURRENT) == 0                  # stays at zero
+
+
+def test_tsc_deadline_at_the_present_tsc_fires_at_once():
+    """kvm-unit-tests: wrmsr(TSCDEADLINE, rdmsr(TSC)); the next instruction sees it."""
+    clock = Clock()
+    clock.ns = 12_340
+    apic = enabled(clock=clock)
+    wr(apic, LVT_TIMER, 2 << 17 | 0xEF)
+    apic.write_msr(0x6E0, apic.tsc())
+    assert apic.acknowledge() == 0xEF and apic.read_msr(0x6E0) == 0

@@ -48,12 +48,16 @@ class ApicTimer:
         return divisor(self.dcr) * NS_PER_BUS_CLOCK
 
     # -- programming -------------------------------------------------------------
-    def set_mode(self, mode: int) -> None:
+    def set_mode(self, mode: int, now: int) -> None:
         """A switch into or out of TSC-deadline mode disarms the timer
-        (SDM 10.5.4.1); one-shot <-> periodic keeps the count running."""
+        (SDM 10.5.4.1). One-shot <-> periodic neither restarts nor resets
+        the count: it goes on from its present value (a one-shot count that
+        already reached 0 stays there), then follows the new mode."""
         if (mode == TSC_DEADLINE) != (self.mode == TSC_DEADLINE):
             self.initial = self.anchor_count = self.deadline = 0
             self.next_due_ns = None
+        elif mode != self.mode and self.next_due_ns is not None:
+            self.anchor_ns, self.anchor_count = now, self.current(now)
         self.mode = mode
 
     def load(self, initial: int, now: int) -> None:
@@ -83,8 +87,8 @@ class ApicTimer:
 
     # -- the count as a function of time -------------------------------------------
     def current(self, now: int) -> int:
-        if self.mode == TSC_DEADLINE or self.initial == 0:
-            return 0
+        if self.mode == TSC_DEADLINE or self.next_due_ns is None:
+            return 0                            # stopped, expired one-shot, or never started
         ticks = max(0, now - self.anchor_ns) // self.ns_per_count
         if ticks < self.anchor_count:
             return self.anchor_count - ticks

@@ -555,7 +555,7 @@ class LocalApic:
         self.lvt[index] = entry
         if index == TIMER:
             mode = (entry >> LVT_TIMER_MODE_SHIFT) & 3
-            self.timer.set_mode({1: PERIODIC, 2: TSC_DEADLINE}.get(mode, ONE_SHOT))
+            self.timer.set_mode({1: PERIODIC, 2: TSC_DEADLINE}.get(mode, ONE_SHOT), now)
         self._update()
         if index in (LINT0, LINT1) and was_masked and not entry & LVT_MASKED \
                 and self.lint_levels[index - LINT0] and entry & LVT_LEVEL:
