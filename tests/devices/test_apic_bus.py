@@ -188,3 +188,31 @@ def test_mmio_icr_write_through_the_window_sends_from_the_running_cpu():
     bus.current = 2
     bus.mmio.write(DEFAULT_BASE + Reg.ICR_LOW, 4, SELF | 0x77)
     assert who_got(apics, 0x77) == [2]
+
+
+def test_one_lock_orders_device_threads_and_the_cpu():
+    """The UART's reader thread raises lines while the vCPU acknowledges:
+    every APIC and I/O APIC on a bus share its lock."""
+    import threading
+
+    from ringvisor.devices.ioapic import IoApic
+    bus, apics = machine(2)
+    ioapic = IoApic(2)
+    bus.attach_ioapic(ioapic)
+    assert all(a.lock is bus.lock for a in apics) and ioapic.lock is bus.lock
+    ioapic.write_register(0x10 + 2 * 4, 0x41)                # pin 4 -> CPU 0, edge
+    taken = []
+
+    def device():
+        for _ in range(2000):
+            ioapic.set_irq(4, 1)
+            ioapic.set_irq(4, 0)
+    thread = threading.Thread(target=device)
+    thread.start()
+    while thread.is_alive() or apics[0].pending():
+        if apics[0].pending():
+            taken.append(apics[0].acknowledge())
+            apics[0].mmio_write(Reg.EOI, 4, 0)
+    thread.join()
+    assert set(taken) <= {0x41} and ioapic.messages[4] == 2000
+    assert apics[0].isr == 0

@@ -22,6 +22,7 @@ Choices, stated:
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
 from ringvisor.devices.lapic import (
@@ -71,17 +72,20 @@ class ApicBus:
         self.messages: Counter = Counter()   # delivered, by delivery mode name
         self.unclaimed = 0
         self.unmapped_relocations = 0
+        self.lock = threading.RLock()    # shared by every APIC on this bus
 
     # -- wiring ---------------------------------------------------------------------
     def attach(self, apic: LocalApic) -> None:
         if any(a.initial_id == apic.initial_id for a in self.apics):
             raise ConfigError(f"two local APICs with ID {apic.initial_id}")
         apic.bus = self
+        apic.lock = self.lock
         self.apics.append(apic)
         self.relocated(apic)
 
     def attach_ioapic(self, ioapic) -> None:
         ioapic.bus = self
+        ioapic.lock = self.lock
         self.ioapics.append(ioapic)
 
     def relocated(self, apic: LocalApic) -> None:

@@ -27,9 +27,10 @@ Messages are delivered the instant they are sent: delivery status reads 0.
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter
 
-from ringvisor.devices.lapic import Delivery
+from ringvisor.devices.lapic import Delivery, locked
 
 DEFAULT_BASE = 0xFEC00000
 PAGE = 0x1000
@@ -50,6 +51,7 @@ LOGICAL = 1 << 11
 class IoApic:
     def __init__(self, apic_id: int = 0, bus=None):
         self.bus = bus                   # ApicBus (attach_ioapic sets it)
+        self.lock = threading.RLock()    # replaced by the bus's lock on attach
         self.id = apic_id & 0xF
         self.select = 0
         self.entries = [MASKED] * PINS   # low halves of the redirection entries
@@ -58,6 +60,7 @@ class IoApic:
         self.messages: Counter = Counter()   # messages sent, per pin
 
     # -- device side ---------------------------------------------------------------
+    @locked
     def set_irq(self, pin: int, level: int) -> None:
         if not 0 <= pin < PINS:
             raise ValueError(f"I/O APIC pin {pin} is not 0..{PINS - 1}")
@@ -87,6 +90,7 @@ class IoApic:
                              mode=(entry >> 8) & 7, vector=entry & 0xFF,
                              level=bool(entry & LEVEL))
 
+    @locked
     def eoi(self, vector: int) -> None:
         """A local APIC ended a level-triggered interrupt with this vector."""
         for pin, entry in enumerate(self.entries):
@@ -124,6 +128,7 @@ class IoApic:
         if entry & LEVEL:
             self._service_level(pin)
 
+    @locked
     def io_read(self, offset: int, size: int) -> int:
         if offset == IOREGSEL:
             return self.select
@@ -132,6 +137,7 @@ class IoApic:
             return (self.read_register(self.select) >> shift) & ((1 << (8 * size)) - 1)
         return 0
 
+    @locked
     def io_write(self, offset: int, size: int, value: int) -> None:
         if offset == IOREGSEL:
             self.select = value & 0xFF

@@ -44,6 +44,8 @@ Choices where the SDM leaves room, stated:
 """
 from __future__ import annotations
 
+import functools
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -134,6 +136,17 @@ READABLE = {Reg.ID, Reg.VERSION, Reg.TPR, Reg.APR, Reg.PPR, Reg.EOI, Reg.RRD, Re
             *(base + 16 * i for base in (Reg.ISR, Reg.TMR, Reg.IRR) for i in range(8))}
 
 
+def locked(method):
+    """Devices raise lines from host threads (the UART's reader) while the
+    vCPU thread reads and acknowledges: one lock per APIC bus (the APICs'
+    and I/O APICs' `lock`) orders them. `pending()` stays lock-free."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class ApicMsrFault(Exception):
     """A WRMSR the APIC refuses: the CPU raises #GP(0)."""
 
@@ -172,6 +185,7 @@ class LocalApic:
         self.tsc_deadline_supported = tsc_deadline
         self.on_wake = on_wake
         self.bus = None                  # set by ApicBus.attach
+        self.lock = threading.RLock()    # replaced by the bus's lock on attach
         self.timer = ApicTimer(ns_per_tsc)
         self.stats = ApicStats()
         self.lint_levels = [0, 0]
@@ -260,6 +274,7 @@ class LocalApic:
 
     has_interrupt = pending
 
+    @locked
     def acknowledge(self) -> int:
         if self._extint and self.extint.pending():
             self.extint_request = False
@@ -276,19 +291,23 @@ class LocalApic:
         self._update()
         return vector
 
+    @locked
     def take_nmi(self) -> bool:
         taken, self.nmi_pending = self.nmi_pending, False
         return taken
 
+    @locked
     def take_init(self) -> bool:
         taken, self.init_pending = self.init_pending, False
         return taken
 
+    @locked
     def take_sipi(self) -> int | None:
         vector, self.sipi_vector = self.sipi_vector, None
         return vector
 
     # -- MSRs -------------------------------------------------------------------------
+    @locked
     def read_msr(self, index: int) -> int | None:
         if index == MSR_APIC_BASE:
             return self.base
@@ -297,6 +316,7 @@ class LocalApic:
             return self.timer.deadline if self.timer.mode == TSC_DEADLINE else 0
         return None
 
+    @locked
     def write_msr(self, index: int, value: int) -> bool:
         if index == MSR_APIC_BASE:
             self._write_base(value)
@@ -323,6 +343,7 @@ class LocalApic:
             self.bus.relocated(self)
 
     # -- virtual time -------------------------------------------------------------------
+    @locked
     def advance_to(self, ns: int) -> None:
         n = self.timer.expiries(ns)
         if n:
@@ -336,6 +357,7 @@ class LocalApic:
         return self.timer.next_due_ns
 
     # -- interrupt acceptance -------------------------------------------------------
+    @locked
     def accept(self, mode: int, vector: int, level: bool = False) -> None:
         """A message from the APIC bus (an IPI or an I/O APIC interrupt)."""
         if not self.hw_enabled:
@@ -417,6 +439,7 @@ class LocalApic:
             self._update()
 
     # -- LINT0/LINT1 pins ------------------------------------------------------------------
+    @locked
     def set_lint(self, pin: int, level: int) -> None:
         """The level of LINT0/LINT1. In ExtINT mode LINT0's vector comes from
         `extint` (the 8259 pair), not from this pin."""
@@ -469,6 +492,7 @@ class LocalApic:
         return not self.svr & SVR_FOCUS_DISABLED and bool((self.isr | self.irr) >> vector & 1)
 
     # -- the register page -------------------------------------------------------------
+    @locked
     def mmio_read(self, offset: int, size: int) -> int:
         reg, shift = offset & ~0xF, (offset & 0xF) * 8
         if shift >= 32:
@@ -476,6 +500,7 @@ class LocalApic:
         value = self.read_register(reg)
         return (value >> shift) & ((1 << (8 * size)) - 1)
 
+    @locked
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         if size != 4 or offset & 0xF:
             return
