@@ -145,7 +145,12 @@ def test_hpet_legacy_replacement_takes_irq_0_from_the_pit():
 @pytest.mark.parametrize("cpus", [1, 4])
 def test_fw_cfg_e820_matches_the_memory_map(cpus):
     p, ports, _, _ = platform(cpus=cpus)
-    ports.write(0x510, 2, 0x20)
+    ports.write(0x510, 2, 0x19)
+    count = int.from_bytes(bytes(ports.read(0x511, 1) for _ in range(4)), "big")
+    entries = [bytes(ports.read(0x511, 1) for _ in range(64)) for _ in range(count)]
+    names = {e[8:].rstrip(b"\0").decode(): struct.unpack(">IH", e[:6]) for e in entries}
+    assert set(names) == {"etc/e820", "etc/acpi/rsdp", "etc/acpi/tables", "etc/table-loader"}
+    ports.write(0x510, 2, names["etc/e820"][1])
     raw = bytes(ports.read(0x511, 1) for _ in range(40))
     assert struct.unpack("<QQIQQI", raw) == (0, 0x9FC00, 1, 0x100000, 31 * MiB, 1)
     assert len(p.pc.lapics) == cpus

@@ -9,7 +9,8 @@ adds to the 8259 pair and the 8254 when a machine description is given.
   (virtual wire mode, as the MP table says);
 - the I/O APIC at 0xFEC00000 with the PC's ISA routing (devices/irq_routing.py):
   every ISA device line reaches both the 8259 pair and the I/O APIC;
-- the ACPI PM block (devices/acpi_pm.py), QEMU's fw_cfg (devices/fw_cfg.py),
+- the ACPI PM block (devices/acpi_pm.py), QEMU's fw_cfg (devices/fw_cfg.py,
+  with etc/e820 and the ACPI tables as QEMU's linker/loader files),
   optionally the HPET (devices/hpet.py; its legacy replacement disconnects
   the PIT from IRQ 0);
 - the ACPI and MP tables written into guest memory (boot/firmware_tables.py).
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ringvisor.boot import firmware_tables
+from ringvisor.boot import acpi_loader, firmware_tables
 from ringvisor.boot.pc_description import PcDescription
 from ringvisor.devices.acpi_pm import AcpiPm
 from ringvisor.devices.apic_bus import ApicBus
@@ -59,6 +60,8 @@ class PcPlatform:
         self.acpi_pm.register(ports, desc.pm_base)
         self.fw_cfg = FwCfg(cpus=desc.cpus, ram_size=memory.size, memory=memory,
                             memory_map=memory_map, cmdline=cmdline)
+        for name, data in acpi_loader.files(desc).items():
+            self.fw_cfg.add_file(name, data)   # for a QEMU-style firmware (--bios)
         self.fw_cfg.register(ports)
         self.hpet = None
         self.pit_connected = True
