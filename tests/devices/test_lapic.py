@@ -1,5 +1,6 @@
 """The local APIC against the Intel SDM vol. 3A chapter 10 (xAPIC mode)."""
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ringvisor.devices.apic_bus import ApicBus
 from ringvisor.devices.lapic import (
@@ -485,3 +486,48 @@ def test_tsc_deadline_at_the_present_tsc_fires_at_once():
     wr(apic, LVT_TIMER, 2 << 17 | 0xEF)
     apic.write_msr(0x6E0, apic.tsc())
     assert apic.acknowledge() == 0xEF and apic.read_msr(0x6E0) == 0
+
+
+# -- the priority rules as properties (SDM 10.8.3) ------------------------------------------
+
+
+OPS = st.lists(st.one_of(
+    st.tuples(st.just("accept"), st.integers(16, 255)),
+    st.tuples(st.just("tpr"), st.integers(0, 255)),
+    st.tuples(st.just("ack"), st.just(0)),
+    st.tuples(st.just("eoi"), st.just(0))), max_size=60)
+
+
+def _class(vector):
+    return vector >> 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_delivery_respects_priority_classes(ops):
+    apic = enabled()
+    wr(apic, Reg.SVR, 0x10F)                                 # spurious vector 0x0F
+    for op, arg in ops:
+        irr, isr, tpr = apic.irr, apic.isr, apic.tpr
+        blocking = max(_class(tpr), _class(isr.bit_length() - 1) if isr else 0)
+        eligible = [v for v in range(256) if irr >> v & 1 and _class(v) > blocking]
+        if op == "accept":
+            apic.accept(Delivery.FIXED, arg)
+            assert apic.irr >> arg & 1
+        elif op == "tpr":
+            wr(apic, Reg.TPR, arg)
+        elif op == "ack":
+            assert apic.pending() == bool(eligible)
+            vector = apic.acknowledge()
+            if eligible:
+                assert vector == max(eligible)               # the highest eligible, into the ISR
+                assert apic.isr == isr | 1 << vector and not apic.irr >> vector & 1
+            else:
+                assert vector == 0x0F and apic.isr == isr and apic.irr == irr
+        else:
+            wr(apic, Reg.EOI, 0)
+            top = isr.bit_length() - 1
+            assert apic.isr == (isr & ~(1 << top) if isr else 0)
+        # In-service vectors nest by class: never two of one class.
+        classes = [_class(v) for v in range(256) if apic.isr >> v & 1]
+        assert len(classes) == len(set(classes))
