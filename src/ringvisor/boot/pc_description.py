@@ -46,6 +46,7 @@ class PcDescription:
     sci_irq: int = SCI_IRQ
     pm_base: int = PM_BASE
     hpet_base: int | None = None
+    x2apic: bool = False             # the CPUs offer x2APIC mode (CPUID.1:ECX[21])
     cpu_signature: int = CPU_SIGNATURE
     cpu_features: int = CPU_FEATURES
     oem_id: str = "RVISOR"

@@ -43,7 +43,7 @@ class ApicWindow:
 
     def _apic(self) -> LocalApic | None:
         apic = self.bus.apics[self.bus.current] if self.bus.apics else None
-        if apic is not None and apic.hw_enabled and apic.base_address == self.base:
+        if apic is not None and apic.hw_enabled and not apic.x2apic and apic.base_address == self.base:
             return apic
         return None
 
@@ -108,7 +108,7 @@ class ApicBus:
 
     # -- messages ---------------------------------------------------------------------
     def send_ipi(self, source: LocalApic, mode: int, vector: int, *, logical: bool, dest: int,
-                 shorthand: int, assert_level: bool = True) -> None:
+                 shorthand: int, assert_level: bool = True, wide: bool = False) -> None:
         """An ICR write of `source` (SDM 10.6.1)."""
         if mode not in VALID_IPI_MODES:
             return
@@ -123,7 +123,7 @@ class ApicBus:
         elif shorthand == SHORTHAND_OTHERS:
             targets = [a for a in self.apics if a is not source]
         else:
-            targets = [a for a in self.apics if a.matches(dest, logical)]
+            targets = [a for a in self.apics if a.matches(dest, logical, wide)]
         self._deliver(targets, mode, vector, False)
 
     def deliver(self, dest: int, logical: bool, mode: int, vector: int, level: bool = False) -> None:

@@ -10,8 +10,9 @@ APIC; the bus also maps the register page of the CPU that is running.
 The interface the CPU side calls (nothing here imports the CPU):
 
 - `read_msr(index) -> int | None`, `write_msr(index, value) -> bool`:
-  IA32_APIC_BASE (0x1B) and IA32_TSC_DEADLINE (0x6E0). None/False: not an
-  APIC MSR. An invalid write raises `ApicMsrFault`: the CPU raises #GP(0).
+  IA32_APIC_BASE (0x1B), IA32_TSC_DEADLINE (0x6E0) and, in x2APIC mode,
+  the registers at 0x800-0x8FF (devices/x2apic.py). None/False: not an
+  APIC MSR now (the CPU raises #GP). `ApicMsrFault`: #GP(0) too.
 - `pending()`: an interrupt waits that the CPU takes when EFLAGS.IF is 1
   (the CPU's INTR; the same protocol as devices/pic8259.PicPair).
   `acknowledge()` is the INTA cycle: the vector to deliver (the highest
@@ -26,13 +27,14 @@ The interface the CPU side calls (nothing here imports the CPU):
 - `advance_to(ns)` / `next_event_ns()`: the timer on the virtual clock, as
   for devices/pit8254.py. `clock()` (injected) gives this CPU's present in
   ns; `tsc()` its time-stamp counter, `ns_per_tsc` ns per TSC tick.
-- CPUID: `CPUID1_EDX_APIC`, `CPUID1_ECX_TSC_DEADLINE`, and the initial APIC
-  ID in CPUID.1:EBX[31:24] (`cpuid1_ebx_id`).
+- CPUID: `CPUID1_EDX_APIC` (while `hw_enabled`), `CPUID1_ECX_TSC_DEADLINE`,
+  `CPUID1_ECX_X2APIC` (if built with x2apic=True), and the initial APIC ID
+  in CPUID.1:EBX[31:24] (`cpuid1_ebx_id`).
 
 Choices where the SDM leaves room, stated:
 - the APIC is a Pentium 4 style xAPIC: version 0x14 with six LVT entries
   (no CMCI), 8-bit IDs, IPIs are always edge-triggered (Table 10-3), no
-  EOI-broadcast suppression, no x2APIC;
+  EOI-broadcast suppression; x2APIC mode when asked (devices/x2apic.py);
 - register accesses narrower than 32 bits read the bytes of the register;
   narrower writes are ignored (as QEMU); reserved offsets set ESR bit 7;
 - an interrupt is accepted the instant it is sent: the delivery-status bits
@@ -57,7 +59,8 @@ DEFAULT_BASE = 0xFEE00000
 PAGE = 0x1000
 MSR_APIC_BASE = 0x1B
 MSR_TSC_DEADLINE = 0x6E0
-BASE_BSP, BASE_ENABLE = 1 << 8, 1 << 11
+X2APIC_MSRS = (0x800, 0x900)
+BASE_BSP, BASE_EXTD, BASE_ENABLE = 1 << 8, 1 << 10, 1 << 11
 BASE_ADDRESS_MASK = 0xFFFFF000          # MAXPHYADDR 32: no PAE on the soft CPU
 VERSION = 0x14
 MAX_LVT = 5
@@ -65,6 +68,7 @@ SPURIOUS_RESET = 0xFF
 
 CPUID1_EDX_APIC = 1 << 9
 CPUID1_ECX_TSC_DEADLINE = 1 << 24
+CPUID1_ECX_X2APIC = 1 << 21
 
 
 class Reg(IntEnum):
@@ -174,7 +178,8 @@ class ApicStats:
 class LocalApic:
     def __init__(self, apic_id: int, *, bsp: bool = False, clock: Callable[[], int] = lambda: 0,
                  tsc: Callable[[], int] | None = None, ns_per_tsc: int = NS_PER_BUS_CLOCK,
-                 extint=None, tsc_deadline: bool = True, on_wake: Callable[[], None] | None = None):
+                 extint=None, tsc_deadline: bool = True, x2apic: bool = False,
+                 on_wake: Callable[[], None] | None = None):
         if not 0 <= apic_id < 0xFF:
             raise ValueError(f"xAPIC ID {apic_id} is not 0..254")
         self.initial_id = apic_id
@@ -183,6 +188,7 @@ class LocalApic:
         self.tsc = tsc or (lambda: clock() // ns_per_tsc)
         self.extint = extint             # the 8259 pair on LINT0: pending()/acknowledge()
         self.tsc_deadline_supported = tsc_deadline
+        self.x2apic_supported = x2apic
         self.on_wake = on_wake
         self.bus = None                  # set by ApicBus.attach
         self.lock = threading.RLock()    # replaced by the bus's lock on attach
@@ -207,6 +213,7 @@ class LocalApic:
         self.irr = self.isr = self.tmr = 0
         self.esr = self.esr_pending = 0
         self.icr_low = self.icr_high = 0
+        self.icr_dest = 0                # x2APIC mode: the ICR's 32-bit destination
         self.lvt = [LVT_MASKED] * len(LVT)
         self.lint_remote_irr = [False, False]
         self.timer.reset()
@@ -224,6 +231,10 @@ class LocalApic:
     @property
     def sw_enabled(self) -> bool:
         return bool(self.svr & SVR_ENABLE)
+
+    @property
+    def x2apic(self) -> bool:
+        return self.base & (BASE_ENABLE | BASE_EXTD) == BASE_ENABLE | BASE_EXTD
 
     @property
     def base_address(self) -> int:
@@ -309,6 +320,11 @@ class LocalApic:
     # -- MSRs -------------------------------------------------------------------------
     @locked
     def read_msr(self, index: int) -> int | None:
+        if X2APIC_MSRS[0] <= index < X2APIC_MSRS[1]:
+            if not self.x2apic:
+                return None                    # #GP outside x2APIC mode
+            from ringvisor.devices import x2apic
+            return x2apic.read(self, index)
         if index == MSR_APIC_BASE:
             return self.base
         if index == MSR_TSC_DEADLINE and self.tsc_deadline_supported:
@@ -318,6 +334,12 @@ class LocalApic:
 
     @locked
     def write_msr(self, index: int, value: int) -> bool:
+        if X2APIC_MSRS[0] <= index < X2APIC_MSRS[1]:
+            if not self.x2apic:
+                return False                   # #GP outside x2APIC mode
+            from ringvisor.devices import x2apic
+            x2apic.write(self, index, value)
+            return True
         if index == MSR_APIC_BASE:
             self._write_base(value)
             return True
@@ -330,14 +352,25 @@ class LocalApic:
         return False
 
     def _write_base(self, value: int) -> None:
-        if value & ~(BASE_ADDRESS_MASK | BASE_ENABLE | BASE_BSP):
+        extd = BASE_EXTD if self.x2apic_supported else 0
+        if value & ~(BASE_ADDRESS_MASK | BASE_ENABLE | BASE_BSP | extd):
             raise ApicMsrFault(f"IA32_APIC_BASE: reserved bits in {value:#x}")
-        was_enabled, old_address = self.hw_enabled, self.base_address
+        enable, to_x2 = bool(value & BASE_ENABLE), bool(value & BASE_EXTD)
+        # The mode transitions of SDM 10.12.5 (Figure 10-27) that are invalid.
+        if to_x2 and not enable:
+            raise ApicMsrFault("IA32_APIC_BASE: EXTD without EN is invalid")
+        if self.x2apic and enable and not to_x2:
+            raise ApicMsrFault("IA32_APIC_BASE: x2APIC to xAPIC mode directly is invalid")
+        if not self.hw_enabled and to_x2:
+            raise ApicMsrFault("IA32_APIC_BASE: disabled to x2APIC mode directly is invalid")
+        was_enabled, was_x2, old_address = self.hw_enabled, self.x2apic, self.base_address
         # BSP is set by hardware at reset; software cannot change it.
-        self.base = (value & (BASE_ADDRESS_MASK | BASE_ENABLE)) | (self.base & BASE_BSP)
+        self.base = (value & (BASE_ADDRESS_MASK | BASE_ENABLE | BASE_EXTD)) | (self.base & BASE_BSP)
         if was_enabled and not self.hw_enabled:
             self._reset_registers()            # SDM 10.4.3: back to the power-up state
             self.id = self.initial_id
+        elif self.x2apic and not was_x2:
+            self.id = self.initial_id          # the x2APIC ID is the hardware's
         self._update()
         if self.bus is not None and self.base_address != old_address:
             self.bus.relocated(self)
@@ -477,7 +510,21 @@ class LocalApic:
         self._update()
 
     # -- destination matching (SDM 10.6.2) -----------------------------------------------
-    def matches(self, dest: int, logical: bool) -> bool:
+    def matches(self, dest: int, logical: bool, wide: bool = False) -> bool:
+        """`wide`: a 32-bit destination from an x2APIC-mode ICR; 8 bits
+        otherwise (xAPIC ICRs, I/O APIC messages). Mixing modes is not
+        architectural: an x2APIC-mode APIC answers 8-bit logical messages
+        only when broadcast."""
+        if self.x2apic:
+            if dest == (0xFFFFFFFF if wide else 0xFF):
+                return True
+            if not logical:
+                return dest == self.id
+            from ringvisor.devices.x2apic import logical_id
+            ldr = logical_id(self.id)
+            return wide and dest >> 16 == ldr >> 16 and bool(dest & ldr & 0xFFFF)
+        if wide:
+            dest = 0xFF if dest == 0xFFFFFFFF else dest
         if not logical:
             return dest == 0xFF or dest == self.id
         ldr = self.ldr >> 24
@@ -594,9 +641,18 @@ class LocalApic:
             self._error(ESR_SEND_ILLEGAL_VECTOR)
             return
         if self.bus is not None:
-            self.bus.send_ipi(self, mode, vector, logical=bool(icr & ICR_LOGICAL),
-                              dest=self.icr_high >> 24, shorthand=(icr >> 18) & 3,
-                              assert_level=bool(icr & ICR_LEVEL_ASSERT))
+            dest = self.icr_dest if self.x2apic else self.icr_high >> 24
+            self.bus.send_ipi(self, mode, vector, logical=bool(icr & ICR_LOGICAL), dest=dest,
+                              shorthand=(icr >> 18) & 3, assert_level=bool(icr & ICR_LEVEL_ASSERT),
+                              wide=self.x2apic)
+
+    def send_self_ipi(self, vector: int) -> None:
+        """x2APIC SELF IPI: a fixed, edge-triggered IPI to this APIC."""
+        self.stats.ipis_sent["FIXED"] += 1
+        if vector < 16:
+            self._error(ESR_SEND_ILLEGAL_VECTOR)
+        else:
+            self.accept(Delivery.FIXED, vector)
 
 
 def cpuid1_ebx_id(apic: LocalApic) -> int:
