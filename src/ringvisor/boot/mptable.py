@@ -17,7 +17,7 @@ from ringvisor.boot.acpi import Blobs, checksum
 from ringvisor.boot.pc_description import MP_FLOATING_ADDRESS, PcDescription
 from ringvisor.devices.irq_routing import ISA_IRQS, gsi_of
 from ringvisor.devices.ioapic import VERSION as IOAPIC_VERSION
-from ringvisor.devices.lapic import VERSION as LAPIC_VERSION
+from ringvisor.devices.apic_defs import VERSION as LAPIC_VERSION
 
 SPEC_REVISION = 4                   # MP spec 1.4
 PROCESSOR, BUS, IOAPIC, IO_INTERRUPT, LOCAL_INTERRUPT = range(5)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from ringvisor.devices.lapic import (
-    SHORTHAND_ALL, SHORTHAND_NONE, SHORTHAND_OTHERS, SHORTHAND_SELF, Delivery, LocalApic, PAGE,
+from ringvisor.devices.apic_defs import (
+    PAGE, SHORTHAND_ALL, SHORTHAND_OTHERS, SHORTHAND_SELF, Delivery,
 )
+from ringvisor.devices.lapic import LocalApic
 from ringvisor.errors import ConfigError
 
 VALID_IPI_MODES = {Delivery.FIXED, Delivery.LOWEST, Delivery.SMI, Delivery.NMI,

@@ -30,7 +30,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from ringvisor.devices.lapic import Delivery, locked
+from ringvisor.devices.apic_defs import Delivery
+from ringvisor.devices.lapic import locked
 
 DEFAULT_BASE = 0xFEC00000
 PAGE = 0x1000

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ringvisor.devices.lapic import (
-    ICR_WRITABLE, LVT, LVT_TIMER_MODE_SHIFT, SVR_WRITABLE, ApicMsrFault, Reg,
-)
+from ringvisor.devices.apic_defs import ICR_WRITABLE, LVT, LVT_TIMER_MODE_SHIFT, SVR_WRITABLE, Reg
+from ringvisor.devices.lapic import ApicMsrFault
 
 if TYPE_CHECKING:
     from ringvisor.devices.lapic import LocalApic
