@@ -48,6 +48,8 @@ def test_acpi_tables_describe_the_machine(cpus):
     assert fadt[91] == 4
     assert not struct.unpack_from("<I", fadt, 112)[0] & (1 << 8)  # 24-bit timer
     assert struct.unpack_from("<BBBBQ", fadt, 208) == (1, 32, 0, 3, 0x608)
+    assert struct.unpack_from("<I", fadt, 112)[0] & (1 << 10)      # RESET_REG_SUP
+    assert struct.unpack_from("<BBBBQB", fadt, 116) == (1, 8, 0, 1, 0xCF9, 0x06)
 
 
 def test_hpet_table_only_with_an_hpet():

@@ -123,6 +123,15 @@ def test_acpi_soft_off_reaches_the_machine():
     assert seen == ["off"] and p.pc.power_off_requested
 
 
+def test_resets_reach_the_machine():
+    p, ports, _, _ = platform()
+    seen = []
+    p.pc.on_reset = seen.append
+    ports.write(0xCF9, 1, 0x06)                                  # the FADT's reset register
+    ports.write(0x92, 1, 0x03)
+    assert seen == ["hard", "fast"] and p.pc.reset_requests == seen
+
+
 def test_hpet_legacy_replacement_takes_irq_0_from_the_pit():
     p, ports, mmio, _ = platform(hpet_base=HPET)
     cpu = p.pc.interrupts

@@ -9,7 +9,8 @@ HPET table; the FADT points to the FACS and the DSDT. What they say:
 - FADT (revision 3, the ACPI 2.0 layout with 64-bit X_ fields): the PM1a
   event and control blocks and the PM timer at the description's PM base
   (devices/acpi_pm.py), a 24-bit timer, SCI on IRQ 9. There is no SMI
-  command port: the machine is always in ACPI mode (SCI_EN reads 1).
+  command port: the machine is always in ACPI mode (SCI_EN reads 1). The
+  reset register is 0xCF9 with value 0x06 (devices/reset_control.py).
   No C2/C3, no 8042, no VGA, no MSI (there is no PCI).
 - DSDT: \\_S5 (soft-off: SLP_TYP 0, as on QEMU's PIIX4), and under \\_SB a
   processor device (ACPI0007) per CPU and the legacy devices that exist:
@@ -38,13 +39,15 @@ MADT_REVISION, DSDT_REVISION, HPET_REVISION = 1, 2, 1
 
 # FADT flags (ACPI 5.2.9, Table 5.10) and IA-PC boot architecture flags (5.2.9.3).
 FADT_WBINVD, FADT_PROC_C1, FADT_PWR_BUTTON, FADT_SLP_BUTTON = 1 << 0, 1 << 2, 1 << 4, 1 << 5
+FADT_RESET_REG_SUP = 1 << 10
+RESET_VALUE = 0x06                # SYS_RST | RST_CPU (devices/reset_control.py)
 IAPC_LEGACY_DEVICES, IAPC_VGA_NOT_PRESENT, IAPC_MSI_NOT_SUPPORTED = 1 << 0, 1 << 2, 1 << 3
 MADT_PCAT_COMPAT = 1
 MADT_LAPIC, MADT_IOAPIC, MADT_OVERRIDE, MADT_LAPIC_NMI = 0, 1, 2, 4
 LAPIC_ENABLED = 1
 ALL_PROCESSORS = 0xFF
 GAS_SYSTEM_MEMORY, GAS_SYSTEM_IO = 0, 1
-ACCESS_WORD, ACCESS_DWORD = 2, 3
+ACCESS_BYTE, ACCESS_WORD, ACCESS_DWORD = 1, 2, 3
 
 HPET_LENGTH = 0x400
 HPET_BLOCK_ID = 0x8086A201       # Intel, 64-bit counter, 3 comparators, legacy replacement
@@ -99,7 +102,9 @@ def fadt(desc: PcDescription, facs_addr: int, dsdt_addr: int) -> bytes:
     put(88, "BBBB", PM1_EVT_LEN, PM1_CNT_LEN, 0, PM_TMR_LEN)
     put(96, "HH", 101, 1001)                   # C2, C3 latencies: not supported
     put(109, "H", IAPC_LEGACY_DEVICES | IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED)
-    put(112, "I", FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON)
+    put(112, "I", FADT_WBINVD | FADT_PROC_C1 | FADT_PWR_BUTTON | FADT_SLP_BUTTON | FADT_RESET_REG_SUP)
+    body[116 - HEADER_SIZE:128 - HEADER_SIZE] = gas(GAS_SYSTEM_IO, 8, desc.reset_port, ACCESS_BYTE)
+    put(128, "B", RESET_VALUE)
     put(132, "QQ", facs_addr, dsdt_addr)
     body[148 - HEADER_SIZE:160 - HEADER_SIZE] = gas(GAS_SYSTEM_IO, 8 * PM1_EVT_LEN, desc.pm1a_evt, ACCESS_WORD)
     body[172 - HEADER_SIZE:184 - HEADER_SIZE] = gas(GAS_SYSTEM_IO, 8 * PM1_CNT_LEN, desc.pm1a_cnt, ACCESS_WORD)

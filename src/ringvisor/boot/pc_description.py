@@ -23,6 +23,7 @@ from ringvisor.errors import ConfigError
 LAPIC_BASE = 0xFEE00000
 IOAPIC_BASE = 0xFEC00000
 IOAPIC_PINS = 24
+RESET_PORT = 0xCF9               # the chipset's reset control register
 PM_BASE = 0x600                  # QEMU's PIIX4 PM I/O base: PM1a event, control, timer
 PM1_EVT_LEN, PM1_CNT_LEN, PM_TMR_LEN = 4, 2, 4
 MAX_CPUS = 254                   # xAPIC IDs 0..254 (0xFF is the broadcast ID)
@@ -45,6 +46,7 @@ class PcDescription:
     overrides: tuple[Override, ...] = PC_OVERRIDES
     sci_irq: int = SCI_IRQ
     pm_base: int = PM_BASE
+    reset_port: int = RESET_PORT
     hpet_base: int | None = None
     x2apic: bool = False             # the CPUs offer x2APIC mode (CPUID.1:ECX[21])
     cpu_signature: int = CPU_SIGNATURE

@@ -13,6 +13,7 @@ adds to the 8259 pair and the 8254 when a machine description is given.
   with etc/e820 and the ACPI tables as QEMU's linker/loader files),
   optionally the HPET (devices/hpet.py; its legacy replacement disconnects
   the PIT from IRQ 0);
+- the reset ports 0xCF9 and 0x92 (devices/reset_control.py);
 - the ACPI and MP tables written into guest memory (boot/firmware_tables.py).
 
 The CPU side (to be wired with the CPU restructure; nothing here imports
@@ -20,7 +21,8 @@ the CPU): `interrupts` is the bootstrap processor's local APIC, which takes
 the place of the 8259 pair as the CPU's `interrupts` object
 (pending()/acknowledge()); `lapics[i]` is CPU i's, with the MSR hooks and
 the NMI/INIT/SIPI signals documented in devices/lapic.py; `on_power_off`
-is called when the guest enters ACPI S5.
+is called when the guest enters ACPI S5, `on_reset(kind)` when it resets
+the machine through 0xCF9 (the FADT's reset register) or port 0x92.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Callable
 
 from ringvisor.boot import acpi_loader, firmware_tables
 from ringvisor.boot.pc_description import PcDescription
+from ringvisor.devices import reset_control
 from ringvisor.devices.acpi_pm import AcpiPm
 from ringvisor.devices.apic_bus import ApicBus
 from ringvisor.devices.fw_cfg import FwCfg
@@ -71,6 +74,9 @@ class PcPlatform:
             self.hpet.register(mmio, desc.hpet_base)
         self.tables = firmware_tables.install(memory, desc)
         self.on_power_off: Callable[[], None] = lambda: None
+        self.on_reset: Callable[[str], None] = lambda kind: None
+        self.reset_requests: list[str] = []
+        self.reset_control, self.port_a = reset_control.register(ports, self._reset)
         self.power_off_requested = False
         self._firmware_virtual_wire(self.lapics[0])
 
@@ -97,6 +103,10 @@ class PcPlatform:
         self.pit_connected = not enabled
         if enabled:
             self.isa.set_irq(0, 0)
+
+    def _reset(self, kind: str) -> None:
+        self.reset_requests.append(kind)
+        self.on_reset(kind)
 
     def _sleep(self, slp_typ: int) -> None:
         if slp_typ == SOFT_OFF:
