@@ -21,14 +21,14 @@ LAYERS = [
     ("vocabulary", ["ringvisor.errors", "ringvisor.exits", "ringvisor.cpu_state", "ringvisor.engine",
                     "ringvisor"]),
     ("machine parts", ["ringvisor.machine.memory", "ringvisor.machine.bus", "ringvisor.machine.report",
-                       "ringvisor.machine.trace", "ringvisor.machine.soft_platform",
+                       "ringvisor.machine.trace", "ringvisor.machine.soft_platform", "ringvisor.machine.pc_platform",
                        "ringvisor.machine.watchdog", "ringvisor.devices", "ringvisor.boot"]),
     ("engines", ["ringvisor.cpu", "ringvisor.kvm"]),
     ("machine", ["ringvisor.machine.machine", "ringvisor.machine"]),
     ("monitors", ["ringvisor.monitors"]),
     ("composition root", ["ringvisor.vm"]),
     ("front ends", ["ringvisor.cli", "ringvisor.compare", "ringvisor.difftest", "ringvisor.testvectors",
-                    "ringvisor.guests", "ringvisor.__main__"]),
+                    "ringvisor.gdb", "ringvisor.guests", "ringvisor.__main__"]),
 ]
 
 # (importer prefix, imported prefix, why it is forbidden even where layers allow it)
@@ -57,7 +57,7 @@ def imports_of(path: Path) -> set[str]:
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _walk_runtime(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -69,6 +69,19 @@ def imports_of(path: Path) -> set[str]:
                 candidate = f"{base}.{alias.name}"
                 found.add(candidate if candidate in MODULES else base)
     return {m for m in found if m == "ringvisor" or m.startswith("ringvisor.")}
+
+
+def _walk_runtime(tree):
+    """ast.walk without `if TYPE_CHECKING:` blocks (annotations only, never run)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", None) == "TYPE_CHECKING":
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
 
 
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}

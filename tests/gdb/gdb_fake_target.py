@@ -10,7 +10,7 @@ import threading
 from ringvisor.boot.elf import parse_elf32
 from ringvisor.gdb.target import (BreakpointHit, Crashed, Exited, Interrupted, MemoryFault,
                                   Stepped, TargetError, WatchKind, WatchpointHit)
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.cpu_state import CpuState
 
 RAM_SIZE = 0x10000
 HOLE = range(0x4000, 0x5000)       # a page the "guest's page tables" leave unmapped

@@ -9,7 +9,7 @@ import pytest
 
 from ringvisor.gdb.linear import LinearMemory
 from ringvisor.gdb.target import MemoryFault
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.cpu_state import CpuState
 from ringvisor.machine.memory import GuestMemory
 
 PG, PSE, PAE = 1 << 31, 1 << 4, 1 << 5

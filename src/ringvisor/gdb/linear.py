@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ringvisor.gdb.target import MemoryFault
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.cpu_state import CpuState
 
 P, PS = 0x1, 0x80
 CR0_PG = 1 << 31

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.cpu_state import CpuState
 
 CORE_FEATURE = "org.gnu.gdb.i386.core"
 SYSTEM_FEATURE = "org.ringvisor.i386.system"

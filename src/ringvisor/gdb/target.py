@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Mapping, Protocol, runtime_checkable
 
-from ringvisor.machine.cpu_state import CpuState
+from ringvisor.cpu_state import CpuState
 
 
 class MemoryFault(Exception):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 
-from ringvisor.devices import port61, port92, rtc_cmos
+from ringvisor.devices import port61, reset_control, rtc_cmos
 from ringvisor.devices.i8042 import AUX_IRQ, KBD_IRQ, I8042
 from ringvisor.devices.pic8259 import PicPair
 from ringvisor.devices.pit8254 import BASE as PIT_BASE, PORTS as PIT_PORTS, Pit8254
@@ -65,39 +65,66 @@ def guest_reset(source: str) -> None:
 
 
 class SoftPlatform:
-    def __init__(self, ports, engine=None, ram_size: int = 0, reset=guest_reset):
+    def __init__(self, ports, engine=None, ram_size: int = 0, reset=guest_reset, pc=None, mmio=None,
+                 memory=None, memory_map=(), cmdline: bytes | None = None):
+        """`pc` (a boot.pc_description.PcDescription; None by default, which
+        keeps the 1990 PC above) adds the local and I/O APICs, the ACPI PM
+        block, fw_cfg, the HPET if described, and the firmware tables
+        (machine/pc_platform.py); it needs the MMIO bus and guest memory.
+        `reset(source)` is what a guest's reset request does (end the run)."""
         self.engine = engine
-        self.pic = PicPair()
-        self.pit = Pit8254(irq=self.pic.irq_line(0))
-        self.rtc = rtc_cmos.CmosRtc(irq=self.pic.irq_line(RTC_IRQ), ram_size=ram_size)
-        self.i8042 = I8042(irq_kbd=self.pic.irq_line(KBD_IRQ), irq_aux=self.pic.irq_line(AUX_IRQ),
-                           reset=lambda: reset("i8042 reset pulse"))
-        self.port92 = port92.Port92(reset=lambda: reset("port 0x92 fast reset"))
         self.idle_ns = 0                  # virtual time skipped while halted
         self.idle_skips = 0
+        self.pic = PicPair()
+        self.pc = None
+        irq0 = self.pic.irq_line(0)
+        on_reset = lambda kind: reset(f"{kind} reset")           # noqa: E731
+        if pc is not None:
+            from ringvisor.machine.pc_platform import PcPlatform
+            self.pc = PcPlatform(pc, ports=ports, mmio=mmio, memory=memory, pic=self.pic,
+                                 clock=lambda: self.now_ns() if self.engine is not None else 0,
+                                 tsc=lambda: self.engine.tsc() if self.engine is not None else 0,
+                                 memory_map=memory_map, cmdline=cmdline)
+            self.pc.on_reset = on_reset                           # it owns 0xCF9 and 0x92
+            irq0 = self.pc.pit_line
+        else:
+            reset_control.register(ports, on_reset)
+        self.pit = Pit8254(irq=irq0)
+        self.rtc = rtc_cmos.CmosRtc(irq=self.irq_line(RTC_IRQ), ram_size=ram_size)
+        self.i8042 = I8042(irq_kbd=self.irq_line(KBD_IRQ), irq_aux=self.irq_line(AUX_IRQ),
+                           reset=lambda: reset("i8042 reset pulse"))
         self.pic.register(ports)
         ports.register(PIT_BASE, PIT_PORTS, _ClockedPit(self), "8254 PIT")
         self.port61 = port61.Port61(self.pit, self.now_ns)
         ports.register(port61.PORT, 1, _Clocked(self, self.port61), "system control port B (PIT ch2 gate)")
         ports.register(rtc_cmos.BASE, rtc_cmos.PORTS, _Clocked(self, self.rtc), "CMOS RTC (MC146818)")
         self.i8042.register(ports)
-        ports.register(port92.PORT, 1, self.port92, "system control port A (fast reset, A20)")
 
     def irq_line(self, irq: int):
+        if self.pc is not None:
+            return self.pc.irq_line(irq)
         return self.pic.irq_line(irq)
 
     def now_ns(self) -> int:
         return self.engine.instructions * NS_PER_INSTRUCTION + self.idle_ns
 
     def sync(self) -> None:
-        """Bring the PIT and the RTC to the CPU's present (they may raise IRQ 0 and 8)."""
-        now = self.now_ns()
-        self.pit.advance_to(now)
-        self.rtc.advance_to(now)
+        """Bring the timers (PIT, RTC, and the APIC-era ones) to the CPU's present."""
+        self._advance_to(self.now_ns())
+
+    def _advance_to(self, ns: int) -> None:
+        self.pit.advance_to(ns)
+        self.rtc.advance_to(ns)
+        if self.pc is not None:
+            self.pc.advance_to(ns)
 
     def next_event_ns(self) -> int | None:
-        """The next timer interrupt, from the PIT or the RTC."""
+        """The next timer edge of any device, in absolute virtual ns."""
         events = [t for t in (self.pit.next_event_ns(), self.rtc.next_event_ns()) if t is not None]
+        if self.pc is not None:
+            other = self.pc.next_event_ns()
+            if other is not None:
+                events.append(max(other, self.now_ns() + 1))
         return min(events) if events else None
 
     def budget(self, slice_: int) -> int:
@@ -119,8 +146,7 @@ class SoftPlatform:
         self.idle_ns += skipped
         self.idle_skips += 1
         self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
-        self.pit.advance_to(nxt)
-        self.rtc.advance_to(nxt)
+        self._advance_to(nxt)
         return True
 
     def host_clock_tsc(self, traps=lambda: 0) -> list[tuple[int, int]]:
@@ -145,4 +171,5 @@ class SoftPlatform:
                 "idle_virtual_seconds": self.idle_ns / 1e9,
                 "halts_skipped": self.idle_skips,
                 "timer_interrupts": self.pit.stats.irq_pulses,
-                "interrupts_by_irq": dict(sorted(self.pic.delivered.items()))}
+                "interrupts_by_irq": dict(sorted(self.pic.delivered.items())),
+                **({"pc": self.pc.statistics()} if self.pc is not None else {})}

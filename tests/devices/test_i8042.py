@@ -7,7 +7,6 @@ import pytest
 
 from ringvisor.devices.i8042 import (CB_AUX_DISABLE, CB_KBD_DISABLE, CB_KBD_INT, I8042, ST_AUX_OBF, ST_CMD,
                                      ST_OBF, ST_SYS, ST_TIMEOUT)
-from ringvisor.devices.port92 import Port92
 from ringvisor.machine.bus import PortBus
 
 
@@ -128,20 +127,8 @@ def test_kbd_interrupt_follows_command_byte_enable(k):
     assert k.kbd[-1] == 0
 
 
-def test_port92_fast_reset_on_a_rising_bit0_and_a20_bit():
-    resets = []
-    p = Port92(reset=lambda: resets.append(1))
-    assert p.io_read(0, 1) == 0x02
-    p.io_write(0, 1, 0x02)
-    assert not resets
-    p.io_write(0, 1, 0x03)
-    assert resets == [1]
-    p.io_write(0, 1, 0x03)                       # no new edge
-    assert resets == [1] and p.io_read(0, 1) == 0x03
-
-
 def test_soft_platform_turns_a_reset_request_into_a_clean_stop():
-    from ringvisor.machine.machine import GuestStopped
+    from ringvisor.exits import GuestStopped
     from ringvisor.machine.soft_platform import SoftPlatform
     bus = PortBus()
     SoftPlatform(bus)
@@ -150,4 +137,7 @@ def test_soft_platform_turns_a_reset_request_into_a_clean_stop():
     assert stop.value.status == 0 and "i8042" in stop.value.reason
     with pytest.raises(GuestStopped) as stop:
         bus.write(0x92, 1, 0x01)
-    assert stop.value.status == 0 and "0x92" in stop.value.reason
+    assert stop.value.status == 0 and "fast reset" in stop.value.reason
+    with pytest.raises(GuestStopped) as stop:
+        bus.write(0xCF9, 1, 0x06)                # Linux's reboot=pci, ACPI's reset value
+    assert stop.value.status == 0 and "hard reset" in stop.value.reason
