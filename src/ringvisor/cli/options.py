@@ -45,9 +45,14 @@ def machine_config(args) -> MachineConfig:
     if args.ring != 1 and args.technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
     modules, image_format = linux_boot_options(args)
+    if image_format == "linux" and args.technique == "pv":
+        raise ConfigError("a stock Linux kernel is not written for ringvisor's PV ABI: run it with "
+                          "--technique native, trap or bt")
     kernel = args.guest or guests.bundled("ringos-pv" if args.technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
+    if engine == "kvm" and image_format == "linux":
+        refuse_paging_guest_on_pvm("a 32-bit Linux kernel")
     from ringvisor import monitors
     return MachineConfig(kernel=kernel, engine=engine, technique=args.technique, ring=args.ring,
                          reserved_top=monitors.reserved_top(args.technique), memory=check_size(parse_size(args.memory)),
@@ -70,11 +75,11 @@ def linux_boot_options(args) -> tuple[tuple[str, ...], str]:
     return (initrd,), "linux"
 
 
-def refuse_paging_guest_on_pvm() -> None:
-    """The bundled guest enables 32-bit paging, which PVM (a KVM without
-    VT-x/AMD-V) answers with #GP: say so before the guest panics."""
+def refuse_paging_guest_on_pvm(guest: str = "the bundled guest OS") -> None:
+    """The bundled guest (and a 32-bit Linux) enables 32-bit paging, which
+    PVM (a KVM without VT-x/AMD-V) answers with #GP: say so before the guest panics."""
     from ringvisor.kvm.backend import detect
     if detect().name == "PVM":
-        raise KvmUnavailable("the bundled guest OS needs 32-bit paging, which this host's /dev/kvm "
+        raise KvmUnavailable(f"{guest} needs 32-bit paging, which this host's /dev/kvm "
                              "(PVM, kvm_pvm) refuses; run it on the soft engine: "
                              "--engine soft --technique native")
