@@ -169,10 +169,12 @@ def test_periodic_interrupt_at_the_selected_rate(rtc, line):
     assert rtc.next_event_ns() == S
 
 
-def test_enabling_an_interrupt_with_its_flag_already_set_raises_irqf(rtc, line):
+def test_irqf_follows_flags_and_enables_both_ways(rtc, line):
     rtc.advance_to(S)                                       # UF set, UIE off
     wr(rtc, R.REG_B, R.B_24H | R.B_UIE)
     assert line.level == 1
+    wr(rtc, R.REG_B, R.B_24H)                               # IRQF = UF.UIE + ...: drops with UIE
+    assert line.level == 0 and rd(rtc, R.REG_C) & (R.C_IRQF | R.C_UF) == R.C_UF
 
 
 def test_index_port_bit_7_masks_nmi_and_index_is_7_bits(rtc):

@@ -189,7 +189,8 @@ def load(data: bytes, name: str, memory, layout: Layout, cmdline: str = "",
 
 
 def entry_state(entry: int) -> CpuState:
-    data = lambda: Segment.flat32(BOOT_DS, code=False)            # noqa: E731
-    return CpuState(eip=entry, esi=BOOT_PARAMS_ADDRESS, cs=Segment.flat32(BOOT_CS, code=True),
-                    ds=data(), es=data(), ss=data(), fs=data(), gs=data(),
+    """The protocol's entry: CS = __BOOT_CS, the data segments __BOOT_DS,
+    ESI = boot_params, EBP = EDI = EBX = 0, interrupts and paging off."""
+    segs = {name: Segment.flat32(BOOT_DS, code=False) for name in ("ds", "es", "ss", "fs", "gs")}
+    return CpuState(eip=entry, esi=BOOT_PARAMS_ADDRESS, cs=Segment.flat32(BOOT_CS, code=True), **segs,
                     gdt=TableRegister(GDT_ADDRESS, len(GDT) - 1), cr0=CR0_PE | CR0_ET)

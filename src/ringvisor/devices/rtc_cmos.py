@@ -175,7 +175,8 @@ class CmosRtc:
         self._flag(flags)
 
     def _flag(self, flags: int) -> None:
-        c = self.ram[REG_C] | flags
+        """Set flags in register C; IRQF = PF.PIE + AF.AIE + UF.UIE (datasheet)."""
+        c = (self.ram[REG_C] | flags) & ~C_IRQF
         b = self.ram[REG_B]
         if c & ((C_PF if b & B_PIE else 0) | (C_AF if b & B_AIE else 0) | (C_UF if b & B_UIE else 0)):
             c |= C_IRQF
