@@ -218,7 +218,7 @@ def test_default_command_line_is_extended_or_replaced_by_the_user():
     extended = linux.command_line("rdinit-shell quiet").split()
     assert extended == list(linux.DEFAULT_CMDLINE) + ["rdinit-shell", "quiet"]
     replaced = linux.command_line("console=tty0 lpj=1000000").split()
-    assert "console=ttyS0" not in replaced and "lpj=500000" not in replaced
+    assert "console=ttyS0" not in replaced and "lpj=400000" not in replaced
     assert replaced[-2:] == ["console=tty0", "lpj=1000000"] and "acpi=off" in replaced
     assert linux.command_line('nodefaults console=ttyS0 init="/bin/sh -x"') == 'console=ttyS0 init="/bin/sh -x"'
 
