@@ -61,7 +61,7 @@ def create_engine(config: MachineConfig, machine: "Machine"):
     if config.engine == "soft":
         from ringvisor.cpu import SoftEngine
         from ringvisor.machine.soft_platform import SoftPlatform
-        machine.platform = SoftPlatform(machine.ports)
+        machine.platform = SoftPlatform(machine.ports, ram_size=config.memory)
         machine.pic = machine.platform.pic
         cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
                                                    interrupts=machine.pic)
