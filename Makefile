@@ -37,6 +37,11 @@ test: install
 linux:
 	$(MAKE) -C guests/linux PYTHON=$(PYTHON)
 
+# Debian's kernel booting on the soft engine: minutes, so not part of `make test`.
+.PHONY: test-linux
+test-linux: install linux
+	RINGVISOR_LINUX_BOOT=1 $(BIN)/python -m pytest -q -s tests/boot/test_linux_boot.py tests/boot/test_linux.py < /dev/null
+
 # Differential testing of the soft CPU against /dev/kvm: a long hypothesis
 # campaign (RINGVISOR_FUZZ_EXAMPLES cases per CPL), not part of `make test`.
 .PHONY: fuzz-cpu
@@ -63,4 +68,4 @@ bench-mips: bench-deps
 bench: bench-exits bench-mips
 
 clean:
-	rm -rf $(VENV) guests/tests/build guests/os/build
+	rm -rf $(VENV) guests/tests/build guests/os/build guests/linux/build

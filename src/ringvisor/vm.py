@@ -48,7 +48,7 @@ def create_engine(config: VmConfig, machine: Machine):
     if config.engine == "soft":
         from ringvisor.cpu import SoftEngine
         from ringvisor.machine.soft_platform import SoftPlatform
-        machine.platform = SoftPlatform(machine.ports)
+        machine.platform = SoftPlatform(machine.ports, ram_size=machine.memory.size)
         machine.pic = machine.platform.pic
         cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
                                                    interrupts=machine.pic)

@@ -218,7 +218,7 @@ def test_default_command_line_is_extended_or_replaced_by_the_user():
     extended = linux.command_line("rdinit-shell quiet").split()
     assert extended == list(linux.DEFAULT_CMDLINE) + ["rdinit-shell", "quiet"]
     replaced = linux.command_line("console=tty0 lpj=1000000").split()
-    assert "console=ttyS0" not in replaced and "lpj=500000" not in replaced
+    assert "console=ttyS0" not in replaced and "lpj=400000" not in replaced
     assert replaced[-2:] == ["console=tty0", "lpj=1000000"] and "acpi=off" in replaced
     assert linux.command_line('nodefaults console=ttyS0 init="/bin/sh -x"') == 'console=ttyS0 init="/bin/sh -x"'
 
@@ -237,6 +237,7 @@ def ringvisor(*args):
     (["run", "{old}", "--engine", "soft", "--technique", "native"], "too old"),
     (["run", "{k}", "--initrd", "{big}", "--engine", "soft", "--technique", "native", "--memory", "40M"],
      "does not fit"),
+    (["run", "{k}", "--initrd", "{rd}", "--technique", "pv"], "not written for ringvisor's PV ABI"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, pattern):
     k, old, rd, big = tmp_path / "vmlinuz", tmp_path / "old", tmp_path / "rd", tmp_path / "big"
@@ -249,6 +250,15 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, pattern):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert re.search(pattern, proc.stderr), proc.stderr
+
+
+@pytest.mark.skipif(not Path("/sys/module/kvm_pvm").exists(), reason="needs a PVM /dev/kvm host")
+def test_linux_on_a_pvm_kvm_is_refused_in_one_line(tmp_path):
+    k, rd = tmp_path / "vmlinuz", tmp_path / "rd"
+    k.write_bytes(bzimage_of(compress(vmlinux(), "gzip")))
+    rd.write_bytes(b"\x01" * 100)
+    proc = ringvisor("run", str(k), "--initrd", str(rd), "--technique", "hw")
+    assert proc.returncode == 3 and "a 32-bit Linux kernel needs 32-bit paging" in proc.stderr
 
 
 needs_debian = pytest.mark.skipif(

@@ -33,13 +33,15 @@ OLD_INITRD_ADDR_MAX = 0x37FFFFFF     # boot.rst: the limit for protocols before 
 # What ringvisor's own command line gives Linux: the console on COM1 and
 # "off" for the hardware the soft platform does not model (ACPI, PCI, the
 # APICs, ISA PnP, the PnP BIOS), no crypto self-tests, no Spectre
-# mitigations, and a preset loops-per-jiffy (the 100 MHz soft CPU) instead of
-# calibrating the delay loop. `nokaslr` and `edd=off` are not needed: they
-# are read by the decompressor and the real-mode setup code, which this
-# loader skips (the kernel proper reports them as unknown).
+# mitigations, and a preset loops-per-jiffy instead of calibrating the delay
+# loop: with a TSC, Linux's delay loop counts TSC cycles, so lpj is the soft
+# CPU's 100 MHz over Debian's HZ of 250. `nokaslr` and `edd=off` are not
+# needed: the decompressor and the real-mode setup code read them, and this
+# loader skips both (the kernel proper reports them as unknown).
+SOFT_CPU_HZ, DEBIAN_KERNEL_HZ = 100_000_000, 250
 DEFAULT_CMDLINE = ("console=ttyS0", "acpi=off", "pci=off", "noapic", "nolapic", "noisapnp",
                    "pnpbios=off", "cryptomgr.notests", "mitigations=off", "no_timer_check",
-                   "lpj=500000")
+                   f"lpj={SOFT_CPU_HZ // DEBIAN_KERNEL_HZ}")
 NO_DEFAULTS = "nodefaults"           # a user word that drops DEFAULT_CMDLINE
 _WORD = re.compile(r'(?:[^\s"]+|"[^"]*")+')
 
@@ -189,7 +191,8 @@ def load(data: bytes, name: str, memory, layout: Layout, cmdline: str = "",
 
 
 def entry_state(entry: int) -> CpuState:
-    data = lambda: Segment.flat32(BOOT_DS, code=False)            # noqa: E731
-    return CpuState(eip=entry, esi=BOOT_PARAMS_ADDRESS, cs=Segment.flat32(BOOT_CS, code=True),
-                    ds=data(), es=data(), ss=data(), fs=data(), gs=data(),
+    """The protocol's entry: CS = __BOOT_CS, the data segments __BOOT_DS,
+    ESI = boot_params, EBP = EDI = EBX = 0, interrupts and paging off."""
+    segs = {name: Segment.flat32(BOOT_DS, code=False) for name in ("ds", "es", "ss", "fs", "gs")}
+    return CpuState(eip=entry, esi=BOOT_PARAMS_ADDRESS, cs=Segment.flat32(BOOT_CS, code=True), **segs,
                     gdt=TableRegister(GDT_ADDRESS, len(GDT) - 1), cr0=CR0_PE | CR0_ET)

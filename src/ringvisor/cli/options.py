@@ -54,9 +54,14 @@ def vm_config(args) -> VmConfig:
     if args.ring != 1 and technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
     modules, image_format = linux_boot_options(args)
+    if image_format == "linux" and technique == "pv":
+        raise ConfigError("a stock Linux kernel is not written for ringvisor's PV ABI: run it with "
+                          "--technique native, trap or bt")
     kernel = args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
         refuse_paging_guest_on_pvm()
+    if engine == "kvm" and image_format == "linux":
+        refuse_paging_guest_on_pvm("a 32-bit Linux kernel")
     return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
                     modules=modules, image_format=image_format, timeout=args.timeout)
@@ -77,11 +82,11 @@ def linux_boot_options(args) -> tuple[tuple[str, ...], str]:
     return (initrd,), "linux"
 
 
-def refuse_paging_guest_on_pvm() -> None:
-    """The bundled guest enables 32-bit paging, which PVM (a KVM without
-    VT-x/AMD-V) answers with #GP: say so before the guest panics."""
+def refuse_paging_guest_on_pvm(guest: str = "the bundled guest OS") -> None:
+    """The bundled guest (and a 32-bit Linux) enables 32-bit paging, which
+    PVM (a KVM without VT-x/AMD-V) answers with #GP: say so before the guest panics."""
     from ringvisor.kvm.backend import detect
     if detect().name == "PVM":
-        raise KvmUnavailable("the bundled guest OS needs 32-bit paging, which this host's /dev/kvm "
+        raise KvmUnavailable(f"{guest} needs 32-bit paging, which this host's /dev/kvm "
                              "(PVM, kvm_pvm) refuses; run it on the soft engine: "
                              "--engine soft --technique native")

@@ -20,7 +20,11 @@ class Ignored(NamedTuple):
 IGNORED_PORTS: tuple[Ignored, ...] = (
     Ignored(0x0000, 0x10, "DMA controller 1 (8237)"),
     Ignored(0x0020, 2, "master PIC (8259), not modelled here"),
+    # Super I/O chips answer index/data pairs here; Debian's kernel probes
+    # both at boot (measured: 20 writes, 4 reads each); there is none.
+    Ignored(0x002E, 2, "Super I/O configuration (primary)"),
     Ignored(0x0040, 4, "PIT (8254), not modelled here"),
+    Ignored(0x004E, 2, "Super I/O configuration (secondary)"),
     # 0x61 also holds the PIT channel 2 gate (bit 0) and output (bit 5); with
     # the port ignored, bit 5 reads 1 so calibration loops terminate.
     Ignored(0x0061, 1, "system control port B (speaker, PIT ch2 gate)"),

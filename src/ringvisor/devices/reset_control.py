@@ -21,6 +21,9 @@ RESET_CONTROL_PORT = 0xCF9
 PORT_A = 0x92
 SYS_RST, RST_CPU, FULL_RST = 1 << 1, 1 << 2, 1 << 3
 FAST_RESET, A20_GATE = 1 << 0, 1 << 1
+# How a run's end names each kind of reset.
+DESCRIPTIONS = {"hard": "port 0xCF9 hard reset", "full": "port 0xCF9 full reset",
+                "cpu": "port 0xCF9 CPU reset", "fast": "port 0x92 fast reset"}
 
 
 def _kind(value: int) -> str:

@@ -1,9 +1,9 @@
 """The PC's CMOS real-time clock, a Motorola MC146818A behind ports 0x70
 (index; bit 7 masks NMI) and 0x71 (data), on virtual time.
 
-The clock starts at the host's UTC time (seconds flip when the host's do)
-and then runs on the soft platform's virtual clock, so a run repeats and a
-halted guest's skipped time passes for the RTC too. Per the datasheet:
+The clock starts at the host's UTC time (whole seconds) and then runs on the
+soft platform's virtual clock, so a run repeats and a halted guest's skipped
+time passes for the RTC too. Per the datasheet:
 - registers 0-9 hold seconds, alarm seconds, minutes, alarm minutes, hours,
   alarm hours, day of week (1 = Sunday), date, month and year, in BCD or
   binary (register B DM) and 12- or 24-hour form (B 24/12; bit 7 of the
@@ -93,7 +93,10 @@ class CmosRtc:
         self.ram[REG_B] = B_24H
         self.ram[REG_D] = D_VRT
         self._set_time(host // NS)
-        self.next_update = NS - host % NS             # updates keep the host's second phase
+        # The first update comes one virtual second after power-on whatever
+        # the host's phase, so a run repeats to the instruction (a guest's
+        # wait for UIP does not depend on when it was started).
+        self.next_update = NS
         self.next_periodic: int | None = None
         self._restart_periodic()
         self._memory_bytes(ram_size)
@@ -172,7 +175,8 @@ class CmosRtc:
         self._flag(flags)
 
     def _flag(self, flags: int) -> None:
-        c = self.ram[REG_C] | flags
+        """Set flags in register C; IRQF = PF.PIE + AF.AIE + UF.UIE (datasheet)."""
+        c = (self.ram[REG_C] | flags) & ~C_IRQF
         b = self.ram[REG_B]
         if c & ((C_PF if b & B_PIE else 0) | (C_AF if b & B_AIE else 0) | (C_UF if b & B_UIE else 0)):
             c |= C_IRQF

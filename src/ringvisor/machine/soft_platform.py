@@ -25,22 +25,6 @@ from ringvisor.exits import GuestStopped
 NS_PER_INSTRUCTION = 10          # 100 MHz, one instruction per cycle
 
 
-class _ClockedPit:
-    """The PIT as the bus sees it: brought to the CPU's present before every
-    access, so a guest polling the counter watches it move mid-slice."""
-
-    def __init__(self, platform: "SoftPlatform"):
-        self.platform, self.pit = platform, platform.pit
-
-    def io_read(self, offset: int, size: int) -> int:
-        self.platform.sync()
-        return self.pit.io_read(offset, size)
-
-    def io_write(self, offset: int, size: int, value: int) -> None:
-        self.platform.sync()
-        self.pit.io_write(offset, size, value)
-
-
 class _Clocked:
     """A device as the bus sees it, brought to the CPU's present before every access."""
 
@@ -78,7 +62,7 @@ class SoftPlatform:
         self.pic = PicPair()
         self.pc = None
         irq0 = self.pic.irq_line(0)
-        on_reset = lambda kind: reset(f"{kind} reset")           # noqa: E731
+        on_reset = lambda kind: reset(reset_control.DESCRIPTIONS[kind])  # noqa: E731
         if pc is not None:
             from ringvisor.machine.pc_platform import PcPlatform
             self.pc = PcPlatform(pc, ports=ports, mmio=mmio, memory=memory, pic=self.pic,
@@ -94,7 +78,9 @@ class SoftPlatform:
         self.i8042 = I8042(irq_kbd=self.irq_line(KBD_IRQ), irq_aux=self.irq_line(AUX_IRQ),
                            reset=lambda: reset("i8042 reset pulse"))
         self.pic.register(ports)
-        ports.register(PIT_BASE, PIT_PORTS, _ClockedPit(self), "8254 PIT")
+        # The PIT as the bus sees it: brought to the CPU's present before every
+        # access, so a guest polling the counter watches it move mid-slice.
+        ports.register(PIT_BASE, PIT_PORTS, _Clocked(self, self.pit), "8254 PIT")
         self.port61 = port61.Port61(self.pit, self.now_ns)
         ports.register(port61.PORT, 1, _Clocked(self, self.port61), "system control port B (PIT ch2 gate)")
         ports.register(rtc_cmos.BASE, rtc_cmos.PORTS, _Clocked(self, self.rtc), "CMOS RTC (MC146818)")
