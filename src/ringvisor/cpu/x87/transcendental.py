@@ -217,7 +217,7 @@ def fyl2x(fpu, plus_one, mem, ctx):
         return 0
     de = DE if cx == DENORMAL or cy == DENORMAL else 0
     result, flags, c1 = _yl2x(x, cx, y, cy, plus_one, fpu.cw)
-    if flags & IE:
+    if flags & (IE | ZE):               # log2(0): #Z without #D, as x/0 (silicon)
         de = 0
     elif de and not fpu.cw & DE:
         record(fpu, de, False)
