@@ -25,7 +25,10 @@ def harness():
 
 
 def _check(batch, harness):
-    bad = check_batch(batch, harness)
+    """No divergence; transcendental last-ulp differences and results the SDM
+    leaves undefined (F2XM1/FYL2XP1 outside their domain) are measured by
+    `make fuzz-x87`, not failed on."""
+    bad = check_batch(batch, harness, ulps=[], undefined=[])
     assert not bad, "\n".join(f"{describe(c)}: {'; '.join(d)}\n  {replay_source(c)}"
                               for c, d in bad[:3])
 
@@ -41,6 +44,21 @@ def test_soft_fpu_agrees_with_silicon(harness, insns, examples):
     def run(batch):
         _check(batch, harness)
     run()
+
+
+def test_transcendental_instructions_agree_with_silicon(harness):
+    """Only transcendental instructions, which the mixed draw rarely picks."""
+    from ringvisor.cpu.x87.silicon import cases as case_module
+    saved = case_module.instructions
+    case_module.restrict(["F2XM1", "FYL2X", "FYL2XP1", "FPTAN", "FPATAN", "FSIN", "FCOS", "FSINCOS"])
+    try:
+        @settings(max_examples=25, **_SETTINGS)
+        @given(st.lists(cases(1), min_size=BATCH, max_size=BATCH))
+        def run(batch):
+            _check(batch, harness)
+        run()
+    finally:
+        case_module.instructions = saved
 
 
 def test_harness_reports_unmasked_exception_as_mf(harness):

@@ -146,13 +146,13 @@ def div(a: int, b: int, cw: int):
     neg = (a ^ b) >> 79
     if (ca == INF and cb == INF) or (ca == ZERO and cb == ZERO):
         return _gate(f80.INDEFINITE, IE, cw)
+    if cb == ZERO and ca != INF:        # #Z, and no #D for a denormal dividend (silicon)
+        return _gate(f80.infinity(neg), ZE, cw)
     de = DE if ca == DENORMAL or cb == DENORMAL else 0
     if de and not cw & DE:
         return None, de, False
     if ca == INF:
         return f80.infinity(neg), de, False
-    if cb == ZERO:
-        return _gate(f80.infinity(neg), ZE | de, cw)
     if cb == INF or ca == ZERO:
         return f80.zero(neg), de, False
     ma, ea = _normalized(a)

@@ -16,6 +16,7 @@ def fninit(fpu, arg, mem, ctx):
 
 def fnclex(fpu, arg, mem, ctx):
     fpu.sw &= ~(EXCEPTIONS | SF | ES | B)
+    fpu.ignne = False           # FERR# deasserts, and with it the PC's IGNNE#
     return 0
 
 

@@ -54,6 +54,7 @@ class Fpu:
         self.cw = CW_INIT
         self.sw = 0
         self.fip = self.fcs = self.fop = self.fdp = self.fds = 0
+        self.ignne = False
 
     # -- words as software sees them
     def status_word(self) -> int:

@@ -17,6 +17,7 @@ from ringvisor.cpu.x87 import compare as cmp
 from ringvisor.cpu.x87 import environment as env
 from ringvisor.cpu.x87 import load_store as ls
 from ringvisor.cpu.x87 import more_arith as ma
+from ringvisor.cpu.x87 import transcendental as tr
 
 OPS = ba.OPERATIONS
 ARITH_ORDER = ("ADD", "MUL", None, None, "SUB", "SUBR", "DIV", "DIVR")
@@ -74,14 +75,22 @@ REGISTER_FORMS = [
     (0xD9, 0xEC, "FLDLG2", "arith", ls.fld_constant, "LG2"),
     (0xD9, 0xED, "FLDLN2", "arith", ls.fld_constant, "LN2"),
     (0xD9, 0xEE, "FLDZ", "arith", ls.fld_constant, "Z"),
+    (0xD9, 0xF0, "F2XM1", "arith", ba.unary, tr.f2xm1),
+    (0xD9, 0xF1, "FYL2X", "arith", tr.fyl2x, False),
+    (0xD9, 0xF2, "FPTAN", "arith", tr.fptan, None),
+    (0xD9, 0xF3, "FPATAN", "arith", tr.fpatan, None),
     (0xD9, 0xF4, "FXTRACT", "arith", ma.fxtract, None),
     (0xD9, 0xF5, "FPREM1", "arith", ma.fprem, True),
     (0xD9, 0xF6, "FDECSTP", "arith", ls.fincstp, -1),
     (0xD9, 0xF7, "FINCSTP", "arith", ls.fincstp, 1),
     (0xD9, 0xF8, "FPREM", "arith", ma.fprem, False),
+    (0xD9, 0xF9, "FYL2XP1", "arith", tr.fyl2x, True),
     (0xD9, 0xFA, "FSQRT", "arith", ba.unary, ba.fsqrt),
+    (0xD9, 0xFB, "FSINCOS", "arith", tr.fsincos, None),
     (0xD9, 0xFC, "FRNDINT", "arith", ba.unary, ma.frndint),
     (0xD9, 0xFD, "FSCALE", "arith", ma.fscale, None),
+    (0xD9, 0xFE, "FSIN", "arith", tr.fsin_fcos, "sin"),
+    (0xD9, 0xFF, "FCOS", "arith", tr.fsin_fcos, "cos"),
     (0xDA, 0xE9, "FUCOMPP", "arith", cmp.fcom_registers, (1, True, 2)),
     (0xDB, 0xE0, "FENI (FNOP on P6)", "nowait", env.fnop, None),
     (0xDB, 0xE1, "FDISI (FNOP on P6)", "nowait", env.fnop, None),

@@ -80,6 +80,17 @@ instructions = st.one_of(
 )
 
 
+def restrict(mnemonics):
+    """Draw only the instructions whose mnemonic (first word) is listed."""
+    global instructions
+    wanted = {m.upper() for m in mnemonics}
+    keys = [k for k in KEYS if TABLE[k][3].split()[0] in wanted]
+    unknown = wanted - {TABLE[k][3].split()[0] for k in keys}
+    if unknown:
+        raise ValueError(f"unknown x87 mnemonic(s): {', '.join(sorted(unknown))}")
+    instructions = st.sampled_from(keys).map(lambda key: (key >> 8, key & 0xFF, False))
+
+
 @st.composite
 def cases(draw, max_insns=3):
     cw = draw(control_words)

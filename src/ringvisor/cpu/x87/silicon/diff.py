@@ -1,8 +1,6 @@
 """Field-by-field comparison of a soft and a silicon outcome."""
 from __future__ import annotations
 
-import struct
-
 from ringvisor.cpu.x87.table import TABLE
 
 # (name, offset, size) in the 32-bit protected FNSAVE image
@@ -62,6 +60,3 @@ def replay_source(case) -> str:
     return (f"Case(bytes.fromhex({case.image.hex()!r}), {case.insns!r}, "
             f"bytes.fromhex({case.memory[:108].hex()!r}).ljust(512, b'\\0'), {case.eflags:#x})")
 
-
-def unpack_words(image: bytes):
-    return struct.unpack_from("<HxxHxxHxx", image)

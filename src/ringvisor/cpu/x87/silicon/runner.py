@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ringvisor.cpu.x87 import environment as env
+from ringvisor.cpu.x87 import float80 as f80
 from ringvisor.cpu.x87.execute import DONE, MF, execute
 from ringvisor.cpu.x87.state import Fpu
 
@@ -195,10 +196,13 @@ def run_soft(case: Case, cs: int = 0x33, ds: int = 0) -> Outcome:
     memory = Buffer(bytearray(case.memory), DATA_ADDR, ds)
     _, addresses = assemble(case.insns)
     fault = None
+    notes = []
     for n, ((opcode, modrm, o16), address) in enumerate(zip(addresses and case.insns, addresses)):
         ctx.eip, ctx.cs, ctx.o32 = address, cs, not o16
         if modrm < 0xC0:
             modrm = 0x04 | (modrm & 0x38)
+        if outside_domain(fpu, opcode, modrm):
+            notes.append("outside the SDM's domain")
         outcome = execute(fpu, opcode, modrm, memory if modrm < 0xC0 and opcode != 0x9B else None, ctx)
         if outcome == MF:
             fault = n
@@ -211,6 +215,26 @@ def run_soft(case: Case, cs: int = 0x33, ds: int = 0) -> Outcome:
     for i in range(8):
         image.write(28 + 10 * i, 10, fpu.st(i))
     if fault is not None:
-        return Outcome(fault, bytes(image.data), -1, -1, bytes(memory.data))
+        return Outcome(fault, bytes(image.data), -1, -1, bytes(memory.data), notes)
     return Outcome(None, bytes(image.data), ctx.eflags & EFLAGS_STATUS, ctx.ax,
-                   bytes(memory.data))
+                   bytes(memory.data), notes)
+
+
+# F2XM1 is defined for -1 <= x <= 1, FYL2XP1 for |x| < 1 - sqrt(2)/2 (SDM vol. 2):
+# outside, silicon's result is undefined and not compared as a divergence.
+FYL2XP1_LIMIT = 0x3FFD << 64 | 0x95F619980C4336F7      # 1 - sqrt(2)/2, rounded down
+
+
+def outside_domain(fpu, opcode: int, modrm: int) -> bool:
+    if opcode != 0xD9 or modrm not in (0xF0, 0xF9) or fpu.is_empty(0):
+        return False
+    raw = fpu.st(0)
+    cls = f80.classify(raw)
+    if cls not in (f80.NORMAL, f80.DENORMAL, f80.INF):
+        return False
+    magnitude = raw & ~f80.SIGN
+    if cls == f80.INF:
+        return True
+    if modrm == 0xF0:
+        return magnitude > f80.ONE
+    return magnitude > FYL2XP1_LIMIT
