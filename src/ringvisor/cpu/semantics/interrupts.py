@@ -9,6 +9,7 @@ from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, RF, SS, TF, VM, CpuFaul
 from ringvisor.cpu.semantics import transfer
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu.semantics.segments import fetch, nullify_outer
+from ringvisor.cpu.vmx.exits import VmExitSignal
 
 EXC, SOFT, EXT = 0, 1, 2          # delivery kinds: CPU exception, INT n/INT3/INTO, external
 CONTRIBUTORY = {0, 10, 11, 12, 13}
@@ -89,7 +90,7 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
         cpu.push(old_eip & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
         if code is not None:
             cpu.push(code, gsz)
-    except CpuFault:
+    except (CpuFault, VmExitSignal):      # a VM exit (EPT) mid-delivery undoes it too
         transfer.restore_state(cpu, saved)
         raise
     transfer.load_cs(cpu, d, sel, new_cpl)

@@ -181,3 +181,10 @@ def ud2(cpu, ins):
 @sem("INVD", "WBINVD")
 def invd(cpu, ins):
     pass
+
+
+@sem("VMCALL")
+def vmcall(cpu, ins):
+    # Outside VMX non-root operation (where it exits before running) this
+    # CPU is not in VMX operation at all: #UD (SDM vol. 2 VMCALL).
+    raise ud()

@@ -1,0 +1,238 @@
+"""VMX non-root operation (SDM vol. 3C ch. 25): which instructions and
+events cause VM exits, and how the rest behave differently (CR0/CR4 read
+shadows, TSC offsetting).
+
+The CPU decides an instruction's exit in ONE place: `protection.check()`,
+which every instruction with a policy flag (PRIV, IOPL, TSD, VMX) passes
+before its semantics run, calls `NonRoot.instruction()` after the
+exceptions that take priority over VM exits (25.1.1: #UD, CPL and IOPL
+checks) have been raised. Instructions without such a flag never exit, and
+compiled code for them is the same as in root operation.
+"""
+from __future__ import annotations
+
+from ringvisor.cpu.vmx import controls as C
+from ringvisor.cpu.vmx import exits as X
+from ringvisor.cpu.vmx.exits import R, VmExitSignal
+
+CR0_TS, CR0_PE = 8, 1
+
+
+class NonRoot:
+    """The controls of the VMCS being run, in the form the CPU reads them."""
+
+    def __init__(self, vmcs, ept=None):
+        v = vmcs
+        self.vmcs = vmcs
+        self.pin = v["PIN_BASED_VM_EXEC_CONTROL"]
+        self.proc = proc = v["CPU_BASED_VM_EXEC_CONTROL"]
+        self.proc2 = v["SECONDARY_VM_EXEC_CONTROL"] if proc & C.CPU_ACTIVATE_SECONDARY else 0
+        self.exit_controls = v["VM_EXIT_CONTROLS"]
+        self.exception_bitmap = v["EXCEPTION_BITMAP"]
+        self.pfec_mask, self.pfec_match = v["PAGE_FAULT_ERROR_CODE_MASK"], v["PAGE_FAULT_ERROR_CODE_MATCH"]
+        self.cr0_mask, self.cr0_shadow = v["CR0_GUEST_HOST_MASK"], v["CR0_READ_SHADOW"]
+        self.cr4_mask, self.cr4_shadow = v["CR4_GUEST_HOST_MASK"], v["CR4_READ_SHADOW"]
+        self.cr3_targets = [v[f"CR3_TARGET_VALUE{i}"] for i in range(v["CR3_TARGET_COUNT"])]
+        self.io_bitmaps = (v["IO_BITMAP_A"], v["IO_BITMAP_B"]) if proc & C.CPU_USE_IO_BITMAPS else None
+        self.msr_bitmap = v["MSR_BITMAP"] if proc & C.CPU_USE_MSR_BITMAPS else None
+        self.tsc_offset = v["TSC_OFFSET"] if proc & C.CPU_USE_TSC_OFFSETTING else 0
+        if self.tsc_offset >= 1 << 63:
+            self.tsc_offset -= 1 << 64
+        self.ept = ept
+        self.vectoring: tuple[int, int] | None = None   # (IDT-vectoring info, error code)
+        self.host_pin = None              # the CPU's INTR pin (the engine's interrupts)
+
+    # --- instructions ------------------------------------------------------------------
+    def instruction(self, cpu, ins) -> None:
+        rule = RULES.get(ins.row.opcode)
+        if rule is not None:
+            rule(self, cpu, ins)
+
+    def _cpuid(self, cpu, ins):
+        raise VmExitSignal(R["CPUID"])
+
+    def _invd(self, cpu, ins):
+        raise VmExitSignal(R["INVD"])
+
+    def _wbinvd(self, cpu, ins):
+        if self.proc2 & C.SEC_WBINVD_EXITING:
+            raise VmExitSignal(R["WBINVD"])
+
+    def _vmcall(self, cpu, ins):
+        raise VmExitSignal(R["VMCALL"])
+
+    def _hlt(self, cpu, ins):
+        if self.proc & C.CPU_HLT_EXITING:
+            raise VmExitSignal(R["HLT"])
+
+    def _invlpg(self, cpu, ins):
+        if self.proc & C.CPU_INVLPG_EXITING:
+            raise VmExitSignal(R["INVLPG"], (cpu.sbase[ins.seg] + ins.eaf(cpu, ins)) & 0xFFFFFFFF)
+
+    def _rdtsc(self, cpu, ins):
+        if self.proc & C.CPU_RDTSC_EXITING:
+            raise VmExitSignal(R["RDTSC"])
+
+    def _rdpmc(self, cpu, ins):
+        if self.proc & C.CPU_RDPMC_EXITING:
+            raise VmExitSignal(R["RDPMC"])
+
+    def _msr(self, cpu, ins):
+        write = ins.row.mnemonic == "WRMSR"
+        if self.msr_exits(cpu.r[1], write):
+            raise VmExitSignal(R["MSR_WRITE" if write else "MSR_READ"])
+
+    def msr_exits(self, msr: int, write: bool) -> bool:
+        """25.1.3: without MSR bitmaps every RDMSR/WRMSR exits; with them,
+        the bit for the MSR (read-low, read-high, write-low, write-high
+        quarters of the 4 KiB bitmap), and MSRs outside both ranges exit."""
+        if self.msr_bitmap is None:
+            return True
+        if msr <= 0x1FFF:
+            quarter = 0
+        elif 0xC0000000 <= msr <= 0xC0001FFF:
+            quarter = 1
+        else:
+            return True
+        n = msr & 0x1FFF
+        at = self.msr_bitmap + (2 if write else 0) * 1024 + quarter * 1024 + (n >> 3)
+        return bool(self._host_byte(at) >> (n & 7) & 1)
+
+    def io_exits(self, port: int, size: int) -> bool:
+        """25.1.3: unconditional I/O exiting, or the I/O bitmaps (A: ports
+        0-0x7FFF, B: 0x8000-0xFFFF): any byte of the access with its bit
+        set exits, as does an access wrapping past port 0xFFFF."""
+        if self.io_bitmaps is None:
+            return bool(self.proc & C.CPU_UNCONDITIONAL_IO_EXITING)
+        if port + size - 1 > 0xFFFF:
+            return True
+        for p in range(port, port + size):
+            bitmap = self.io_bitmaps[p >> 15]
+            if self._host_byte(bitmap + ((p & 0x7FFF) >> 3)) >> (p & 7) & 1:
+                return True
+        return False
+
+    def _io(self, cpu, ins):
+        from ringvisor.cpu.semantics.system import io_port
+        port, size = io_port(cpu, ins)
+        if not self.io_exits(port, size):
+            return
+        mn = ins.row.mnemonic
+        string = mn.startswith(("INS", "OUTS"))
+        immediate = mn in ("IN", "OUT") and any(o.kind == "I" for o in ins.row.operands)
+        q = X.io_qualification(port, size, mn.startswith("IN"), string, string and ins.rep != 0,
+                               immediate)
+        gla = 0
+        if string:
+            amask = 0xFFFF if ins.asz == 2 else 0xFFFFFFFF
+            if mn.startswith("INS"):
+                gla = cpu.sbase[0] + (cpu.r[7] & amask)
+            else:
+                seg = ins.seg if ins.seg >= 0 else 3
+                gla = cpu.sbase[seg] + (cpu.r[6] & amask)
+        raise VmExitSignal(R["IO_INSTRUCTION"], q, gla=gla & 0xFFFFFFFF)
+
+    def _mov_cr(self, cpu, ins):
+        n = ins.reg
+        to_cr = ins.row.opcode == "0F 22"
+        if to_cr:
+            v = cpu.r[ins.rm]
+            exits = {0: lambda: (v ^ self.cr0_shadow) & self.cr0_mask,
+                     4: lambda: (v ^ self.cr4_shadow) & self.cr4_mask,
+                     3: lambda: self.proc & C.CPU_CR3_LOAD_EXITING and v not in self.cr3_targets,
+                     }.get(n)
+        else:
+            exits = (lambda: self.proc & C.CPU_CR3_STORE_EXITING) if n == 3 else None
+        if exits is not None and exits():
+            raise VmExitSignal(R["CR_ACCESS"], X.cr_qualification(
+                n, X.CR_MOV_TO if to_cr else X.CR_MOV_FROM, ins.rm))
+
+    def _clts(self, cpu, ins):
+        if self.cr0_mask & CR0_TS and self.cr0_shadow & CR0_TS:
+            raise VmExitSignal(R["CR_ACCESS"], X.cr_qualification(0, X.CR_CLTS))
+
+    def _lmsw(self, cpu, ins):
+        src = ins.g0(cpu, ins) & 0xFFFF
+        low = self.cr0_mask & 0xE
+        exits = (src ^ self.cr0_shadow) & low or \
+            (self.cr0_mask & CR0_PE and not self.cr0_shadow & CR0_PE and src & CR0_PE)
+        if exits:
+            raise VmExitSignal(R["CR_ACCESS"], X.cr_qualification(
+                0, X.CR_LMSW, lmsw_data=src, lmsw_memory=ins.mem))
+
+    def _mov_dr(self, cpu, ins):
+        if self.proc & C.CPU_MOV_DR_EXITING:
+            raise VmExitSignal(R["DR_ACCESS"], X.dr_qualification(
+                ins.reg, ins.row.opcode == "0F 21", ins.rm))
+
+    # --- what the guest reads and writes instead ------------------------------------------
+    def cr_read(self, n: int, value: int) -> int:
+        """MOV from CR0/CR4 and SMSW: the read shadow for the bits the monitor owns."""
+        if n == 0:
+            return (value & ~self.cr0_mask) | (self.cr0_shadow & self.cr0_mask)
+        if n == 4:
+            return (value & ~self.cr4_mask) | (self.cr4_shadow & self.cr4_mask)
+        return value
+
+    def cr_write(self, n: int, old: int, value: int) -> int:
+        """MOV to CR0/CR4, LMSW, CLTS without an exit: the owned bits keep their value."""
+        mask = self.cr0_mask if n == 0 else self.cr4_mask if n == 4 else 0
+        return (old & mask) | (value & ~mask)
+
+    # --- events ---------------------------------------------------------------------------
+    def exception_exits(self, vector: int, code: int | None) -> bool:
+        """25.2: the exception bitmap; for #PF the bit and the error-code
+        mask/match decide together (exit iff bit 14 == (PFEC & mask == match))."""
+        bit = self.exception_bitmap >> vector & 1
+        if vector == 14:
+            return bool(bit) == ((code or 0) & self.pfec_mask == self.pfec_match)
+        return bool(bit)
+
+    def interrupt(self, cpu) -> None:
+        """An interrupt-window or external-interrupt exit at this
+        instruction boundary (the engine calls it with RFLAGS.IF=1 and no
+        blocking by STI/MOV SS)."""
+        if self.proc & C.CPU_INTERRUPT_WINDOW_EXITING:
+            raise VmExitSignal(R["INTERRUPT_WINDOW"])
+        pin = self.host_pin
+        if pin is None or not pin.pending():
+            return
+        if self.pin & C.PIN_EXTERNAL_INTERRUPT_EXITING:
+            info = 0
+            if self.exit_controls & C.EXIT_ACK_INTERRUPT_ON_EXIT:
+                info = C.intr_info(pin.acknowledge(), C.TYPE_EXTERNAL)
+            raise VmExitSignal(R["EXTERNAL_INTERRUPT"], intr_info=info)
+        from ringvisor.cpu.semantics.interrupts import EXT, exception
+        exception(cpu, pin.acknowledge(), None, EXT)
+
+    def _host_byte(self, phys: int) -> int:
+        return self.cpu_memory[phys]
+
+
+class WindowPin:
+    """The CPU's interrupt pin as the engine loop sees it in non-root
+    operation: "pending" when interrupt-window exiting wants the next
+    boundary with IF=1, or the real pin has a request."""
+
+    def __init__(self, nonroot: NonRoot):
+        self.nr = nonroot
+
+    def pending(self) -> bool:
+        nr = self.nr
+        if nr.proc & C.CPU_INTERRUPT_WINDOW_EXITING:
+            return True
+        return nr.host_pin is not None and nr.host_pin.pending()
+
+    def acknowledge(self) -> int:
+        raise AssertionError("non-root interrupts are taken by NonRoot.interrupt")
+
+
+RULES = {
+    "0F A2": NonRoot._cpuid, "0F 08": NonRoot._invd, "0F 09": NonRoot._wbinvd,
+    "0F 01 C1": NonRoot._vmcall, "F4": NonRoot._hlt, "0F 01 /7": NonRoot._invlpg,
+    "0F 31": NonRoot._rdtsc, "0F 33": NonRoot._rdpmc, "0F 32": NonRoot._msr, "0F 30": NonRoot._msr,
+    "0F 20": NonRoot._mov_cr, "0F 22": NonRoot._mov_cr, "0F 21": NonRoot._mov_dr,
+    "0F 23": NonRoot._mov_dr, "0F 06": NonRoot._clts, "0F 01 /6": NonRoot._lmsw,
+    **{op: NonRoot._io for op in ("E4", "E5", "E6", "E7", "EC", "ED", "EE", "EF",
+                                  "6C", "6D", "6E", "6F")},
+}
