@@ -42,18 +42,21 @@ class Ept:
         self.violations = 0
 
     # --- guest-physical -> host-physical ----------------------------------------------
-    def translate(self, gpa: int, write: bool, lin: int | None, final: bool) -> int:
+    def translate(self, gpa: int, write: bool, lin: int | None, final: bool,
+                  count: bool = True) -> int:
         """The host-physical address of `gpa`, or a VM exit (violation or
         misconfiguration). `lin`: the linear address being translated (None
         when the guest does not page); `final`: the access is to the
-        translated address, not to a guest paging-structure entry."""
+        translated address, not to a guest paging-structure entry. `count`:
+        False for the A/D write-back to an entry just read (the same access)."""
         cpu = self.cpu
         addr = self.root
         perms = ER | EW | EX
         for level in (39, 30, 21, 12):
             at = addr | ((gpa >> level) & 0x1FF) << 3
             e = cpu.rd_phys(at, 8)
-            self.refs += 1
+            if count:
+                self.refs += 1
             if not e & 7:
                 self._violation(gpa, write, lin, final, 0)
             if (e & 3) == EW or e & RESERVED or (level == 39 and e & EPS) or \
@@ -90,7 +93,7 @@ class Ept:
         self.misses += 1
         lin &= 0xFFFFFFFF
         if not (cpu.cr0 & 0x80000000 and cpu.cr0 & 1):
-            base = self.translate(lin & ~0xFFF, bool(write), None, True)
+            base = self.translate(lin, bool(write), None, True) & ~0xFFF
             cpu.tlb[user | write << 1][lin >> 12] = base
             return base
         # A/D-enabled EPT treats guest paging-structure accesses as writes (28.3.3.2).
@@ -107,7 +110,7 @@ class Ept:
                 raise page_fault(cpu, lin, True, write, user)
             new = pde | A | (D if write else 0)
             if new != pde:
-                self.translate(pde_gpa, True, lin, False)
+                self.translate(pde_gpa, True, lin, False, count=False)
                 cpu.wr_phys(pde_hpa, 4, new)
             gpa = (pde & 0xFFC00000) | (lin & 0x3FF000)
             glob = bool(pde & G)
@@ -122,15 +125,15 @@ class Ept:
             if not _allowed(eff, write, user, wp):
                 raise page_fault(cpu, lin, True, write, user)
             if not pde & A:
-                self.translate(pde_gpa, True, lin, False)
+                self.translate(pde_gpa, True, lin, False, count=False)
                 cpu.wr_phys(pde_hpa, 4, pde | A)
             new = pte | A | (D if write else 0)
             if new != pte:
-                self.translate(pte_gpa, True, lin, False)
+                self.translate(pte_gpa, True, lin, False, count=False)
                 cpu.wr_phys(pte_hpa, 4, new)
             gpa = pte & 0xFFFFF000
             glob = bool(pte & G)
-        base = self.translate(gpa, bool(write), lin, True)
+        base = self.translate(gpa | (lin & 0xFFF), bool(write), lin, True) & ~0xFFF
         vpn = lin >> 12
         cpu.tlb[user | write << 1][vpn] = base
         if glob and cpu.cr4 & CR4_PGE:
