@@ -21,7 +21,7 @@ def ringvisor(*args):
     (["run", "{k}", "--memory", "lots"], 2, "not a size"),
     (["run", "{k}", "--timeout", "-1"], 2, "positive number of seconds"),
     (["run", "{k}", "--serial", "tcp:1234"], 2, "use stdio or file:PATH"),
-    (["run", "{k}", "--technique", "hw", "--engine", "soft"], 2, "kvm engine only"),
+    (["run", "{k}", "--technique", "trap", "--paging", "ept"], 2, "applies to --technique hw"),
     (["run", "{k}", "--workload", "compute"], 2, "bundled guest"),
     (["run", "--workload", "nosuch"], 2, "unknown workload"),
     (["run", "{k}", "--module", "/nonexistent/module"], 2, "module .* does not exist"),

@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "soft for native, trap, bt and pv)")
     run.add_argument("--technique", choices=TECHNIQUES, default="hw", help="virtualization technique (default: hw)")
     run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
+    run.add_argument("--paging", choices=("ept", "shadow"), help="hw on the soft engine: nested paging "
+                     "(ept, the default) or shadow page tables (first-generation VT-x)")
     run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
     run.add_argument("--cmdline", default="", help="kernel command line")
     run.add_argument("--module", action="append", default=[], metavar="'FILE ARGS'",

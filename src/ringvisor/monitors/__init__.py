@@ -13,10 +13,22 @@ from ringvisor.monitors.common.region import RESERVED_BYTES
 TECHNIQUES = ("trap", "bt", "pv")
 
 
-def reserved_top(technique: str) -> int:
+def reserved_top(technique: str, engine: str = "soft") -> int:
     """The bytes at the top of guest RAM a technique's monitor keeps
-    (MachineConfig.reserved_top); none without a monitor."""
+    (MachineConfig.reserved_top); none without a monitor (hw on kvm has none
+    of ours: KVM is the monitor)."""
+    if technique == "hw":
+        return RESERVED_BYTES if engine == "soft" else 0
     return RESERVED_BYTES if technique in TECHNIQUES else 0
+
+
+def create_hw(machine, engine, paging: str = "ept"):
+    """The hw monitor on the soft engine: VMX non-root operation (cpu/vmx/)."""
+    if paging not in ("ept", "shadow"):
+        raise ConfigError("--paging is ept (nested paging) or shadow (shadow page tables)")
+    _require_region(machine, "hw")
+    from ringvisor.monitors.hw.monitor import HwMonitor
+    return HwMonitor(machine, engine, paging)
 
 
 def _require_region(machine, monitor: str) -> None:
@@ -49,4 +61,4 @@ def create(technique: str, machine, engine, ring: int = 1):
                       f"{', '.join(TECHNIQUES)})")
 
 
-__all__ = ["RESERVED_BYTES", "create", "reserved_top", "TECHNIQUES"]
+__all__ = ["RESERVED_BYTES", "create", "create_hw", "reserved_top", "TECHNIQUES"]

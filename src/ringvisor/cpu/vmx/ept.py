@@ -34,7 +34,7 @@ BAD_MEMORY_TYPES = {2, 3, 7}
 
 class Ept:
     def __init__(self, cpu, eptp: int):
-        self.cpu = cpu
+        self.cpu, self.eptp = cpu, eptp
         self.root = eptp & ADDR
         self.ad = bool(eptp & 0x40)
         self.refs = 0                     # memory references by TLB-miss walks
@@ -76,6 +76,11 @@ class Ept:
                 return (e & ADDR & ~(size - 1)) | (gpa & (size - 1))
             addr = e & ADDR
         raise AssertionError("unreachable")
+
+    def statistics(self) -> dict:
+        return {"tlb_misses": self.misses, "walk_references": self.refs,
+                "references_per_miss": round(self.refs / self.misses, 2) if self.misses else 0.0,
+                "violations": self.violations}
 
     def _violation(self, gpa, write, lin, final, perms) -> None:
         self.violations += 1

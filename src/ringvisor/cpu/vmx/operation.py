@@ -79,10 +79,19 @@ def _tlb_exit(cpu, tag) -> None:
     cpu.paging_changed()
 
 
+def _ept_for(cpu, eptp: int) -> Ept:
+    """The EPT walker for this EPT pointer (kept across entries: its
+    counters are the 2-D walk's cost over the run)."""
+    ept = getattr(cpu, "vmx_ept", None)
+    if ept is None or ept.eptp != eptp:
+        ept = cpu.vmx_ept = Ept(cpu, eptp)
+    return ept
+
+
 def _run(cpu, vmcs) -> VmExit:
     f = vmcs.f
     nr = NonRoot(vmcs)
-    ept = Ept(cpu, vmcs["EPT_POINTER"]) if nr.proc2 & C.SEC_ENABLE_EPT else None
+    ept = _ept_for(cpu, vmcs["EPT_POINTER"]) if nr.proc2 & C.SEC_ENABLE_EPT else None
     nr.ept = ept
     nr.cpu_memory = cpu.mm
     tag = (vmcs["VPID"], vmcs["EPT_POINTER"] if ept else None) \

@@ -1,0 +1,191 @@
+"""The hw monitor (`--technique hw --engine soft`), written as KVM drives
+VT-x: it owns the VMCS, enters the guest with VMLAUNCH/VMRESUME on the
+soft CPU (cpu/vmx/operation.py) and handles each VM exit by its basic
+reason (handlers.py), then resumes. The guest kernel runs in ring 0 of VMX
+non-root operation, unmodified: its sensitive instructions behave as on
+bare hardware; only CPUID (the hypervisor bit and leaf 0x40000000) says
+where it runs.
+
+Paging: `ept` (default) gives the guest its own page tables and CR3, with
+the EPT identity-mapping its RAM (no paging exits); `shadow` is
+first-generation VT-x (not available yet on this engine: see docs).
+
+Interrupts (KVM's inject_pending_event): before every entry, a request of
+the machine's 8259 is injected through the VM-entry interruption field if
+the guest can take it (RFLAGS.IF=1, no STI/MOV SS blocking), else
+interrupt-window exiting is set. The VMX-preemption timer ends a run at the
+instruction the machine's slice ends at (the PIT's next edge), so timer
+interrupts arrive where they do natively.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ringvisor.cpu.vmx import controls as C
+from ringvisor.cpu.vmx.exits import R, REASONS
+from ringvisor.cpu.vmx.operation import vm_enter
+from ringvisor.cpu.vmx.state import read_guest_state, write_guest_state
+from ringvisor.cpu.vmx.vmcs import VmxInstructionError
+from ringvisor.errors import GuestCrashed
+from ringvisor.exits import Interrupted
+from ringvisor.machine import report
+from ringvisor.monitors.common import region as R_
+from ringvisor.monitors.hw import handlers, setup
+from ringvisor.monitors.hw.setup import CR0_NE
+
+
+class HwMonitor:
+    name = "hw"
+
+    def __init__(self, machine, engine, paging: str = "ept"):
+        if paging != "ept":
+            raise GuestCrashed(f"--paging {paging} is not available on the soft engine yet "
+                               "(use --paging ept)")
+        self.machine, self.cpu, self.paging = machine, engine, paging
+        self.memory, self.ports, self.pic = machine.memory, machine.ports, machine.pic
+        self.region = R_.MonitorRegion(machine.memory, machine.memory.size)
+        self.vmcs = setup.build(self.region, self.region.phys, paging)
+        # The 8259 is the guest's (virtual) interrupt controller: the monitor
+        # injects its requests; the CPU's own INTR pin has no host device.
+        engine.interrupts = None
+        self.exits = Counter()
+        self.io_ports = Counter()
+        self.injected = 0
+        self.tracer = None
+        self.monitor_seconds = 0.0
+        self.ept = None
+
+    # --- the engine interface ----------------------------------------------------------
+    @property
+    def instructions(self) -> int:
+        return self.cpu.instructions
+
+    def set_state(self, st) -> None:
+        v = self.vmcs
+        self.cr0_shadow = st.cr0
+        g = st.copy()
+        g.cr0 = st.cr0 | CR0_NE
+        g.cr4 = st.cr4 | setup.CAP.CR4_VMXE
+        write_guest_state(v, g)
+        v["CR0_READ_SHADOW"] = st.cr0 & CR0_NE
+        v["CR4_READ_SHADOW"] = 0
+        v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
+        v["GUEST_INTERRUPTIBILITY_INFO"] = 0
+        r = self.cpu.r
+        r[0], r[1], r[2], r[3], r[5], r[6], r[7] = st.eax, st.ecx, st.edx, st.ebx, st.ebp, st.esi, st.edi
+        self.cpu.cr2 = st.cr2
+
+    def get_state(self):
+        st = read_guest_state(self.vmcs, self.cpu.r)
+        mask = self.vmcs["CR0_GUEST_HOST_MASK"]
+        st.cr0 = (st.cr0 & ~mask) | (self.vmcs["CR0_READ_SHADOW"] & mask)
+        st.cr4 &= ~self.vmcs["CR4_GUEST_HOST_MASK"]
+        st.cr2 = self.cpu.cr2
+        return st
+
+    def close(self) -> None:
+        self.cpu.close()
+
+    def run(self):
+        """Enter the guest until the machine's slice ends (the preemption
+        timer) or an exit needs the machine (HLT, a triple fault)."""
+        cpu, v = self.cpu, self.vmcs
+        target = cpu.instructions + cpu.slice
+        while True:
+            left = target - cpu.instructions
+            if left <= 0:
+                return Interrupted()
+            v["VMX_PREEMPTION_TIMER_VALUE"] = left
+            self._inject_pending_interrupt()
+            try:
+                exit = vm_enter(cpu, v, launch=not v.launched)
+            except VmxInstructionError as e:
+                raise GuestCrashed(f"VM entry failed: {e} (a monitor bug)") from None
+            reason = exit.basic
+            self.exits[reason] += 1
+            started = time.perf_counter()
+            try:
+                if self.tracer is not None:
+                    self._trace(exit)
+                result = handlers.HANDLERS.get(reason, handlers.unexpected)(self, exit)
+            finally:
+                self.monitor_seconds += time.perf_counter() - started
+            if result is not None:
+                return result
+
+    # --- interrupts -------------------------------------------------------------------------
+    def _inject_pending_interrupt(self) -> None:
+        v = self.vmcs
+        if v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID or not self.pic.pending():
+            return
+        blocked = v["GUEST_INTERRUPTIBILITY_INFO"] & 3
+        if v["GUEST_RFLAGS"] & 0x200 and not blocked:
+            v["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(self.pic.acknowledge(), C.TYPE_EXTERNAL)
+            v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
+            self.injected += 1
+        else:
+            v["CPU_BASED_VM_EXEC_CONTROL"] |= C.CPU_INTERRUPT_WINDOW_EXITING
+
+    # --- helpers for the handlers -------------------------------------------------------------
+    def skip(self, exit) -> None:
+        """The exiting instruction was emulated: the guest resumes after it."""
+        v = self.vmcs
+        v["GUEST_RIP"] = (v["GUEST_RIP"] + exit.instruction_length) & 0xFFFFFFFF
+        v["GUEST_INTERRUPTIBILITY_INFO"] &= ~3
+
+    def inject_exception(self, vector: int, code: int | None = None) -> None:
+        self.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(vector, C.TYPE_HW_EXCEPTION,
+                                                            code is not None)
+        self.vmcs["VM_ENTRY_EXCEPTION_ERROR_CODE"] = code or 0
+
+    def crash(self, what: str) -> None:
+        st = self.get_state()
+        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        raise GuestCrashed(f"{what}\n{report.describe(st, self.memory, translate)}")
+
+    def read_linear(self, linear: int, n: int) -> bytes:
+        st = self.get_state()
+        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        out = bytearray()
+        for i in range(n):
+            p = translate((linear + i) & 0xFFFFFFFF) if translate else (linear + i) & 0xFFFFFFFF
+            if p is None or p >= self.region.phys:
+                self.crash(f"string I/O at linear {linear + i:#010x}: not mapped to guest RAM")
+            out.append(self.memory.read_u8(p))
+        return bytes(out)
+
+    def write_linear(self, linear: int, data: bytes) -> None:
+        st = self.get_state()
+        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        for i, b in enumerate(data):
+            p = translate((linear + i) & 0xFFFFFFFF) if translate else (linear + i) & 0xFFFFFFFF
+            if p is None or p >= self.region.phys:
+                self.crash(f"string I/O at linear {linear + i:#010x}: not mapped to guest RAM")
+            self.memory.write(p, bytes([b]))
+
+    # --- ringvisor run --trace / --stats -------------------------------------------------------
+    def _trace(self, exit) -> None:
+        st = self.get_state()
+        where = f"{st.cs.selector:04x}:{st.eip:08x}"
+        self.tracer.write(self.cpu.instructions, f"vmexit {exit.name.lower()}", where,
+                          outcome=handlers.describe(self, exit))
+
+    def statistics(self) -> dict:
+        total = sum(self.exits.values())
+        stats = {
+            "technique": "hw", "paging": self.paging,
+            "exits": total,
+            "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
+            "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
+            "interrupts_injected": self.injected,
+            "monitor_host_seconds": round(self.monitor_seconds, 3),
+            "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
+        }
+        ept = getattr(self.cpu, "vmx_ept", None)
+        if ept is not None:
+            stats["ept"] = ept.statistics()
+        return stats
+
+
+_ = R
