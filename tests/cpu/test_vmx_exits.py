@@ -295,3 +295,24 @@ def test_code_without_exits_runs_compiled_in_non_root_operation():
 
 
 _ = (IDT, CAP)
+
+
+def test_fault_while_delivering_an_event_reports_idt_vectoring_information():
+    rig = VmxRig("hlt")
+    rig.vmcs["GUEST_RSP"] = 0x3FF800
+    rig.set_pte(0x3FF000, 0)                         # the guest's stack page is not present
+    rig.set_idt(0x30, CODE + 0x100)
+    rig.vmcs["EXCEPTION_BITMAP"] = 1 << 14
+    rig.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(0x30, C.TYPE_EXTERNAL)
+    rig.vmcs["GUEST_RFLAGS"] = 0x202
+    exit = rig.enter()
+    assert exit.reason == 0 and rig.vmcs["VM_EXIT_INTR_INFO"] == 0x80000B0E
+    assert rig.vmcs["IDT_VECTORING_INFO_FIELD"] == 0x80000030      # the interrupt, to re-inject
+    assert rig.vmcs["GUEST_RIP"] == CODE and rig.vmcs["GUEST_RSP"] == 0x3FF800
+
+
+def test_monitor_trap_flag_exits_after_one_instruction():
+    rig = VmxRig("inc eax\ninc eax\ninc eax")
+    rig.controls(proc=C.CPU_MONITOR_TRAP_FLAG)
+    exit = rig.enter()
+    assert exit.reason == 37 and rig.cpu.r[0] == 1 and rig.vmcs["GUEST_RIP"] == CODE + 1

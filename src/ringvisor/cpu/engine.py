@@ -24,6 +24,7 @@ from ringvisor.cpu.semantics.interrupts import EXC, EXT, SOFT, TripleFault, exce
 from ringvisor.cpu.semantics.protection import CHECKED, check
 from ringvisor.cpu.semantics.system import cpuid_table
 from ringvisor.cpu.vmx.exits import VmExitSignal
+from ringvisor.cpu.vmx.nonroot import exception_exit
 from ringvisor.cpu_state import CpuState, TableRegister
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 
@@ -209,8 +210,9 @@ class SoftEngine(Core):
             return self._fault(second)
         except TripleFault:
             return Shutdown()
-        except VmExitSignal as sig:            # an exit (EPT) while delivering the event
-            sig.vectoring, sig.rip, sig.trap_like = vmx.vectoring, self.eip, True
+        except VmExitSignal as sig:            # an exit (EPT, #PF) while delivering the event
+            sig.vectoring = sig.vectoring or vmx.vectoring
+            sig.rip, sig.trap_like = self.eip, True
             raise
         finally:
             if vmx is not None:
@@ -218,21 +220,7 @@ class SoftEngine(Core):
         return None
 
     def _exception_exit(self, e: CpuFault) -> VmExitSignal:
-        """Exit reason 0 (SDM 27.2.2): the exception's interruption
-        information; for #PF the linear address is the qualification and
-        CR2 keeps its old value; software exceptions (INT3, INTO) exit at
-        the instruction, with its length."""
-        info, code = vectoring_info(self, e)
-        q = 0
-        if e.vector == 14:
-            q = self.cr2
-            self.cr2 = getattr(self, "cr2_before", self.cr2)
-        sig = VmExitSignal(0, q, intr_info=info, intr_error=code, trap_like=True)
-        if e.soft:
-            sig.length = (self.eip - self.cur_eip) & 0xFFFFFFFF
-            sig.rip = self.cur_eip
-        else:
-            sig.rip = self.eip
+        sig = exception_exit(self, e)
         self.eip = sig.rip
         return sig
 

@@ -127,6 +127,11 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
             # A fault while delivering INT n/INT3/INTO is a fault of that
             # instruction (EIP rolled back by the engine).
             raise CpuFault(second.vector, second.code) from None
+        vmx = cpu.vmx
+        if vmx is not None and vmx.exception_exits(second.vector, second.code):
+            # VMX non-root: the fault met while delivering the event exits,
+            # with the event in the IDT-vectoring information (27.2.4).
+            raise vmx.nested_exit(cpu, second, vector, code, kind == EXT) from None
         if kind == EXT:
             first_class = None
         else:

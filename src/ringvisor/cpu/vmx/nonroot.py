@@ -188,6 +188,15 @@ class NonRoot:
             return bool(bit) == ((code or 0) & self.pfec_mask == self.pfec_match)
         return bool(bit)
 
+    def nested_exit(self, cpu, fault, vector: int, code, external: bool) -> VmExitSignal:
+        """An exception-bitmap exit for `fault`, met while delivering event
+        `vector`: the guest resumes where the event was to be delivered."""
+        sig = exception_exit(cpu, fault)
+        kind = C.TYPE_EXTERNAL if external else C.TYPE_HW_EXCEPTION
+        sig.vectoring = (C.intr_info(vector, kind, code is not None), code or 0)
+        sig.rip = cpu.eip
+        return sig
+
     def interrupt(self, cpu) -> None:
         """An interrupt-window or external-interrupt exit at this
         instruction boundary (the engine calls it with RFLAGS.IF=1 and no
@@ -207,6 +216,27 @@ class NonRoot:
 
     def _host_byte(self, phys: int) -> int:
         return self.cpu_memory[phys]
+
+
+def exception_exit(cpu, e) -> VmExitSignal:
+    """Exit reason 0 (SDM 27.2.2) for CPU exception `e`: its interruption
+    information; for #PF the linear address is the qualification and CR2
+    keeps its old value; software exceptions (INT3, INTO) exit at the
+    instruction, with its length."""
+    has_code = e.vector in (8, 10, 11, 12, 13, 14, 17) and cpu.pe and e.code is not None
+    info = C.intr_info(e.vector, C.TYPE_SW_EXCEPTION if e.soft else C.TYPE_HW_EXCEPTION, has_code)
+    q = 0
+    if e.vector == 14:
+        q = cpu.cr2
+        cpu.cr2 = getattr(cpu, "cr2_before", cpu.cr2)
+    sig = VmExitSignal(R["EXCEPTION_NMI"], q, intr_info=info, intr_error=e.code or 0 if has_code else 0,
+                       trap_like=True)
+    if e.soft:
+        sig.length = (cpu.eip - cpu.cur_eip) & 0xFFFFFFFF
+        sig.rip = cpu.cur_eip
+    else:
+        sig.rip = cpu.eip
+    return sig
 
 
 class WindowPin:

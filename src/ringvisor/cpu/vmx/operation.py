@@ -111,6 +111,8 @@ def _run(cpu, vmcs) -> VmExit:
     cpu.halted = f[_F["GUEST_ACTIVITY_STATE"]] == C.HLT_STATE
     cpu.shadow = bool(f[_F["GUEST_INTERRUPTIBILITY_INFO"]] & 3)
     timer = f[_F["VMX_PREEMPTION_TIMER_VALUE"]] if nr.pin & C.PIN_PREEMPTION_TIMER else None
+    # Monitor trap flag (25.5.2): an exit after the first instruction retires.
+    mtf = bool(nr.proc & C.CPU_MONITOR_TRAP_FLAG)
     start = cpu.instructions
     vectoring = (0, 0)
     try:
@@ -119,8 +121,12 @@ def _run(cpu, vmcs) -> VmExit:
             if timer is not None and cpu.instructions - start >= timer:
                 raise VmExitSignal(R["PREEMPTION_TIMER"])
             budget = cpu.slice if timer is None else min(cpu.slice, timer - (cpu.instructions - start))
+            if mtf:
+                budget = 1 - (cpu.instructions - start)
             exit = cpu.run(budget)
             name = exit.__class__.__name__
+            if mtf and cpu.instructions > start:
+                raise VmExitSignal(R["MONITOR_TRAP_FLAG"])
             if name == "Shutdown":
                 raise VmExitSignal(R["TRIPLE_FAULT"])
             if name in ("Interrupted", "Halt"):
