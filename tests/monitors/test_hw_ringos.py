@@ -1,7 +1,7 @@
 """The bundled guest OS, unmodified, under the hw monitor on the soft CPU's
-VMX with nested paging: bare-hardware results, every sensitive instruction
-honest (probe all `ok`), only CPUID naming the hypervisor, and the exits
-counted by reason."""
+VMX, with nested paging (ept) and with shadow page tables (first-generation
+VT-x): bare-hardware results, every sensitive instruction honest (probe all
+`ok`), only CPUID naming the hypervisor, and the exits counted by reason."""
 from __future__ import annotations
 
 import pytest
@@ -30,8 +30,12 @@ def test_compute_prints_what_bare_hardware_prints(ringos, native_compute):
     assert mon["ept"]["tlb_misses"] > 0 and mon["ept"]["violations"] == 0
 
 
-def test_probe_sees_bare_hardware_except_cpuid(ringos):
-    result, out = run(ringos / "ringos.elf", "workload=probe", technique="hw")
+PAGING = ["ept", "shadow"]
+
+
+@pytest.mark.parametrize("paging", PAGING)
+def test_probe_sees_bare_hardware_except_cpuid(ringos, paging):
+    result, out = run(ringos / "ringos.elf", "workload=probe", technique="hw", paging=paging)
     assert result.status == 0
     probes = {l.split()[1]: l for l in out if l.startswith("probe ")}
     visible = {name for name, l in probes.items() if l.endswith(" VISIBLE")}
@@ -42,8 +46,9 @@ def test_probe_sees_bare_hardware_except_cpuid(ringos):
     assert result.stats["monitor"]["exits_by_reason"]["cpuid"] >= 2
 
 
-def test_tasks_are_preempted_and_isolated(ringos):
-    result, out = run(ringos / "ringos.elf", "workload=tasks iters=2", technique="hw")
+@pytest.mark.parametrize("paging", PAGING)
+def test_tasks_are_preempted_and_isolated(ringos, paging):
+    result, out = run(ringos / "ringos.elf", "workload=tasks iters=2", technique="hw", paging=paging)
     assert result.status == 0
     assert "tasks done: 4 tasks, 6 lines, 1 killed, preemptions>0 yes" in out
     assert any("killed: #PF page fault" in l and "err=0x7 cr2=00100000" in l for l in out)
@@ -52,11 +57,30 @@ def test_tasks_are_preempted_and_isolated(ringos):
     assert result.stats["platform"]["timer_interrupts"] > 0
 
 
-def test_nanobench_runs_every_benchmark_with_one_exit_per_in(ringos):
-    result, out = run(ringos / "ringos.elf", "workload=nanobench iters=5", technique="hw")
+@pytest.mark.parametrize("paging", PAGING)
+def test_nanobench_runs_every_benchmark(ringos, paging):
+    result, out = run(ringos / "ringos.elf", "workload=nanobench iters=5", technique="hw", paging=paging)
     assert result.status == 0
     names = [l.split()[1] for l in out if l.startswith("nanobench ")]
     assert names == ["in", "cr", "call/ret", "pgfault", "divzero", "ptemod", "syscall"]
+    by_reason = result.stats["monitor"]["exits_by_reason"]
+    if paging == "ept":
+        assert not {"exception_nmi", "cr_access", "invlpg", "monitor_trap_flag"} & set(by_reason)
+    else:
+        # First-generation VT-x: page faults, CR3 loads, INVLPG and page-table
+        # writes (one instruction under the monitor trap flag) all exit.
+        sp = result.stats["monitor"]["shadow_paging"]
+        assert by_reason["exception_nmi"] >= sp["hidden_faults"] > 0
+        assert by_reason["monitor_trap_flag"] == sp["pte_write_traps"] >= 5
+        assert by_reason["invlpg"] == sp["invlpg"] > 0 and by_reason["cr_access"] > 0
+
+
+def test_shadow_compute_matches_native(ringos, native_compute):
+    result, out = run(ringos / "ringos.elf", "workload=compute iters=2", technique="hw",
+                      paging="shadow")
+    assert result.status == 0
+    assert [l for l in out if l.startswith("compute ")] == native_compute
+    assert result.stats["monitor"]["paging"] == "shadow"
 
 
 def test_trace_shows_exits_with_decoded_qualification(ringos, tmp_path):

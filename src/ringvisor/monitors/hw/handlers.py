@@ -71,6 +71,8 @@ def cr_access(mon, exit):
     """Under EPT only the bits the monitor owns exit: CR0.NE (VMX keeps it
     set; the guest's value lives in the read shadow) and CR4.VMXE (this
     CPU shows the guest no VMX: setting it is a #GP)."""
+    if mon.shadow is not None:
+        return mon.shadow.cr_access(exit)
     q = decode_cr(exit.qualification)
     v, r = mon.vmcs, mon.cpu.r
     if q["access"] == "mov to" and q["cr"] == 0:
@@ -142,6 +144,25 @@ def task_switch(mon, exit):
               "monitor does not emulate task switches")
 
 
+def exception(mon, exit):
+    info = mon.vmcs["VM_EXIT_INTR_INFO"]
+    if info & 0xFF == 14 and mon.shadow is not None:
+        return mon.shadow.page_fault(exit)
+    return unexpected(mon, exit)
+
+
+def invlpg(mon, exit):
+    if mon.shadow is None:
+        return unexpected(mon, exit)
+    return mon.shadow.invlpg(exit)
+
+
+def monitor_trap(mon, exit):
+    if mon.shadow is None or mon.shadow.step is None:
+        return unexpected(mon, exit)
+    return mon.shadow.stepped(exit)
+
+
 def unexpected(mon, exit):
     mon.crash(f"unexpected VM exit {exit.name} (reason {exit.reason:#x}, qualification "
               f"{exit.qualification:#x})")
@@ -153,6 +174,7 @@ HANDLERS = {
     R["EXTERNAL_INTERRUPT"]: external_interrupt, R["PREEMPTION_TIMER"]: preemption_timer,
     R["TRIPLE_FAULT"]: triple_fault, R["EPT_VIOLATION"]: ept_violation,
     R["INVALID_GUEST_STATE"]: invalid_guest_state, R["TASK_SWITCH"]: task_switch,
+    R["EXCEPTION_NMI"]: exception, R["INVLPG"]: invlpg, R["MONITOR_TRAP_FLAG"]: monitor_trap,
 }
 
 
@@ -168,6 +190,12 @@ def describe(mon, exit) -> str:
         return f"{q['access']} cr{q['cr']}"
     if reason == R["EPT_VIOLATION"]:
         return f"gpa {mon.vmcs['GUEST_PHYSICAL_ADDRESS']:#010x}"
+    if reason == R["EXCEPTION_NMI"]:
+        info = mon.vmcs["VM_EXIT_INTR_INFO"]
+        text = f"vector {info & 0xFF:#x}"
+        return text + (f" cr2 {exit.qualification:#010x}" if info & 0xFF == 14 else "")
+    if reason == R["INVLPG"]:
+        return f"linear {exit.qualification:#010x}"
     if reason == R["CPUID"]:
         return f"leaf {mon.cpu.r[0]:#x}"
     return ""

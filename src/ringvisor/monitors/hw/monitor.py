@@ -8,7 +8,7 @@ where it runs.
 
 Paging: `ept` (default) gives the guest its own page tables and CR3, with
 the EPT identity-mapping its RAM (no paging exits); `shadow` is
-first-generation VT-x (not available yet on this engine: see docs).
+first-generation VT-x: shadow page tables kept by the monitor (shadow.py).
 
 Interrupts (KVM's inject_pending_event): before every entry, a request of
 the machine's 8259 is injected through the VM-entry interruption field if
@@ -33,15 +33,13 @@ from ringvisor.machine import report
 from ringvisor.monitors.common import region as R_
 from ringvisor.monitors.hw import handlers, setup
 from ringvisor.monitors.hw.setup import CR0_NE
+from ringvisor.monitors.hw.shadow import ShadowPaging
 
 
 class HwMonitor:
     name = "hw"
 
     def __init__(self, machine, engine, paging: str = "ept"):
-        if paging != "ept":
-            raise GuestCrashed(f"--paging {paging} is not available on the soft engine yet "
-                               "(use --paging ept)")
         self.machine, self.cpu, self.paging = machine, engine, paging
         self.memory, self.ports, self.pic = machine.memory, machine.ports, machine.pic
         self.region = R_.MonitorRegion(machine.memory, machine.memory.size)
@@ -52,9 +50,10 @@ class HwMonitor:
         self.exits = Counter()
         self.io_ports = Counter()
         self.injected = 0
+        self.reinjected = 0
         self.tracer = None
         self.monitor_seconds = 0.0
-        self.ept = None
+        self.shadow = ShadowPaging(self) if paging == "shadow" else None
 
     # --- the engine interface ----------------------------------------------------------
     @property
@@ -72,6 +71,8 @@ class HwMonitor:
         v["CR4_READ_SHADOW"] = 0
         v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
         v["GUEST_INTERRUPTIBILITY_INFO"] = 0
+        if self.shadow is not None:
+            self.shadow.set_guest(st)
         r = self.cpu.r
         r[0], r[1], r[2], r[3], r[5], r[6], r[7] = st.eax, st.ecx, st.edx, st.ebx, st.ebp, st.esi, st.edi
         self.cpu.cr2 = st.cr2
@@ -82,7 +83,7 @@ class HwMonitor:
         st.cr0 = (st.cr0 & ~mask) | (self.vmcs["CR0_READ_SHADOW"] & mask)
         st.cr4 &= ~self.vmcs["CR4_GUEST_HOST_MASK"]
         st.cr2 = self.cpu.cr2
-        return st
+        return st if self.shadow is None else self.shadow.view(st)
 
     def close(self) -> None:
         self.cpu.close()
@@ -104,6 +105,7 @@ class HwMonitor:
                 raise GuestCrashed(f"VM entry failed: {e} (a monitor bug)") from None
             reason = exit.basic
             self.exits[reason] += 1
+            vectoring = v["IDT_VECTORING_INFO_FIELD"]
             started = time.perf_counter()
             try:
                 if self.tracer is not None:
@@ -111,14 +113,27 @@ class HwMonitor:
                 result = handlers.HANDLERS.get(reason, handlers.unexpected)(self, exit)
             finally:
                 self.monitor_seconds += time.perf_counter() - started
+            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID:
+                self._reinject(vectoring)
             if result is not None:
                 return result
 
     # --- interrupts -------------------------------------------------------------------------
+    def _reinject(self, vectoring: int) -> None:
+        """An event whose delivery an exit interrupted is delivered again
+        at the next entry (SDM 27.2.4; KVM's vmx_complete_interrupts)."""
+        v = self.vmcs
+        v["VM_ENTRY_INTR_INFO_FIELD"] = vectoring & ~C.INTR_NMI_UNBLOCKING
+        v["VM_ENTRY_EXCEPTION_ERROR_CODE"] = v["IDT_VECTORING_ERROR_CODE"]
+        v["VM_ENTRY_INSTRUCTION_LEN"] = v["VM_EXIT_INSTRUCTION_LEN"]
+        self.reinjected += 1
+
     def _inject_pending_interrupt(self) -> None:
         v = self.vmcs
         if v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID or not self.pic.pending():
             return
+        if self.shadow is not None and self.shadow.step is not None:
+            return                                # one instruction under the monitor trap flag
         blocked = v["GUEST_INTERRUPTIBILITY_INFO"] & 3
         if v["GUEST_RFLAGS"] & 0x200 and not blocked:
             v["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(self.pic.acknowledge(), C.TYPE_EXTERNAL)
@@ -179,11 +194,14 @@ class HwMonitor:
             "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
             "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
             "interrupts_injected": self.injected,
+            "events_reinjected": self.reinjected,
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
         }
         ept = getattr(self.cpu, "vmx_ept", None)
-        if ept is not None:
+        if self.shadow is not None:
+            stats["shadow_paging"] = self.shadow.statistics()
+        elif ept is not None:
             stats["ept"] = ept.statistics()
         return stats
 
