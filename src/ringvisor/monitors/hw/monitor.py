@@ -186,6 +186,14 @@ class HwMonitor:
         self.tracer.write(self.cpu.instructions, f"vmexit {exit.name.lower()}", where,
                           outcome=handlers.describe(self, exit))
 
+    @property
+    def traps(self) -> int:
+        """VM exits so far (compare's traps_per_iter)."""
+        return sum(self.exits.values())
+
+    def exits_by_name(self) -> dict[str, int]:
+        return {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.items()}
+
     def statistics(self) -> dict:
         total = sum(self.exits.values())
         stats = {
