@@ -31,9 +31,21 @@ def segment(selector: int, base: int, limit: int, ar: int) -> Segment:
                    unusable=bool(ar & AR_UNUSABLE))
 
 
+_SEGMENT_CACHE: dict[tuple, Segment] = {}
+
+
 def guest_segment(vmcs, name: str) -> Segment:
-    sel, base, limit, ar = (vmcs.f[e] for e in _SEG_FIELDS[name])
-    return segment(sel, base, limit, ar)
+    """The segment register `name` of the guest area. The Segment objects
+    are shared (the CPU replaces, never edits, the segments it holds):
+    callers that change one copy it first."""
+    f = vmcs.f
+    key = tuple(f[e] for e in _SEG_FIELDS[name])
+    s = _SEGMENT_CACHE.get(key)
+    if s is None:
+        if len(_SEGMENT_CACHE) > 4096:
+            _SEGMENT_CACHE.clear()
+        s = _SEGMENT_CACHE[key] = segment(*key)
+    return s
 
 
 def set_guest_segment(vmcs, name: str, s: Segment) -> None:
@@ -61,11 +73,7 @@ def load_guest(cpu, vmcs) -> None:
     cpu.msr[0x175] = f[_G["GUEST_SYSENTER_ESP"]]
     cpu.msr[0x176] = f[_G["GUEST_SYSENTER_EIP"]]
     cpu.flags = (f[_G["GUEST_RFLAGS"]] | 2) & 0x3F7FD7
-    segs = cpu.segs
-    for i, name in enumerate(_CPU_SEGS):
-        s = guest_segment(vmcs, name)
-        if s != segs[i]:
-            segs[i] = s
+    cpu.segs = [guest_segment(vmcs, name) for name in _CPU_SEGS]
     cpu.ldtr = guest_segment(vmcs, "LDTR")
     cpu.tr = guest_segment(vmcs, "TR")
     cpu.gdtr = TableRegister(f[_G["GUEST_GDTR_BASE"]], f[_G["GUEST_GDTR_LIMIT"]])
@@ -106,6 +114,11 @@ def _host_segment(selector: int, base: int, code: bool) -> Segment:
                    present=True, dpl=0, db=True, s=True, g=True)
 
 
+_HOST_SEG_FIELDS = tuple(FIELDS[f"HOST_{n}_SELECTOR"] for n in ("ES", "CS", "SS", "DS", "FS", "GS", "TR")) \
+    + (FIELDS["HOST_FS_BASE"], FIELDS["HOST_GS_BASE"], FIELDS["HOST_TR_BASE"])
+_HOST_CACHE: dict[tuple, tuple] = {}
+
+
 def load_host(cpu, vmcs) -> None:
     """VM exit's load of the host-state area (27.5.1-27.5.3): the CPU is
     then in the state the monitor set up for itself."""
@@ -117,11 +130,16 @@ def load_host(cpu, vmcs) -> None:
     cpu.msr[0x174] = f[_G["HOST_IA32_SYSENTER_CS"]]
     cpu.msr[0x175] = f[_G["HOST_IA32_SYSENTER_ESP"]]
     cpu.msr[0x176] = f[_G["HOST_IA32_SYSENTER_EIP"]]
-    sel = {n: f[_G[f"HOST_{n}_SELECTOR"]] for n in ("ES", "CS", "SS", "DS", "FS", "GS", "TR")}
-    bases = {"FS": f[_G["HOST_FS_BASE"]], "GS": f[_G["HOST_GS_BASE"]]}
-    cpu.segs = [_host_segment(sel[n], bases.get(n, 0), n == "CS") for n in _CPU_SEGS]
-    cpu.tr = Segment(selector=sel["TR"], base=f[_G["HOST_TR_BASE"]], limit=0x67, type=11, s=False)
-    cpu.ldtr = Segment(selector=0, base=0, limit=0, type=2, s=False, unusable=True)
+    key = tuple(f[e] for e in _HOST_SEG_FIELDS)
+    segs = _HOST_CACHE.get(key)
+    if segs is None:
+        sel = dict(zip(("ES", "CS", "SS", "DS", "FS", "GS", "TR"), key))
+        bases = {"FS": key[7], "GS": key[8]}
+        segs = _HOST_CACHE[key] = (
+            [_host_segment(sel[n], bases.get(n, 0), n == "CS") for n in _CPU_SEGS],
+            Segment(selector=sel["TR"], base=key[9], limit=0x67, type=11, s=False),
+            Segment(selector=0, base=0, limit=0, type=2, s=False, unusable=True))
+    cpu.segs, cpu.tr, cpu.ldtr = list(segs[0]), segs[1], segs[2]
     cpu.gdtr = TableRegister(f[_G["HOST_GDTR_BASE"]], 0xFFFF)
     cpu.idtr = TableRegister(f[_G["HOST_IDTR_BASE"]], 0xFFFF)
     cpu.r[4] = f[_G["HOST_RSP"]]
@@ -152,7 +170,7 @@ def read_guest_state(vmcs, gprs) -> "CpuState":
     is taken from the VMCS)."""
     from ringvisor.cpu_state import CpuState
     f = vmcs.f
-    s = {n: guest_segment(vmcs, n) for n in SEGMENTS}
+    s = {n: guest_segment(vmcs, n).copy() for n in SEGMENTS}
     return CpuState(eax=gprs[0], ecx=gprs[1], edx=gprs[2], ebx=gprs[3], esp=f[_G["GUEST_RSP"]],
                     ebp=gprs[5], esi=gprs[6], edi=gprs[7], eip=f[_G["GUEST_RIP"]],
                     eflags=f[_G["GUEST_RFLAGS"]], es=s["ES"], cs=s["CS"], ss=s["SS"], ds=s["DS"],
