@@ -4,8 +4,8 @@ switch to an inner ring through the TSS), the double-fault rules and the
 triple fault, INT n / INT3 / INTO / INT1 and IRET."""
 from __future__ import annotations
 
-from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, RF, SS, TF, VM, CpuFault, EFLAGS_WRITABLE,
-                                gp)
+from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, PFV, RF, SS, TF, VM, CpuFault,
+                                EFLAGS_WRITABLE, gp)
 from ringvisor.cpu.semantics import transfer
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu.semantics.segments import fetch, nullify_outer
@@ -56,7 +56,9 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
         raise gp(ext)
     try:
         d = fetch(cpu, sel)
-    except CpuFault:
+    except CpuFault as f:
+        if f.vector == PFV:
+            raise                  # the table's page is not present: that #PF, not a #GP
         raise gp((sel & 0xFFFC) | ext) from None
     if not d.code or d.dpl > cpu.cpl:
         raise gp((sel & 0xFFFC) | ext)
