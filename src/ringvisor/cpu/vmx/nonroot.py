@@ -73,10 +73,6 @@ class NonRoot:
         if self.proc & C.CPU_RDTSC_EXITING:
             raise VmExitSignal(R["RDTSC"])
 
-    def _rdpmc(self, cpu, ins):
-        if self.proc & C.CPU_RDPMC_EXITING:
-            raise VmExitSignal(R["RDPMC"])
-
     def _msr(self, cpu, ins):
         write = ins.row.mnemonic == "WRMSR"
         if self.msr_exits(cpu.r[1], write):
@@ -260,7 +256,7 @@ class WindowPin:
 RULES = {
     "0F A2": NonRoot._cpuid, "0F 08": NonRoot._invd, "0F 09": NonRoot._wbinvd,
     "0F 01 C1": NonRoot._vmcall, "F4": NonRoot._hlt, "0F 01 /7": NonRoot._invlpg,
-    "0F 31": NonRoot._rdtsc, "0F 33": NonRoot._rdpmc, "0F 32": NonRoot._msr, "0F 30": NonRoot._msr,
+    "0F 31": NonRoot._rdtsc, "0F 32": NonRoot._msr, "0F 30": NonRoot._msr,
     "0F 20": NonRoot._mov_cr, "0F 22": NonRoot._mov_cr, "0F 21": NonRoot._mov_dr,
     "0F 23": NonRoot._mov_dr, "0F 06": NonRoot._clts, "0F 01 /6": NonRoot._lmsw,
     **{op: NonRoot._io for op in ("E4", "E5", "E6", "E7", "EC", "ED", "EE", "EF",
