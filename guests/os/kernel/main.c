@@ -35,6 +35,8 @@ void kmain(uint32_t magic, uint32_t info)
 	kprintf("ringos %s (%s build) workload=%s\n", RINGOS_VERSION, arch_name,
 		opts.workload_name);
 	parse_cmdline(bi.cmdline, &opts, true);
+	if (opts.enlighten)
+		arch_enlighten();
 	if (!opts.iters)
 		opts.iters = default_iters[opts.workload];
 

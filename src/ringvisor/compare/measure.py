@@ -32,7 +32,8 @@ class Run:
     def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
         kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
         config = VmConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
-                          cmdline=cmdline, timeout=timeout, paging=t.paging or "ept")
+                          cmdline=f"{cmdline} {t.cmdline}".strip(), timeout=timeout,
+                          paging=t.paging or "ept")
         out = bytearray()
         machine = build_machine(config, out.extend)
         try:

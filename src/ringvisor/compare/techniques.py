@@ -14,12 +14,14 @@ class Technique:
     technique: str       # `ringvisor run --technique`
     ring: int = 1
     paging: str = ""     # hw on the soft engine: ept or shadow
+    cmdline: str = ""    # added to the guest's command line (enlighten=1)
 
     @property
     def command(self) -> str:
         ring = f" --ring {self.ring}" if self.technique == "trap" else ""
         paging = f" --paging {self.paging}" if self.paging else ""
-        return f"--engine {self.engine} --technique {self.technique}{ring}{paging}"
+        extra = f" --cmdline {self.cmdline}" if self.cmdline else ""
+        return f"--engine {self.engine} --technique {self.technique}{ring}{paging}{extra}"
 
 
 ALL = (Technique("native", "soft", "native"),
@@ -28,6 +30,7 @@ ALL = (Technique("native", "soft", "native"),
        Technique("bt", "soft", "bt"),
        Technique("pv", "soft", "pv"),
        Technique("hw-shadow", "soft", "hw", paging="shadow"),
+       Technique("hw-shadow+pv", "soft", "hw", paging="shadow", cmdline="enlighten=1"),
        Technique("hw-ept", "soft", "hw", paging="ept"),
        Technique("hw", "kvm", "hw"))
 

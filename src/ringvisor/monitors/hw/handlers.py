@@ -6,10 +6,10 @@ from __future__ import annotations
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
+from ringvisor.monitors.hw import hypercalls
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
 
-KVM_ENOSYS = 1000                  # KVM's answer to an unknown hypercall (-KVM_ENOSYS)
 GP, UD = 13, 6
 _SIZE_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 
@@ -105,8 +105,8 @@ def msr_write(mon, exit):
 
 
 def vmcall(mon, exit):
-    mon.cpu.r[0] = -KVM_ENOSYS & 0xFFFFFFFF      # no hypercalls yet
     mon.skip(exit)
+    hypercalls.dispatch(mon)
 
 
 def interrupt_window(mon, exit):
@@ -198,4 +198,6 @@ def describe(mon, exit) -> str:
         return f"linear {exit.qualification:#010x}"
     if reason == R["CPUID"]:
         return f"leaf {mon.cpu.r[0]:#x}"
+    if reason == R["VMCALL"]:
+        return f"hypercall {hypercalls.NAMES.get(mon.cpu.r[0], hex(mon.cpu.r[0]))}"
     return ""

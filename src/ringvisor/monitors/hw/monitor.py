@@ -51,6 +51,7 @@ class HwMonitor:
         self.io_ports = Counter()
         self.injected = 0
         self.reinjected = 0
+        self.hypercalls = Counter()
         self.tracer = None
         self.monitor_seconds = 0.0
         self.shadow = ShadowPaging(self) if paging == "shadow" else None
@@ -159,25 +160,37 @@ class HwMonitor:
         translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
         raise GuestCrashed(f"{what}\n{report.describe(st, self.memory, translate)}")
 
-    def read_linear(self, linear: int, n: int) -> bytes:
+    def guest_physical(self, linear: int, write: bool = False) -> int:
+        """The guest-physical address of a guest-linear one, through the
+        guest's own paging (the guest's crash if it is not its RAM)."""
+        linear &= 0xFFFFFFFF
         st = self.get_state()
         translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        p = translate(linear) if translate else linear
+        if p is None or p >= self.region.phys:
+            self.crash(f"the monitor accessed linear {linear:#010x} for the guest: not mapped "
+                       "to guest RAM")
+        return p
+
+    def read_linear(self, linear: int, n: int) -> bytes:
         out = bytearray()
-        for i in range(n):
-            p = translate((linear + i) & 0xFFFFFFFF) if translate else (linear + i) & 0xFFFFFFFF
-            if p is None or p >= self.region.phys:
-                self.crash(f"string I/O at linear {linear + i:#010x}: not mapped to guest RAM")
-            out.append(self.memory.read_u8(p))
+        i = 0
+        while i < n:
+            p = self.guest_physical(linear + i)
+            k = min(n - i, 0x1000 - (p & 0xFFF))
+            out += self.memory.mmap[p:p + k]
+            i += k
         return bytes(out)
 
     def write_linear(self, linear: int, data: bytes) -> None:
-        st = self.get_state()
-        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
-        for i, b in enumerate(data):
-            p = translate((linear + i) & 0xFFFFFFFF) if translate else (linear + i) & 0xFFFFFFFF
-            if p is None or p >= self.region.phys:
-                self.crash(f"string I/O at linear {linear + i:#010x}: not mapped to guest RAM")
-            self.memory.write(p, bytes([b]))
+        i = 0
+        while i < len(data):
+            p = self.guest_physical(linear + i, write=True)
+            k = min(len(data) - i, 0x1000 - (p & 0xFFF))
+            self.memory.write(p, data[i:i + k])
+            if self.shadow is not None:
+                self.shadow.guest_wrote(p, k)
+            i += k
 
     # --- ringvisor run --trace / --stats -------------------------------------------------------
     def _trace(self, exit) -> None:
@@ -203,6 +216,7 @@ class HwMonitor:
             "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
             "interrupts_injected": self.injected,
             "events_reinjected": self.reinjected,
+            "hypercalls": dict(self.hypercalls.most_common()),
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
         }

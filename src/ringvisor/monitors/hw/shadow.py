@@ -184,5 +184,14 @@ class ShadowPaging:
             self.shadow.mirror(frame, *span)
         self.flush()
 
+    def guest_wrote(self, phys: int, length: int) -> None:
+        """The monitor wrote guest memory for the guest: if it is a traced
+        page table, the shadows follow."""
+        frame = phys & 0xFFFFF000
+        if self.shadow.traced(frame):
+            self.shadow.mirror(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+        if self.shadow.need_flush:
+            self.flush()
+
     def statistics(self) -> dict:
         return dict(self.stats)
