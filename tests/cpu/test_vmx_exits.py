@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from cpu_rig import CODE, IDT, KCODE, needs_as
-from vmx_rig import C, CAP, IO_A, IO_B, MSR_BITMAP, VmxRig, asm
+from cpu_rig import CODE, KCODE, needs_as
+from vmx_rig import C, IO_A, IO_B, MSR_BITMAP, VmxRig, asm
 
 pytestmark = needs_as
 
@@ -293,8 +293,6 @@ def test_code_without_exits_runs_compiled_in_non_root_operation():
     rig.enter()
     assert rig.cpu.blocks.compiled >= 1 and rig.cpu.r[0] == sum(range(1, 2001))
 
-
-_ = (IDT, CAP)
 
 
 def test_fault_while_delivering_an_event_reports_idt_vectoring_information():

@@ -1,7 +1,7 @@
 """MIPS of the soft engine on compute-bound 32-bit code.
 
     python -m ringvisor.cpu.bench [--instructions N] [--repeat N] [--interpreter] [--profile]
-                                  [--vmx]
+                                  [--vmx] [--vmx-exits]
 
 The workload is a 32-bit flat protected-mode loop mixing ALU, shifts,
 memory loads/stores, a near call/ret and a conditional branch (a checksum
@@ -10,7 +10,9 @@ process CPU time (other processes on a shared machine do not count), the
 median of several runs; wall-clock MIPS are printed beside. `--vmx` runs
 the same loop as a guest in VMX non-root operation (EPT, VPID, the
 preemption timer ending the run: cpu/vmx/), to show that code causing no
-VM exit runs as fast as in root operation.
+VM exit runs as fast as in root operation. `--vmx-exits` measures the
+other side: the host time of one VM exit round trip (a guest looping on
+CPUID; exit, the monitor's RIP update, VMRESUME).
 """
 from __future__ import annotations
 
@@ -63,7 +65,30 @@ def _non_root(eng, mem, state: CpuState):
         exit = vm_enter(eng, v, launch=not v.launched)
         if exit.basic != 52:
             raise RuntimeError(f"unexpected VM exit {exit.name}")
+    run.vmcs = v
     return run
+
+
+def measure_exits(n: int) -> tuple[float, float]:
+    """(µs per VM exit round trip by process CPU time, by wall time)."""
+    from ringvisor.cpu import SoftEngine
+    from ringvisor.cpu.vmx.operation import vm_enter
+    mem = GuestMemory(4 << 20)
+    mem.write(0x10000, bytes.fromhex("0fa2" "ebfc"))    # 1: cpuid; jmp 1b
+    eng = SoftEngine(mem, PortBus(), MmioBus())
+    v = _non_root(eng, mem, CpuState.protected_flat(0x10000, esp=0x80000)).vmcs
+    v["VMX_PREEMPTION_TIMER_VALUE"] = 1 << 30
+
+    def loop(k: int) -> None:
+        for _ in range(k):
+            exit = vm_enter(eng, v, launch=not v.launched)
+            if exit.basic != 10:
+                raise RuntimeError(f"unexpected VM exit {exit.name}")
+            v["GUEST_RIP"] = v["GUEST_RIP"] + exit.instruction_length
+    loop(200)
+    t, c = time.perf_counter(), time.process_time()
+    loop(n)
+    return (time.process_time() - c) / n * 1e6, (time.perf_counter() - t) / n * 1e6
 
 
 def measure(n: int, blocks: bool = True, vmx: bool = False) -> tuple[float, float, int]:
@@ -97,6 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--interpreter", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--vmx", action="store_true", help="run the loop in VMX non-root operation")
+    ap.add_argument("--vmx-exits", action="store_true", help="host time of one VM exit round trip")
     a = ap.parse_args(argv)
     if a.profile:
         import cProfile
@@ -104,6 +130,12 @@ def main(argv=None) -> int:
         cProfile.runctx("measure(a.instructions, not a.interpreter, a.vmx)", globals(), locals(),
                         "/tmp/rv.prof")
         pstats.Stats("/tmp/rv.prof").sort_stats("tottime").print_stats(12)
+        return 0
+    if a.vmx_exits:
+        runs = [measure_exits(max(1000, a.instructions // 1000)) for _ in range(a.repeat)]
+        print(f"VM exit round trip (CPUID exit, RIP update, VMRESUME): "
+              f"{statistics.median(r[0] for r in runs):.1f} µs (median of {a.repeat} runs, process "
+              f"CPU time; wall clock {statistics.median(r[1] for r in runs):.1f} µs)")
         return 0
     runs = [measure(a.instructions, not a.interpreter, a.vmx) for _ in range(a.repeat)]
     cpu = statistics.median(r[0] for r in runs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.vmx import capabilities as CAP
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.cpu.vmx.state import AR_UNUSABLE, guest_segment
+from ringvisor.cpu.vmx.state import guest_segment
 from ringvisor.cpu.vmx.vmcs import VMERR, VmxInstructionError
 
 MAXPHYADDR = 36
@@ -182,5 +182,3 @@ def guest_problem(v) -> str | None:
             return what
     return None
 
-
-_ = AR_UNUSABLE

@@ -23,7 +23,8 @@ import time
 from collections import Counter
 
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.cpu.vmx.exits import R, REASONS
+from ringvisor.cpu.vmx.capabilities import CR4_VMXE
+from ringvisor.cpu.vmx.exits import REASONS
 from ringvisor.cpu.vmx.operation import vm_enter
 from ringvisor.cpu.vmx.state import read_guest_state, write_guest_state
 from ringvisor.cpu.vmx.vmcs import VmxInstructionError
@@ -66,7 +67,7 @@ class HwMonitor:
         self.cr0_shadow = st.cr0
         g = st.copy()
         g.cr0 = st.cr0 | CR0_NE
-        g.cr4 = st.cr4 | setup.CAP.CR4_VMXE
+        g.cr4 = st.cr4 | CR4_VMXE
         write_guest_state(v, g)
         v["CR0_READ_SHADOW"] = st.cr0 & CR0_NE
         v["CR4_READ_SHADOW"] = 0
@@ -227,5 +228,3 @@ class HwMonitor:
             stats["ept"] = ept.statistics()
         return stats
 
-
-_ = R
