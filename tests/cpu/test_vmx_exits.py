@@ -48,6 +48,7 @@ def test_io_exit_qualification(code, qual):
     assert exit.reason == 30 and exit.qualification == qual
     if "outsb" in code:
         assert rig.vmcs["GUEST_LINEAR_ADDRESS"] == 0x5000
+        assert rig.vmcs["VMX_INSTRUCTION_INFO"] == 1 << 7 | 3 << 15     # 32-bit address, DS
 
 
 def test_io_bitmaps_select_ports():
@@ -314,3 +315,28 @@ def test_monitor_trap_flag_exits_after_one_instruction():
     rig.controls(proc=C.CPU_MONITOR_TRAP_FLAG)
     exit = rig.enter()
     assert exit.reason == 37 and rig.cpu.r[0] == 1 and rig.vmcs["GUEST_RIP"] == CODE + 1
+
+
+def test_nmi_window_opens_unless_virtual_nmis_are_blocked():
+    rig = VmxRig("nop")
+    rig.controls(pin=C.PIN_NMI_EXITING | C.PIN_VIRTUAL_NMIS, proc=C.CPU_NMI_WINDOW_EXITING)
+    exit = rig.enter()
+    assert exit.reason == 8 and rig.vmcs["GUEST_RIP"] == CODE
+    # An injected NMI blocks further ones until its handler's IRET: the
+    # window opens when the handler returns, at the interrupted instruction.
+    rig = VmxRig("nop\nnop\ncpuid")
+    rig.set_idt(2, CODE + 0x100)
+    rig.write(CODE + 0x100, asm("inc ebx\niretd", org=CODE + 0x100))
+    rig.controls(pin=C.PIN_NMI_EXITING | C.PIN_VIRTUAL_NMIS, proc=C.CPU_NMI_WINDOW_EXITING)
+    rig.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(2, C.TYPE_NMI)
+    exit = rig.enter()
+    assert exit.reason == 8 and rig.cpu.r[3] == 1 and rig.vmcs["GUEST_RIP"] == CODE
+    assert rig.vmcs["GUEST_INTERRUPTIBILITY_INFO"] & C.BLOCKING_BY_NMI == 0
+
+
+def test_external_interrupt_exiting_does_not_wait_for_if():
+    rig = VmxRig("nop\nnop\nhlt")                   # IF=0
+    pic = rig.cpu.interrupts = _Pic(0x31)
+    rig.controls(pin=C.PIN_EXTERNAL_INTERRUPT_EXITING, exit=C.EXIT_ACK_INTERRUPT_ON_EXIT)
+    exit = rig.enter()
+    assert exit.reason == 1 and pic.acked == 1 and rig.vmcs["GUEST_RIP"] == CODE

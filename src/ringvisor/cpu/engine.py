@@ -138,12 +138,14 @@ class SoftEngine(Core):
                 # an interrupt window) waits for the boundary after it.
                 self.shadow = False
                 single = intr is not None and intr.pending()
-            elif self.flags & IF and intr is not None and intr.pending():
-                self.halted = False
+            elif intr is not None and (self.flags & IF or self.vmx is not None) and intr.pending():
                 try:
                     if self.vmx is not None:
-                        self.vmx.interrupt(self)      # an exit, or the guest's own delivery
+                        # An exit (NMI window, interrupt window, external
+                        # interrupt: some regardless of IF), or the guest's delivery.
+                        self.vmx.interrupt(self)
                     else:
+                        self.halted = False
                         exception(self, intr.acknowledge(), None, EXT)
                 except TripleFault:
                     return Shutdown()

@@ -203,6 +203,8 @@ def popped_flags(cpu, new: int, osz: int, iret: bool) -> int:
 
 @sem("IRET")
 def iret(cpu, ins):
+    if cpu.vmx is not None:
+        cpu.vmx.iret()             # virtual-NMI blocking ends with IRET (VMX non-root)
     osz = ins.osz
     smask = 0xFFFFFFFF if cpu.stack32 else 0xFFFF
     sp = cpu.r[4] & smask

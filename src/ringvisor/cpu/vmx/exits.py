@@ -82,6 +82,7 @@ class VmExitSignal(Exception):
         self.rip: int | None = None       # where the guest resumes, when not the instruction's start
         self.length = 0                   # VM-exit instruction length
         self.vectoring: tuple[int, int] | None = None
+        self.instruction_info = 0         # VM-exit instruction information (27.2.5)
 
 
 @dataclass(slots=True)

@@ -40,6 +40,7 @@ class NonRoot:
             self.tsc_offset -= 1 << 64
         self.ept = ept
         self.vectoring: tuple[int, int] | None = None   # (IDT-vectoring info, error code)
+        self.nmi_blocked = bool(v["GUEST_INTERRUPTIBILITY_INFO"] & C.BLOCKING_BY_NMI)
         self.host_pin = None              # the CPU's INTR pin (the engine's interrupts)
 
     # --- instructions ------------------------------------------------------------------
@@ -118,15 +119,17 @@ class NonRoot:
         immediate = mn in ("IN", "OUT") and any(o.kind == "I" for o in ins.row.operands)
         q = X.io_qualification(port, size, mn.startswith("IN"), string, string and ins.rep != 0,
                                immediate)
-        gla = 0
+        gla = info = 0
         if string:
             amask = 0xFFFF if ins.asz == 2 else 0xFFFFFFFF
-            if mn.startswith("INS"):
-                gla = cpu.sbase[0] + (cpu.r[7] & amask)
-            else:
-                seg = ins.seg if ins.seg >= 0 else 3
-                gla = cpu.sbase[seg] + (cpu.r[6] & amask)
-        raise VmExitSignal(R["IO_INSTRUCTION"], q, gla=gla & 0xFFFFFFFF)
+            seg = 0 if mn.startswith("INS") else ins.seg if ins.seg >= 0 else 3
+            gla = cpu.sbase[seg] + (cpu.r[7 if seg == 0 and mn.startswith("INS") else 6] & amask)
+            # Instruction information for INS/OUTS (table 27-8): address size
+            # in bits 9:7 (0: 16-bit, 1: 32-bit), segment in bits 17:15.
+            info = (0 if ins.asz == 2 else 1) << 7 | seg << 15
+        sig = VmExitSignal(R["IO_INSTRUCTION"], q, gla=gla & 0xFFFFFFFF)
+        sig.instruction_info = info
+        raise sig
 
     def _mov_cr(self, cpu, ins):
         n = ins.reg
@@ -194,10 +197,14 @@ class NonRoot:
         return sig
 
     def interrupt(self, cpu) -> None:
-        """An interrupt-window or external-interrupt exit at this
-        instruction boundary (the engine calls it with RFLAGS.IF=1 and no
-        blocking by STI/MOV SS)."""
-        if self.proc & C.CPU_INTERRUPT_WINDOW_EXITING:
+        """At an instruction boundary without blocking by STI/MOV SS: an
+        NMI-window exit (no virtual-NMI blocking), an interrupt-window exit
+        (RFLAGS.IF=1), an external-interrupt exit (whatever RFLAGS.IF says,
+        25.2), or, without exiting, the guest's own delivery (IF=1)."""
+        if self.proc & C.CPU_NMI_WINDOW_EXITING and not self.nmi_blocked:
+            raise VmExitSignal(R["NMI_WINDOW"])
+        enabled = cpu.flags & 0x200
+        if self.proc & C.CPU_INTERRUPT_WINDOW_EXITING and enabled:
             raise VmExitSignal(R["INTERRUPT_WINDOW"])
         pin = self.host_pin
         if pin is None or not pin.pending():
@@ -207,8 +214,14 @@ class NonRoot:
             if self.exit_controls & C.EXIT_ACK_INTERRUPT_ON_EXIT:
                 info = C.intr_info(pin.acknowledge(), C.TYPE_EXTERNAL)
             raise VmExitSignal(R["EXTERNAL_INTERRUPT"], intr_info=info)
-        from ringvisor.cpu.semantics.interrupts import EXT, exception
-        exception(cpu, pin.acknowledge(), None, EXT)
+        if enabled:
+            from ringvisor.cpu.semantics.interrupts import EXT, exception
+            cpu.halted = False
+            exception(cpu, pin.acknowledge(), None, EXT)
+
+    def iret(self) -> None:
+        """IRET ends virtual-NMI blocking (25.3)."""
+        self.nmi_blocked = False
 
     def _host_byte(self, phys: int) -> int:
         return self.cpu_memory[phys]
@@ -237,17 +250,24 @@ def exception_exit(cpu, e) -> VmExitSignal:
 
 class WindowPin:
     """The CPU's interrupt pin as the engine loop sees it in non-root
-    operation: "pending" when interrupt-window exiting wants the next
-    boundary with IF=1, or the real pin has a request."""
+    operation: "pending" when something is due at the next boundary: an
+    NMI window without virtual-NMI blocking, an interrupt window with IF=1,
+    a request on the real pin (an exit with external-interrupt exiting, a
+    delivery with IF=1)."""
 
-    def __init__(self, nonroot: NonRoot):
-        self.nr = nonroot
+    def __init__(self, nonroot: NonRoot, cpu):
+        self.nr, self.cpu = nonroot, cpu
 
     def pending(self) -> bool:
         nr = self.nr
-        if nr.proc & C.CPU_INTERRUPT_WINDOW_EXITING:
+        if nr.proc & C.CPU_NMI_WINDOW_EXITING and not nr.nmi_blocked:
             return True
-        return nr.host_pin is not None and nr.host_pin.pending()
+        enabled = self.cpu.flags & 0x200
+        if nr.proc & C.CPU_INTERRUPT_WINDOW_EXITING and enabled:
+            return True
+        pin = nr.host_pin
+        return pin is not None and (enabled or nr.pin & C.PIN_EXTERNAL_INTERRUPT_EXITING) \
+            and pin.pending()
 
     def acknowledge(self) -> int:
         raise AssertionError("non-root interrupts are taken by NonRoot.interrupt")

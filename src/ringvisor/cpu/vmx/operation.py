@@ -99,7 +99,7 @@ def _run(cpu, vmcs) -> VmExit:
     # Attach non-root operation to the CPU.
     saved_intercept, saved_walk = cpu.intercept, cpu.walk
     nr.host_pin = cpu.interrupts
-    cpu.interrupts = WindowPin(nr)
+    cpu.interrupts = WindowPin(nr, cpu)
     cpu.intercept = 0
     cpu.vmx = nr
     cpu.always_translate = ept is not None
@@ -154,8 +154,9 @@ def _run(cpu, vmcs) -> VmExit:
     # The exit: guest state, exit information, host state (27.2-27.5).
     save_guest(cpu, vmcs)
     f[_F["GUEST_ACTIVITY_STATE"]] = C.HLT_STATE if cpu.halted else C.ACTIVE
-    f[_F["GUEST_INTERRUPTIBILITY_INFO"]] = (C.BLOCKING_BY_STI if cpu.flags & 0x200 else
-                                            C.BLOCKING_BY_MOV_SS) if cpu.shadow else 0
+    f[_F["GUEST_INTERRUPTIBILITY_INFO"]] = ((C.BLOCKING_BY_STI if cpu.flags & 0x200 else
+                                             C.BLOCKING_BY_MOV_SS) if cpu.shadow else 0) | \
+        (C.BLOCKING_BY_NMI if nr.nmi_blocked else 0)
     if timer is not None and nr.exit_controls & C.EXIT_SAVE_PREEMPTION_TIMER:
         f[_F["VMX_PREEMPTION_TIMER_VALUE"]] = max(0, timer - (cpu.instructions - start))
     f[_F["VM_EXIT_REASON"]] = signal.reason
@@ -167,6 +168,7 @@ def _run(cpu, vmcs) -> VmExit:
     f[_F["IDT_VECTORING_INFO_FIELD"]], f[_F["IDT_VECTORING_ERROR_CODE"]] = vectoring
     length = getattr(signal, "length", 0)
     f[_F["VM_EXIT_INSTRUCTION_LEN"]] = length
+    f[_F["VMX_INSTRUCTION_INFO"]] = signal.instruction_info
     f[_F["VM_ENTRY_INTR_INFO_FIELD"]] &= ~C.INTR_VALID
     _tlb_exit(cpu, tag)
     load_host(cpu, vmcs)
@@ -190,6 +192,8 @@ def _inject(cpu, vmcs, nr) -> None:
         how = SOFT if kind != C.TYPE_PRIV_SW_EXCEPTION else EXC
     else:
         how = EXC if kind == C.TYPE_HW_EXCEPTION else EXT
+    if kind == C.TYPE_NMI:
+        nr.nmi_blocked = True              # until the handler's IRET (virtual NMIs)
     nr.vectoring = (info & ~0x1000, code or 0)
     try:
         exception(cpu, vector, code, how)
