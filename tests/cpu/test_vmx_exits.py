@@ -340,3 +340,21 @@ def test_external_interrupt_exiting_does_not_wait_for_if():
     rig.controls(pin=C.PIN_EXTERNAL_INTERRUPT_EXITING, exit=C.EXIT_ACK_INTERRUPT_ON_EXIT)
     exit = rig.enter()
     assert exit.reason == 1 and pic.acked == 1 and rig.vmcs["GUEST_RIP"] == CODE
+
+
+@pytest.mark.parametrize("code,reason", [
+    ("vmlaunch", 20), ("vmresume", 24), ("vmxoff", 26), ("vmptrld [0x1000]", 21),
+    ("vmclear [0x1000]", 19), ("vmxon [0x1000]", 27), ("vmptrst [0x1000]", 22),
+    ("vmread eax, ebx", 23), ("vmwrite ebx, eax", 25),
+])
+def test_vmx_instructions_exit_unconditionally(code, reason):
+    rig = VmxRig(code, cpl=3)                         # whatever the CPL
+    exit = rig.enter()
+    assert exit.reason == reason
+    if "[0x1000]" in code:
+        assert exit.qualification == 0x1000
+    from cpu_rig import Rig
+    bare = Rig()
+    bare.protected(asm(code))
+    bare.intercept(6)
+    assert bare.run().vector == 6                     # outside VMX operation: #UD

@@ -169,6 +169,10 @@ TABLE: list[tuple[str, str, int]] = _alu_rows() + _rot_rows() + [
     ("0F BE", "MOVSX Gv,Eb", 0), ("0F BF", "MOVSX Gv,Ew", 0),
     ("0F C0", "XADD Eb,Gb", LOCK), ("0F C1", "XADD Ev,Gv", LOCK),
     ("0F C7 /1", "CMPXCHG8B Mq", LOCK),
+    # VMX (vol. 3C ch. 30): #UD outside VMX operation, VM exits in non-root
+    # operation (with 66: VMCLEAR, with F3: VMXON, on the VMPTRLD row).
+    ("0F 78", "VMREAD Ed,Gd", VMX | EB), ("0F 79", "VMWRITE Gd,Ed", VMX | EB),
+    ("0F C7 /6", "VMPTRLD Mq", VMX | EB), ("0F C7 /7", "VMPTRST Mq", VMX | EB),
     ("0F C8+r", "BSWAP Zd", 0),
 ]
 
@@ -176,7 +180,8 @@ TABLE: list[tuple[str, str, int]] = _alu_rows() + _rot_rows() + [
 # ModRM byte is part of the opcode ("0F 01 C1" is VMCALL, where "0F 01 /0"
 # with a memory operand is SGDT).
 REGISTER_FORMS: list[tuple[str, str, int]] = [
-    ("0F 01 C1", "VMCALL", VMX | EB),
+    ("0F 01 C1", "VMCALL", VMX | EB), ("0F 01 C2", "VMLAUNCH", VMX | EB),
+    ("0F 01 C3", "VMRESUME", VMX | EB), ("0F 01 C4", "VMXOFF", VMX | EB),
 ]
 
 # Opcodes of the two-byte map that read a ModRM byte (for rows with /n the

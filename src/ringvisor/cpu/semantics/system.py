@@ -183,8 +183,8 @@ def invd(cpu, ins):
     pass
 
 
-@sem("VMCALL")
-def vmcall(cpu, ins):
-    # Outside VMX non-root operation (where it exits before running) this
-    # CPU is not in VMX operation at all: #UD (SDM vol. 2 VMCALL).
+@sem("VMCALL", "VMLAUNCH", "VMRESUME", "VMXOFF", "VMREAD", "VMWRITE", "VMPTRLD", "VMPTRST")
+def vmx_instruction(cpu, ins):
+    # Outside VMX non-root operation (where they exit before running) this
+    # CPU is not in VMX operation at all: #UD (SDM vol. 3C ch. 30).
     raise ud()

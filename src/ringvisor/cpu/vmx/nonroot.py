@@ -62,6 +62,17 @@ class NonRoot:
     def _vmcall(self, cpu, ins):
         raise VmExitSignal(R["VMCALL"])
 
+    def _vmx_instruction(self, cpu, ins):
+        """The VMX instructions exit unconditionally in non-root operation
+        (25.1.2); a memory operand's displacement is the qualification."""
+        name = ins.row.mnemonic
+        if name == "VMPTRLD" and 0x66 in ins.prefixes:
+            name = "VMCLEAR"
+        elif name == "VMPTRLD" and 0xF3 in ins.prefixes:
+            name = "VMXON"
+        q = getattr(ins, "disp", 0) or 0 if ins.mem else 0
+        raise VmExitSignal(R[name], q & 0xFFFFFFFF)
+
     def _hlt(self, cpu, ins):
         if self.proc & C.CPU_HLT_EXITING:
             raise VmExitSignal(R["HLT"])
@@ -275,7 +286,9 @@ class WindowPin:
 
 RULES = {
     "0F A2": NonRoot._cpuid, "0F 08": NonRoot._invd, "0F 09": NonRoot._wbinvd,
-    "0F 01 C1": NonRoot._vmcall, "F4": NonRoot._hlt, "0F 01 /7": NonRoot._invlpg,
+    "0F 01 C1": NonRoot._vmcall, "F4": NonRoot._hlt,
+    **{op: NonRoot._vmx_instruction for op in ("0F 01 C2", "0F 01 C3", "0F 01 C4", "0F 78", "0F 79",
+                                               "0F C7 /6", "0F C7 /7")}, "0F 01 /7": NonRoot._invlpg,
     "0F 31": NonRoot._rdtsc, "0F 32": NonRoot._msr, "0F 30": NonRoot._msr,
     "0F 20": NonRoot._mov_cr, "0F 22": NonRoot._mov_cr, "0F 21": NonRoot._mov_dr,
     "0F 23": NonRoot._mov_dr, "0F 06": NonRoot._clts, "0F 01 /6": NonRoot._lmsw,

@@ -163,6 +163,12 @@ def monitor_trap(mon, exit):
     return mon.shadow.stepped(exit)
 
 
+def vmx_instruction(mon, exit):
+    """No nested VMX: the guest's CPU has no VMX (CPUID says so), so its
+    VMX instructions are #UD, as KVM answers them with nesting off."""
+    mon.inject_exception(6)
+
+
 def unexpected(mon, exit):
     mon.crash(f"unexpected VM exit {exit.name} (reason {exit.reason:#x}, qualification "
               f"{exit.qualification:#x})")
@@ -175,6 +181,8 @@ HANDLERS = {
     R["TRIPLE_FAULT"]: triple_fault, R["EPT_VIOLATION"]: ept_violation,
     R["INVALID_GUEST_STATE"]: invalid_guest_state, R["TASK_SWITCH"]: task_switch,
     R["EXCEPTION_NMI"]: exception, R["INVLPG"]: invlpg, R["MONITOR_TRAP_FLAG"]: monitor_trap,
+    **{R[n]: vmx_instruction for n in ("VMCLEAR", "VMLAUNCH", "VMPTRLD", "VMPTRST", "VMREAD",
+                                       "VMRESUME", "VMWRITE", "VMXOFF", "VMXON")},
 }
 
 
