@@ -97,3 +97,6 @@ def test_trace_shows_exits_with_decoded_qualification(ringos, tmp_path):
     text = buf.getvalue()
     assert "vmexit cpuid" in text and "leaf 0x40000000" in text
     assert "vmexit io_instruction" in text and "out port 0x03f8 size 1" in text
+    # The guest instruction that exited, disassembled, beside the reason.
+    assert any(" out dx,al " in l for l in text.splitlines() if "vmexit io_instruction" in l)
+    assert any(" cpuid " in l.split("vmexit cpuid")[1] for l in text.splitlines() if "vmexit cpuid" in l)

@@ -195,9 +195,17 @@ class HwMonitor:
 
     # --- ringvisor run --trace / --stats -------------------------------------------------------
     def _trace(self, exit) -> None:
+        """One line per exit: where, the guest instruction that exited (for
+        the exits an instruction causes), the qualification decoded."""
         st = self.get_state()
         where = f"{st.cs.selector:04x}:{st.eip:08x}"
-        self.tracer.write(self.cpu.instructions, f"vmexit {exit.name.lower()}", where,
+        insn = ""
+        if exit.instruction_length and self.tracer.active:
+            translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+            text = report.disassemble(report.code_bytes(st, self.memory, translate), st.eip,
+                                      32 if st.cs.db else 16)
+            insn = text.split("    [")[0]
+        self.tracer.write(self.cpu.instructions, f"vmexit {exit.name.lower()}", where, insn,
                           outcome=handlers.describe(self, exit))
 
     @property
