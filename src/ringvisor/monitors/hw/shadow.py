@@ -56,8 +56,13 @@ class ShadowPaging:
         self._switch()
 
     def view(self, st):
-        """The guest's control registers in a state read from the VMCS."""
-        st.cr0, st.cr3, st.cr4 = self.vcpu.cr0, self.vcpu.cr3, self.vcpu.cr4
+        """The guest's control registers in a state read from the VMCS: the
+        bits the monitor owns as the guest set them, the others (CR0.TS
+        after CLTS, CR4.TSD...) as the CPU holds them."""
+        v, vcpu = self.mon.vmcs, self.vcpu
+        st.cr0 = (v["GUEST_CR0"] & ~CR0_OWNED) | (vcpu.cr0 & CR0_OWNED)
+        st.cr4 = (v["GUEST_CR4"] & ~CR4_OWNED) | (vcpu.cr4 & CR4_OWNED & ~CR4_VMXE)
+        st.cr3 = vcpu.cr3
         return st
 
     def _load_cr0(self) -> None:
