@@ -358,3 +358,11 @@ def test_vmx_instructions_exit_unconditionally(code, reason):
     bare.protected(asm(code))
     bare.intercept(6)
     assert bare.run().vector == 6                     # outside VMX operation: #UD
+
+
+def test_a_halt_nothing_can_end_is_reported_not_hung():
+    from ringvisor.errors import GuestCrashed
+    rig = VmxRig("hlt")                              # no HLT exiting, no timer, no interrupts
+    with pytest.raises(GuestCrashed) as e:
+        rig.enter()
+    assert "nothing to wake it" in str(e.value) and rig.cpu.vmx is None

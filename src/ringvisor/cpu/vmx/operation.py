@@ -25,6 +25,7 @@ from ringvisor.cpu.vmx.exits import ENTRY_FAILURE, R, VmExit, VmExitSignal
 from ringvisor.cpu.vmx.nonroot import NonRoot, WindowPin
 from ringvisor.cpu.vmx.state import load_guest, load_host, save_guest
 from ringvisor.cpu.vmx.vmcs import VMERR, FIELDS, VmxInstructionError
+from ringvisor.errors import GuestCrashed
 
 HOST_TIMER_VECTOR = 0xEC
 _F = FIELDS
@@ -137,8 +138,11 @@ def _run(cpu, vmcs) -> VmExit:
                         if nr.exit_controls & C.EXIT_ACK_INTERRUPT_ON_EXIT else 0
                     raise VmExitSignal(R["EXTERNAL_INTERRUPT"], intr_info=info)
                 if name == "Halt":
-                    # Nothing can wake the guest and no host interrupt can take the CPU back.
-                    raise VmExitSignal(R["TRIPLE_FAULT"])
+                    # A silicon CPU would sit in HLT for ever: no event can
+                    # wake the guest and nothing can take the CPU back.
+                    raise GuestCrashed("the guest halted in VMX non-root operation with nothing "
+                                       "to wake it and neither external-interrupt exiting nor "
+                                       "the preemption timer to end the VM entry")
                 continue
             raise AssertionError(f"unexpected {name} in non-root operation")
     except VmExitSignal as sig:
