@@ -41,3 +41,14 @@ def test_paging_option_errors_are_one_line():
     assert "--paging applies to --technique hw on the soft engine only" in proc.stderr
     proc = ringvisor(*HW, "--paging", "nested")
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+def test_hw_without_an_engine_says_to_use_the_soft_one_where_kvm_cannot(monkeypatch):
+    import os
+    from ringvisor.cli.options import engine_for
+    from ringvisor.errors import KvmUnavailable
+    monkeypatch.setattr(os, "access", lambda path, mode: False)       # no usable /dev/kvm
+    with pytest.raises(KvmUnavailable) as e:
+        engine_for("hw", None)
+    assert "add --engine soft" in str(e.value) and "\n" not in str(e.value)
+    assert engine_for("hw", "soft") == "soft"
