@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cpu_rig import CODE, KCODE, needs_as
+from cpu_rig import CODE, IDT as IDT_BASE, KCODE, needs_as
 from vmx_rig import C, IO_A, IO_B, MSR_BITMAP, VmxRig, asm
 
 pytestmark = needs_as
@@ -366,3 +366,15 @@ def test_a_halt_nothing_can_end_is_reported_not_hung():
     with pytest.raises(GuestCrashed) as e:
         rig.enter()
     assert "nothing to wake it" in str(e.value) and rig.cpu.vmx is None
+
+
+def test_a_double_fault_exits_by_the_exception_bitmap_with_the_first_event():
+    rig = VmxRig("mov ax, 0x1230\nmov ds, ax")       # #GP(0x1230): outside the GDT
+    rig.write(IDT_BASE + 8 * 13, bytes(8))            # #GP's gate not present: #NP, so #DF
+    rig.vmcs["EXCEPTION_BITMAP"] = 1 << 8
+    exit = rig.enter()
+    assert exit.reason == 0 and rig.vmcs["VM_EXIT_INTR_INFO"] == 0x80000B08
+    assert rig.vmcs["VM_EXIT_INTR_ERROR_CODE"] == 0
+    assert rig.vmcs["IDT_VECTORING_INFO_FIELD"] == 0x80000B0D
+    assert rig.vmcs["IDT_VECTORING_ERROR_CODE"] == 0x1230
+    assert rig.vmcs["GUEST_RIP"] == CODE + 4

@@ -142,6 +142,8 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
             raise TripleFault() from None
         v2 = second.vector
         if _is_double(first_class, v2):
+            if vmx is not None and vmx.exception_exits(DF_, 0):
+                raise vmx.nested_exit(cpu, CpuFault(DF_, 0), vector, code, kind == EXT) from None
             try:
                 deliver(cpu, DF_, 0 if cpu.pe else None, EXC)
                 return
