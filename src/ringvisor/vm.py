@@ -24,6 +24,7 @@ class VmConfig:
     engine: str = "kvm"
     technique: str = "hw"          # native, hw, or a monitor's: trap, bt, pv
     ring: int = 1                  # trap: the ring the guest kernel is deprivileged to
+    paging: str = "ept"            # hw on the soft engine: ept (nested paging) or shadow
     memory: int = 64 << 20
     cmdline: str = ""
     modules: tuple[str, ...] = ()
@@ -32,11 +33,11 @@ class VmConfig:
 
     def machine_config(self) -> MachineConfig:
         """The machine's share: its RAM, minus what the technique's monitor keeps."""
-        monitors.check_memory(self.technique, self.memory)
+        monitors.check_memory(self.technique, self.memory, self.engine)
         return MachineConfig(kernel=self.kernel, engine=self.engine, memory=self.memory,
                              cmdline=self.cmdline, modules=self.modules,
                              image_format=self.image_format, timeout=self.timeout,
-                             reserved_top=monitors.reserved_top(self.technique))
+                             reserved_top=monitors.reserved_top(self.technique, self.engine))
 
 
 def create_engine(config: VmConfig, machine: Machine):
@@ -52,6 +53,8 @@ def create_engine(config: VmConfig, machine: Machine):
         machine.pic = machine.platform.pic
         cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
                                                    interrupts=machine.pic)
+        if config.technique == "hw":
+            return monitors.create_hw(machine, cpu, config.paging)
         if config.technique in monitors.TECHNIQUES:
             return monitors.create(config.technique, machine, cpu, config.ring)
         return cpu

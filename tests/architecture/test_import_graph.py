@@ -42,6 +42,13 @@ FORBIDDEN = [
     ("ringvisor.monitors.trap", "ringvisor.monitors.pv", "techniques are independent"),
     ("ringvisor.monitors.pv", "ringvisor.monitors.trap", "techniques are independent"),
     ("ringvisor.monitors.pv", "ringvisor.monitors.bt", "techniques are independent"),
+    ("ringvisor.monitors.hw", "ringvisor.monitors.trap", "techniques are independent"),
+    ("ringvisor.monitors.hw", "ringvisor.monitors.bt", "techniques are independent"),
+    ("ringvisor.monitors.hw", "ringvisor.monitors.pv", "techniques are independent"),
+    ("ringvisor.monitors.trap", "ringvisor.monitors.hw", "techniques are independent"),
+    ("ringvisor.monitors.pv", "ringvisor.monitors.hw", "techniques are independent"),
+    ("ringvisor.monitors.common", "ringvisor.monitors.hw", "shared monitor code knows no technique"),
+    ("ringvisor.cpu.vmx", "ringvisor.cpu.compiler", "VMX decides exits in the semantics' check, not in the compiler"),
     ("ringvisor.cpu.isa", "ringvisor.cpu.compiler", "the ISA tables know nothing of the compiler"),
     ("ringvisor.cpu.semantics", "ringvisor.cpu.compiler", "the interpreter's semantics know nothing of the compiler"),
 ]

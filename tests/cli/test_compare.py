@@ -37,3 +37,26 @@ def test_unknown_technique_and_chart_format_are_one_line_errors():
         proc = compare(*args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert message in proc.stderr.strip().splitlines()[0]
+
+
+def test_hw_columns_on_the_soft_engine_count_exits_per_iteration(ringos, tmp_path):
+    doc_path = tmp_path / "c.json"
+    proc = compare("--only", "hw-shadow,hw-ept", "--iters", "20", "--rounds", "1", "--json",
+                   str(doc_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(doc_path.read_text())
+    shadow, ept = doc["techniques"]["hw-shadow"], doc["techniques"]["hw-ept"]
+    for t in (shadow, ept):
+        assert set(t["nanobench"]) == BENCHES and t["probe_leaks"] == ["cpuid_hypervisor_bit"]
+        # One I/O exit per `in`, none for a system call or a division by zero.
+        assert t["nanobench"]["in"]["traps_per_iter"] == 1
+        assert t["nanobench"]["in"]["exits_per_iter_by_reason"] == {"io_instruction": 1}
+        assert t["nanobench"]["syscall"]["traps_per_iter"] == 0
+        assert t["nanobench"]["divzero"]["traps_per_iter"] == 0
+    assert shadow["command"] == "ringvisor run --engine soft --technique hw --paging shadow"
+    assert ept["command"] == "ringvisor run --engine soft --technique hw --paging ept"
+    # Nested paging took the exits out of page faults and page-table writes.
+    assert ept["nanobench"]["pgfault"]["traps_per_iter"] == 0
+    assert ept["nanobench"]["ptemod"]["traps_per_iter"] == 0
+    assert shadow["nanobench"]["pgfault"]["traps_per_iter"] >= 1
+    assert shadow["nanobench"]["ptemod"]["traps_per_iter"] >= 1

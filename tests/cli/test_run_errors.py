@@ -23,10 +23,11 @@ def ringvisor(*args):
     (["run", "{k}", "--timeout", "nan"], 2, "--timeout nan: must be a positive number of seconds"),
     (["run", "{k}", "--timeout", "inf"], 2, "--timeout inf: must be a positive number of seconds"),
     (["run", "{k}", "--serial", "tcp:1234"], 2, "use stdio or file:PATH"),
-    (["run", "{k}", "--technique", "hw", "--engine", "soft"], 2, "kvm engine only"),
     # a monitor keeps the top 4 MiB: the true minimum, as bad input (it was exit 4 and "16M")
     (["run", "--engine", "soft", "--technique", "trap", "--memory", "7M"], 2, "at least 8 MiB of guest RAM"),
     (["run", "--engine", "soft", "--technique", "bt", "--memory", "4M"], 2, "at least 8 MiB of guest RAM"),
+    (["run", "--engine", "soft", "--technique", "hw", "--memory", "6M"], 2, "at least 8 MiB of guest RAM"),
+    (["run", "{k}", "--technique", "trap", "--paging", "ept"], 2, "applies to --technique hw"),
     (["run", "{k}", "--workload", "compute"], 2, "bundled guest"),
     (["run", "--workload", "nosuch"], 2, "unknown workload"),
     (["run", "{k}", "--module", "/nonexistent/module"], 2, "module .* does not exist"),

@@ -35,6 +35,7 @@ void arch_idle(void);                 /* wait for an interrupt, enabled */
 
 /* Console and end of run. */
 void arch_console_write(const char *s, size_t n);
+void arch_enlighten(void);            /* enlighten=1: hypercalls if the VMM has them */
 void arch_console_sync(void);         /* drain output, switch to polling */
 _Noreturn void arch_exit(int status);
 

@@ -20,6 +20,7 @@ struct options {
 	const char *workload_name;
 	uint32_t iters;      /* 0 = the workload's default */
 	int ring;            /* compute: 0 or 3 */
+	int enlighten;       /* 1: use ringvisor's hypercalls where found */
 };
 void parse_cmdline(const char *cmdline, struct options *opt, bool report);
 

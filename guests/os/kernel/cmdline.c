@@ -1,4 +1,4 @@
-/* Kernel command line: "workload=NAME iters=N ring=0|3". */
+/* Kernel command line: "workload=NAME iters=N ring=0|3 enlighten=0|1". */
 #include "kernel.h"
 #include "syscall.h"
 
@@ -48,6 +48,8 @@ static void option(char *tok, struct options *opt, bool report)
 		opt->iters = n;
 	} else if (!strcmp(tok, "ring") && (!strcmp(val, "0") || !strcmp(val, "3"))) {
 		opt->ring = val[0] - '0';
+	} else if (!strcmp(tok, "enlighten") && (!strcmp(val, "0") || !strcmp(val, "1"))) {
+		opt->enlighten = val[0] - '0';
 	} else if (report) {
 		/* The console line has room for a name, not for a whole
 		 * runaway token: cut it where it shows. */
@@ -76,6 +78,7 @@ void parse_cmdline(const char *cmdline, struct options *opt, bool report)
 	opt->workload_name = workloads[WL_TASKS];
 	opt->iters = 0;
 	opt->ring = 3;
+	opt->enlighten = 0;
 	snprintf(buf, sizeof(buf), "%s", cmdline);
 
 	/* Multiboot loaders (GRUB, QEMU) put the kernel's path first. */

@@ -38,6 +38,8 @@ void kmain(uint32_t magic, uint32_t info)
 		kprintf("ringos: warning: command line longer than %u bytes: the rest is ignored\n",
 			(unsigned)sizeof(bi.cmdline) - 1);
 	parse_cmdline(bi.cmdline, &opts, true);
+	if (opts.enlighten)
+		arch_enlighten();
 	if (!opts.iters)
 		opts.iters = default_iters[opts.workload];
 

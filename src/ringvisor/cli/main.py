@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--technique", choices=TECHNIQUES, help="virtualization technique (default: "
                      "native with --engine soft, otherwise hw)")
     run.add_argument("--ring", type=int, choices=(1, 3), default=1, help="trap: ring the guest kernel runs in")
+    run.add_argument("--paging", choices=("ept", "shadow"), help="hw on the soft engine: nested paging "
+                     "(ept, the default) or shadow page tables (first-generation VT-x)")
     run.add_argument("--workload", help="bundled guest workload (compute, tasks, nanobench, probe)")
     run.add_argument("--cmdline", default="", help="kernel command line. For Linux it extends "
                      "ringvisor's defaults (console=ttyS0 and 'off' for the devices not modelled: "

@@ -13,14 +13,20 @@ WORKLOADS = ("compute", "tasks", "nanobench", "probe")
 SOFT_TECHNIQUES = ("trap", "bt", "pv")
 # The monitors (trap, bt, pv) run on the soft engine; ringvisor.monitors.create
 # says in one line which of them this build has.
-AVAILABLE = {("kvm", "hw"), ("kvm", "native"), ("soft", "native"),
+AVAILABLE = {("kvm", "hw"), ("kvm", "native"), ("soft", "native"), ("soft", "hw"),
              ("soft", "trap"), ("soft", "bt"), ("soft", "pv")}
 
 
 def engine_for(technique: str, engine: str | None) -> str:
     if technique == "hw":
-        if engine not in (None, "kvm"):
-            raise ConfigError("--technique hw is hardware-assisted: it runs on the kvm engine only")
+        if engine:
+            return engine
+        # The kvm engine where it can run the guest (vm_config refuses the
+        # bundled guest on PVM); else the soft CPU's VMX, on request.
+        import os
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise KvmUnavailable("--technique hw: /dev/kvm is not usable here; the soft CPU has "
+                                 "hardware-assisted virtualization too: add --engine soft")
         return "kvm"
     if engine:
         return engine
@@ -53,18 +59,22 @@ def vm_config(args) -> VmConfig:
         raise ConfigError("--ring is 1 (the 0/1/3 model) or 3 (0/3/3, ring compression)")
     if args.ring != 1 and technique != "trap":
         raise ConfigError("--ring applies to --technique trap only")
+    paging = getattr(args, "paging", None)
+    if paging and (technique, engine) != ("hw", "soft"):
+        raise ConfigError("--paging applies to --technique hw on the soft engine only")
     modules, image_format = linux_boot_options(args)
     if image_format == "linux" and technique == "pv":
         raise ConfigError("a stock Linux kernel is not written for ringvisor's PV ABI: run it with "
                           "--technique native, trap or bt")
     kernel = args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
     if engine == "kvm" and not args.guest:
-        refuse_paging_guest_on_pvm()
+        refuse_paging_guest_on_pvm(technique=technique)
     if engine == "kvm" and image_format == "linux":
-        refuse_paging_guest_on_pvm("a 32-bit Linux kernel")
+        refuse_paging_guest_on_pvm("a 32-bit Linux kernel", technique)
     return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
-                    modules=modules, image_format=image_format, timeout=args.timeout)
+                    modules=modules, image_format=image_format, timeout=args.timeout,
+                    paging=paging or "ept")
 
 
 def linux_boot_options(args) -> tuple[tuple[str, ...], str]:
@@ -82,11 +92,13 @@ def linux_boot_options(args) -> tuple[tuple[str, ...], str]:
     return (initrd,), "linux"
 
 
-def refuse_paging_guest_on_pvm(guest: str = "the bundled guest OS") -> None:
+def refuse_paging_guest_on_pvm(guest: str = "the bundled guest OS", technique: str = "native") -> None:
     """The bundled guest (and a 32-bit Linux) enables 32-bit paging, which
     PVM (a KVM without VT-x/AMD-V) answers with #GP: say so before the guest panics."""
     from ringvisor.kvm.backend import detect
     if detect().name == "PVM":
         raise KvmUnavailable(f"{guest} needs 32-bit paging, which this host's /dev/kvm "
                              "(PVM, kvm_pvm) refuses; run it on the soft engine: "
-                             "--engine soft --technique native")
+                             "--engine soft --technique native"
+                             + (", or --engine soft for hw on the soft CPU's VMX"
+                                if technique == "hw" else ""))

@@ -32,14 +32,22 @@ class Run:
     def __init__(self, t: Technique, cmdline: str, host_tsc: bool = False, timeout: float = 900):
         kernel = guests.bundled("ringos-pv" if t.technique == "pv" else "ringos")
         config = VmConfig(kernel=kernel, engine=t.engine, technique=t.technique, ring=t.ring,
-                          cmdline=cmdline, timeout=timeout)
+                          cmdline=f"{cmdline} {t.cmdline}".strip(), timeout=timeout,
+                          paging=t.paging or "ept")
         out = bytearray()
         machine = build_machine(config, out.extend)
         try:
             self.tsc_log = None
             self.tsc_khz = None
+            self.reasons: list[dict] = []       # hw: exits by reason at each RDTSC
+            by_reason = getattr(machine.engine, "exits_by_name", None)
+
+            def traps() -> int:
+                if by_reason is not None:
+                    self.reasons.append(by_reason())
+                return traps_so_far(machine)
             if host_tsc and machine.platform is not None:
-                self.tsc_log = machine.platform.host_clock_tsc(lambda: traps_so_far(machine))
+                self.tsc_log = machine.platform.host_clock_tsc(traps)
             elif machine.platform is None:
                 self.tsc_khz = machine.engine.vcpu.tsc_khz()
             cpu = time.process_time()
@@ -74,8 +82,13 @@ def nanobench(t: Technique, iters: int) -> dict[str, dict]:
             ns, traps = (ns1 - ns0) / iters, (traps1 - traps0) / iters
         else:
             ns, traps = cycles * 1e6 / run.tsc_khz, None
-        out[PV_NAMES.get(m[1], m[1])] = {"ns_per_iter": ns, "traps_per_iter": traps,
-                                         "guest_cycles_per_iter": cycles}
+        entry = {"ns_per_iter": ns, "traps_per_iter": traps, "guest_cycles_per_iter": cycles}
+        if run.reasons:
+            before, after = run.reasons[2 * k], run.reasons[2 * k + 1]
+            entry["exits_per_iter_by_reason"] = {
+                name: (n - before.get(name, 0)) / iters for name, n in after.items()
+                if n != before.get(name, 0)}
+        out[PV_NAMES.get(m[1], m[1])] = entry
     return out
 
 

@@ -13,11 +13,15 @@ class Technique:
     engine: str
     technique: str       # `ringvisor run --technique`
     ring: int = 1
+    paging: str = ""     # hw on the soft engine: ept or shadow
+    cmdline: str = ""    # added to the guest's command line (enlighten=1)
 
     @property
     def command(self) -> str:
         ring = f" --ring {self.ring}" if self.technique == "trap" else ""
-        return f"--engine {self.engine} --technique {self.technique}{ring}"
+        paging = f" --paging {self.paging}" if self.paging else ""
+        extra = f" --cmdline {self.cmdline}" if self.cmdline else ""
+        return f"--engine {self.engine} --technique {self.technique}{ring}{paging}{extra}"
 
 
 ALL = (Technique("native", "soft", "native"),
@@ -25,6 +29,9 @@ ALL = (Technique("native", "soft", "native"),
        Technique("trap-ring3", "soft", "trap", 3),
        Technique("bt", "soft", "bt"),
        Technique("pv", "soft", "pv"),
+       Technique("hw-shadow", "soft", "hw", paging="shadow"),
+       Technique("hw-shadow+pv", "soft", "hw", paging="shadow", cmdline="enlighten=1"),
+       Technique("hw-ept", "soft", "hw", paging="ept"),
        Technique("hw", "kvm", "hw"))
 
 
@@ -34,7 +41,8 @@ def refusal(t: Technique) -> RingvisorError | None:
     from argparse import Namespace
     from ringvisor.cli.options import vm_config
     args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload="probe", guest=None,
-                     cmdline="", module=[], format="auto", memory="64M", timeout=None)
+                     cmdline="", module=[], format="auto", memory="64M", timeout=None,
+                     paging=t.paging or None)
     try:
         vm_config(args)
     except RingvisorError as e:

@@ -48,7 +48,10 @@ class Core:
         self.cpl = 0
         self.user = 0              # 1 when paging checks apply user rights (CPL 3)
         self.pe = False
-        self.pg = False
+        self.pg = False            # linear addresses go through the TLB (paging, or EPT)
+        self.always_translate = False   # VMX non-root with EPT: guest-physical is translated too
+        self.walk = walk           # the TLB-miss walker (cpu/vmx/ept.py's 2-D walk under EPT)
+        self.vmx = None            # VMX non-root operation: cpu/vmx/nonroot.py's NonRoot
         self.code32 = False
         self.stack32 = False
         self.ea = 0                # effective address of the current memory operand
@@ -97,7 +100,7 @@ class Core:
 
     def recache_all(self) -> None:
         self.pe = bool(self.cr0 & CR0_PE)
-        self.pg = bool(self.cr0 & CR0_PG) and self.pe
+        self.pg = bool(self.cr0 & CR0_PG) and self.pe or self.always_translate
         for i in range(6):
             self._cache_seg(i)
         self.set_cpl(self.segs[CS].selector & 3 if self.pe and not self.flags & VM else
@@ -200,7 +203,7 @@ class Core:
     def translate(self, lin: int, write: int, user: int) -> int:
         base = self.tlb[user | write << 1].get(lin >> 12)
         if base is None:
-            base = walk(self, lin, write, user)
+            base = self.walk(self, lin, write, user)
         return base | (lin & 0xFFF)
 
     def rd_lin(self, lin: int, n: int, user: int | None = None) -> int:

@@ -10,6 +10,10 @@ default `slice`) is spent so the machine can service device time.
 External interrupts are sampled between instructions (between blocks on the
 compiled path, which is architecturally equivalent) when EFLAGS.IF=1 and no
 interrupt shadow (STI, MOV SS, POP SS) is in effect.
+
+In VMX non-root operation (`cpu.vmx` set by cpu/vmx/operation.py) a VM
+exit leaves `run()` as a `VmExitSignal`, with EIP at the instruction that
+exited (or past it, for the trap-like exits); see cpu/vmx/.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from ringvisor.cpu.isa.decoder import NeedMore, decode
 from ringvisor.cpu.semantics.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
 from ringvisor.cpu.semantics.protection import CHECKED, check
 from ringvisor.cpu.semantics.system import cpuid_table
+from ringvisor.cpu.vmx.exits import VmExitSignal
+from ringvisor.cpu.vmx.nonroot import exception_exit
 from ringvisor.cpu.x87 import Fpu
 from ringvisor.cpu_state import CpuState, TableRegister
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
@@ -138,12 +144,21 @@ class SoftEngine(Core):
         while True:
             if self.instructions >= target and not self.halted:
                 return Interrupted()
+            single = False
             if self.shadow:
+                # The shadowed instruction runs alone when an interrupt (or
+                # an interrupt window) waits for the boundary after it.
                 self.shadow = False
-            elif self.flags & IF and intr is not None and intr.pending():
-                self.halted = False
+                single = intr is not None and intr.pending()
+            elif intr is not None and (self.flags & IF or self.vmx is not None) and intr.pending():
                 try:
-                    exception(self, intr.acknowledge(), None, EXT)
+                    if self.vmx is not None:
+                        # An exit (NMI window, interrupt window, external
+                        # interrupt: some regardless of IF), or the guest's delivery.
+                        self.vmx.interrupt(self)
+                    else:
+                        self.halted = False
+                        exception(self, intr.acknowledge(), None, EXT)
                 except TripleFault:
                     return Shutdown()
                 if self.instructions >= target:
@@ -168,7 +183,7 @@ class SoftEngine(Core):
                         if not e.trap:
                             self.flags |= RF
                         raise
-                elif self.use_blocks:
+                elif self.use_blocks and not single:
                     self.blocks.run(target)
                 else:
                     self.step()
@@ -178,6 +193,16 @@ class SoftEngine(Core):
                     return exit_
             except TripleFault:
                 return Shutdown()
+            except VmExitSignal as sig:
+                # Fault-like exits: the guest resumes at the instruction (27.1).
+                sig.length = (self.eip - self.cur_eip) & 0xFFFFFFFF
+                if sig.rip is not None:
+                    self.eip = sig.rip
+                elif not sig.trap_like:
+                    self.eip = self.cur_eip
+                    self.r[4] = self.cur_esp
+                self.shadow = False
+                raise
 
     def _fault(self, e: CpuFault):
         if not e.trap:
@@ -185,17 +210,42 @@ class SoftEngine(Core):
             self.r[4] = self.cur_esp
         self.shadow = False
         self.last_exception = (e.vector, e.code)
+        vmx = self.vmx
+        if vmx is not None and vmx.exception_exits(e.vector, e.code):
+            raise self._exception_exit(e)
         if self.intercept >> e.vector & 1:
             code = e.code if e.vector in HAS_ERROR_CODE and self.pe else None
             return Fault(e.vector, code, self.cr2)
         try:
+            if vmx is not None:
+                vmx.vectoring = vectoring_info(self, e)
             exception(self, e.vector, e.code, SOFT if e.soft else EXC)
         except CpuFault as second:             # delivery of INT3/INTO faulted
             return self._fault(second)
         except TripleFault:
             return Shutdown()
+        except VmExitSignal as sig:            # an exit (EPT, #PF) while delivering the event
+            sig.vectoring = sig.vectoring or vmx.vectoring
+            sig.rip, sig.trap_like = self.eip, True
+            raise
+        finally:
+            if vmx is not None:
+                vmx.vectoring = None
         return None
+
+    def _exception_exit(self, e: CpuFault) -> VmExitSignal:
+        sig = exception_exit(self, e)
+        self.eip = sig.rip
+        return sig
 
     def interrupt(self, vector: int) -> None:
         """Deliver an external interrupt now (for monitors and tests)."""
         exception(self, vector, None, EXT)
+
+
+def vectoring_info(cpu, e: CpuFault) -> tuple[int, int]:
+    """(interruption information, error code) of a CPU exception, in the
+    format of the VM-exit and IDT-vectoring fields (SDM 24.9.2-24.9.3)."""
+    has_code = e.vector in HAS_ERROR_CODE and cpu.pe and e.code is not None
+    kind = 6 if e.soft else 3               # software exception (INT3/INTO) or hardware
+    return (1 << 31 | has_code << 11 | kind << 8 | e.vector), (e.code or 0) if has_code else 0

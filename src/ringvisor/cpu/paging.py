@@ -16,6 +16,7 @@ P, RW, US, A, D, PS, G = 1, 2, 4, 0x20, 0x40, 0x80, 0x100
 
 
 def page_fault(cpu, lin: int, present: bool, write: int, user: int, rsvd: bool = False):
+    cpu.cr2_before = cpu.cr2           # a #PF that causes a VM exit leaves CR2 alone (SDM 27.1)
     cpu.cr2 = lin & 0xFFFFFFFF
     return CpuFault(PFV, (1 if present else 0) | (write << 1) | (user << 2) | (8 if rsvd else 0))
 

@@ -13,19 +13,31 @@ from ringvisor.monitors.common.region import MIN_MEMORY, RESERVED_BYTES
 TECHNIQUES = ("trap", "bt", "pv")
 
 
-def reserved_top(technique: str) -> int:
+def reserved_top(technique: str, engine: str = "soft") -> int:
     """The bytes at the top of guest RAM a technique's monitor keeps
-    (MachineConfig.reserved_top); none without a monitor."""
+    (MachineConfig.reserved_top); none without a monitor (hw on kvm has none
+    of ours: KVM is the monitor)."""
+    if technique == "hw":
+        return RESERVED_BYTES if engine == "soft" else 0
     return RESERVED_BYTES if technique in TECHNIQUES else 0
 
 
-def check_memory(technique: str, ram_size: int) -> None:
+def check_memory(technique: str, ram_size: int, engine: str = "soft") -> None:
     """Bad input, said before anything is built: a monitor keeps the top of
     RAM, and the guest must keep at least as much below it."""
-    if technique in TECHNIQUES and ram_size < MIN_MEMORY:
+    if reserved_top(technique, engine) and ram_size < MIN_MEMORY:
         raise ConfigError(f"--technique {technique} needs at least {MIN_MEMORY >> 20} MiB of guest RAM "
                           f"(its monitor keeps the top {RESERVED_BYTES >> 20} MiB); got "
                           f"{ram_size / (1 << 20):g} MiB")
+
+
+def create_hw(machine, engine, paging: str = "ept"):
+    """The hw monitor on the soft engine: VMX non-root operation (cpu/vmx/)."""
+    if paging not in ("ept", "shadow"):
+        raise ConfigError("--paging is ept (nested paging) or shadow (shadow page tables)")
+    _require_region(machine, "hw")
+    from ringvisor.monitors.hw.monitor import HwMonitor
+    return HwMonitor(machine, engine, paging)
 
 
 def _require_region(machine, monitor: str) -> None:
@@ -58,4 +70,4 @@ def create(technique: str, machine, engine, ring: int = 1):
                       f"{', '.join(TECHNIQUES)})")
 
 
-__all__ = ["MIN_MEMORY", "RESERVED_BYTES", "TECHNIQUES", "check_memory", "create", "reserved_top"]
+__all__ = ["MIN_MEMORY", "RESERVED_BYTES", "TECHNIQUES", "check_memory", "create", "create_hw", "reserved_top"]

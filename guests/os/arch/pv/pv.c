@@ -263,6 +263,11 @@ void arch_tables(uint32_t *gdt_base, uint16_t *gdt_limit, uint32_t *idt_base,
 	*gdt_limit = *idt_limit = 0;
 }
 
+void arch_enlighten(void)
+{
+	kprintf("ringos: enlighten=1: the PV build uses its hypercalls always\n");
+}
+
 uint32_t arch_bench_in(void)
 {
 	return (uint32_t)hypercall(HC_VERSION, 0, 0, 0);  /* a null hypercall */

@@ -180,7 +180,9 @@ class BlockCache:
                 self._chain(b, target, intr)
             if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & (TF | RF):
                 return
-            if intr is not None and cpu.flags & IF and intr.pending():
+            # (In VMX non-root operation some exits do not wait for IF: NMI
+            # window, external-interrupt exiting.)
+            if intr is not None and (cpu.flags & IF or cpu.vmx is not None) and intr.pending():
                 return
 
     def _chain(self, b: Block, target: int, intr) -> None:

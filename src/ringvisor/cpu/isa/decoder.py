@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.core import CS, DS, ES, SS, CpuFault, GP, UD
 from ringvisor.cpu.isa import operands as O
-from ringvisor.cpu.isa.opcodes import LOCK, MAPS, Row
+from ringvisor.cpu.isa.opcodes import LOCK, MAPS, MODRM_ROWS, Row
 from ringvisor.cpu.isa.syntax import format_instr
 
 SEG_PREFIX = {0x26: ES, 0x2E: CS, 0x36: SS, 0x3E: DS, 0x64: 4, 0x65: 5}
@@ -118,6 +118,8 @@ def decode(code, code32: bool) -> Instr:
         if isinstance(entry, list):
             modrm = code[i]
             row = entry[(modrm >> 3) & 7]
+            if modrm >= 0xC0 and (mp, b, modrm) in MODRM_ROWS:
+                row = MODRM_ROWS[(mp, b, modrm)]
         else:
             row = entry
         ins.osz, ins.asz = osz, asz

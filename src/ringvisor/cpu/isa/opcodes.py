@@ -26,6 +26,8 @@ the disassembler and the monitors' reports:
   may change; the block compiler stops after this instruction.
 * PMODE: #UD in real mode (and virtual-8086 mode).
 * TSD: RDTSC, privileged when CR4.TSD is set.
+* VMX: may cause a VM exit in VMX non-root operation though no privilege
+  check applies (CPUID, VMCALL): routed through protection.check too.
 """
 from __future__ import annotations
 
@@ -43,10 +45,11 @@ class F(IntFlag):
     ENDS_BLOCK = 16
     PMODE = 32
     TSD = 64
+    VMX = 128
 
 
-LOCK, PRIV, IOPL, SENSITIVE, ENDS_BLOCK, PMODE, TSD = (F.LOCK, F.PRIV, F.IOPL, F.SENSITIVE,
-                                                       F.ENDS_BLOCK, F.PMODE, F.TSD)
+LOCK, PRIV, IOPL, SENSITIVE, ENDS_BLOCK, PMODE, TSD, VMX = (
+    F.LOCK, F.PRIV, F.IOPL, F.SENSITIVE, F.ENDS_BLOCK, F.PMODE, F.TSD, F.VMX)
 EB = ENDS_BLOCK
 
 CC = ("O", "NO", "B", "NB", "Z", "NZ", "BE", "NBE", "S", "NS", "P", "NP", "L", "NL", "LE", "NLE")
@@ -153,7 +156,7 @@ TABLE: list[tuple[str, str, int]] = _alu_rows() + _rot_rows() + [
     ("0F 34", "SYSENTER", EB), ("0F 35", "SYSEXIT", PRIV | EB),
     ("0F 40+cc", "CMOVcc Gv,Ev", 0),
     ("0F 80+cc", "Jcc Jz", EB), ("0F 90+cc", "SETcc Eb", 0),
-    ("0F A0", "PUSH FS", SENSITIVE), ("0F A1", "POP FS", SEG_MOVE), ("0F A2", "CPUID", 0),
+    ("0F A0", "PUSH FS", SENSITIVE), ("0F A1", "POP FS", SEG_MOVE), ("0F A2", "CPUID", VMX),
     ("0F A3", "BT Ev,Gv", 0), ("0F A4", "SHLD Ev,Gv,Ib", 0), ("0F A5", "SHLD Ev,Gv,CL", 0),
     ("0F A8", "PUSH GS", SENSITIVE), ("0F A9", "POP GS", SEG_MOVE),
     ("0F AB", "BTS Ev,Gv", LOCK), ("0F AC", "SHRD Ev,Gv,Ib", 0), ("0F AD", "SHRD Ev,Gv,CL", 0),
@@ -168,7 +171,19 @@ TABLE: list[tuple[str, str, int]] = _alu_rows() + _rot_rows() + [
     ("0F BE", "MOVSX Gv,Eb", 0), ("0F BF", "MOVSX Gv,Ew", 0),
     ("0F C0", "XADD Eb,Gb", LOCK), ("0F C1", "XADD Ev,Gv", LOCK),
     ("0F C7 /1", "CMPXCHG8B Mq", LOCK),
+    # VMX (vol. 3C ch. 30): #UD outside VMX operation, VM exits in non-root
+    # operation (with 66: VMCLEAR, with F3: VMXON, on the VMPTRLD row).
+    ("0F 78", "VMREAD Ed,Gd", VMX | EB), ("0F 79", "VMWRITE Gd,Ed", VMX | EB),
+    ("0F C7 /6", "VMPTRLD Mq", VMX | EB), ("0F C7 /7", "VMPTRST Mq", VMX | EB),
     ("0F C8+r", "BSWAP Zd", 0),
+]
+
+# Register forms of group opcodes that are instructions of their own: the
+# ModRM byte is part of the opcode ("0F 01 C1" is VMCALL, where "0F 01 /0"
+# with a memory operand is SGDT).
+REGISTER_FORMS: list[tuple[str, str, int]] = [
+    ("0F 01 C1", "VMCALL", VMX | EB), ("0F 01 C2", "VMLAUNCH", VMX | EB),
+    ("0F 01 C3", "VMRESUME", VMX | EB), ("0F 01 C4", "VMXOFF", VMX | EB),
 ]
 
 # Opcodes of the two-byte map that read a ModRM byte (for rows with /n the
@@ -272,6 +287,7 @@ def _expand(opcode: str, text: str, flags: int) -> list[Row]:
 
 ROWS: list[Row] = [r for entry in TABLE for r in _expand(*entry)]
 
+
 # Decode maps: MAPS[map][byte] is None (undefined: #UD), a Row, or a list of
 # 8 Rows-or-None indexed by ModRM.reg.
 MAPS: dict[int, list] = {1: [None] * 256, 2: [None] * 256}
@@ -284,6 +300,24 @@ for _row in ROWS:
         if _slot[_row.byte] is None:
             _slot[_row.byte] = [None] * 8
         _slot[_row.byte][_row.reg] = _row
+
+
+def _register_form(opcode: str, text: str, flags: int) -> Row:
+    *lead, modrm = opcode.split()
+    mp = 2 if lead[0] == "0F" else 1
+    m = int(modrm, 16)
+    mnemonic, _, _ = text.partition(" ")
+    return Row(opcode, mnemonic, (), F(flags), mp, int(lead[-1], 16), (m >> 3) & 7, modrm=True,
+               family=mnemonic)
+
+
+# (map, opcode byte, ModRM byte) -> Row
+MODRM_ROWS: dict[tuple[int, int, int], Row] = {}
+for _entry in REGISTER_FORMS:
+    _r = _register_form(*_entry)
+    MODRM_ROWS[(_r.map, _r.byte, int(_entry[0].split()[-1], 16))] = _r
+    ROWS.append(_r)
+
 
 PREFIXES = {0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3}
 

@@ -4,11 +4,12 @@ switch to an inner ring through the TSS), the double-fault rules and the
 triple fault, INT n / INT3 / INTO / INT1 and IRET."""
 from __future__ import annotations
 
-from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, RF, SS, TF, VM, CpuFault, EFLAGS_WRITABLE,
-                                gp)
+from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, PFV, RF, SS, TF, VM, CpuFault,
+                                EFLAGS_WRITABLE, gp)
 from ringvisor.cpu.semantics import transfer
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu.semantics.segments import fetch, nullify_outer
+from ringvisor.cpu.vmx.exits import VmExitSignal
 
 EXC, SOFT, EXT = 0, 1, 2          # delivery kinds: CPU exception, INT n/INT3/INTO, external
 CONTRIBUTORY = {0, 10, 11, 12, 13}
@@ -55,7 +56,9 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
         raise gp(ext)
     try:
         d = fetch(cpu, sel)
-    except CpuFault:
+    except CpuFault as f:
+        if f.vector == PFV:
+            raise                  # the table's page is not present: that #PF, not a #GP
         raise gp((sel & 0xFFFC) | ext) from None
     if not d.code or d.dpl > cpu.cpl:
         raise gp((sel & 0xFFFC) | ext)
@@ -89,7 +92,7 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
         cpu.push(old_eip & (0xFFFF if gsz == 2 else 0xFFFFFFFF), gsz)
         if code is not None:
             cpu.push(code, gsz)
-    except CpuFault:
+    except (CpuFault, VmExitSignal):      # a VM exit (EPT) mid-delivery undoes it too
         transfer.restore_state(cpu, saved)
         raise
     transfer.load_cs(cpu, d, sel, new_cpl)
@@ -126,6 +129,11 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
             # A fault while delivering INT n/INT3/INTO is a fault of that
             # instruction (EIP rolled back by the engine).
             raise CpuFault(second.vector, second.code) from None
+        vmx = cpu.vmx
+        if vmx is not None and vmx.exception_exits(second.vector, second.code):
+            # VMX non-root: the fault met while delivering the event exits,
+            # with the event in the IDT-vectoring information (27.2.4).
+            raise vmx.nested_exit(cpu, second, vector, code, kind == EXT) from None
         if kind == EXT:
             first_class = None
         else:
@@ -134,6 +142,8 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
             raise TripleFault() from None
         v2 = second.vector
         if _is_double(first_class, v2):
+            if vmx is not None and vmx.exception_exits(DF_, 0):
+                raise vmx.nested_exit(cpu, CpuFault(DF_, 0), vector, code, kind == EXT) from None
             try:
                 deliver(cpu, DF_, 0 if cpu.pe else None, EXC)
                 return
@@ -195,6 +205,8 @@ def popped_flags(cpu, new: int, osz: int, iret: bool) -> int:
 
 @sem("IRET")
 def iret(cpu, ins):
+    if cpu.vmx is not None:
+        cpu.vmx.iret()             # virtual-NMI blocking ends with IRET (VMX non-root)
     osz = ins.osz
     smask = 0xFFFFFFFF if cpu.stack32 else 0xFFFF
     sp = cpu.r[4] & smask

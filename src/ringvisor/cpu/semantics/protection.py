@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from ringvisor.cpu.core import (CF, CR0_CD, CR0_ET, CR0_NW, CR0_PE, CR0_PG, CR0_TS, CR0_WP,
                                 CR4_DE, CR4_PGE, CR4_PSE, CR4_TSD, IF, NP, VM, ZF, CpuFault, gp, ud)
-from ringvisor.cpu.isa.opcodes import IOPL, PMODE, PRIV, TSD
+from ringvisor.cpu.isa.opcodes import IOPL, PMODE, PRIV, TSD, VMX
 from ringvisor.cpu.semantics.registry import register, sem
 from ringvisor.cpu.semantics.segments import fetch, null_segment, set_accessed, try_fetch
 from ringvisor.cpu_state import TableRegister
 
-CHECKED = PRIV | IOPL | PMODE | TSD
+CHECKED = PRIV | IOPL | PMODE | TSD | VMX
 CR4_VALID = 0x1 | 0x2 | CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
+CR4_VMXE = 0x2000                # set in non-root operation (IA32_VMX_CR4_FIXED0), owned by the monitor
 
 
 def check(cpu, ins) -> None:
@@ -28,12 +29,10 @@ def check(cpu, ins) -> None:
     if f & PRIV:
         if cpu.cpl:
             raise gp(0)
-        return
-    if f & TSD:
+    elif f & TSD:
         if cpu.cr4 & CR4_TSD and cpu.cpl:
             raise gp(0)
-        return
-    if f & IOPL and cpu.pe and cpu.cpl > cpu.iopl:
+    elif f & IOPL and cpu.pe and cpu.cpl > cpu.iopl:
         mn = ins.row.mnemonic
         if mn in ("CLI", "STI"):
             raise gp(0)
@@ -41,6 +40,10 @@ def check(cpu, ins) -> None:
         port, size = io_port(cpu, ins)
         if not io_permitted(cpu, port, size):
             raise gp(0)
+    # VMX non-root: the VM-exit decision, after the exceptions that take
+    # priority over VM exits (SDM 25.1.1), before the instruction runs.
+    if cpu.vmx is not None:
+        cpu.vmx.instruction(cpu, ins)
 
 
 def io_permitted(cpu, port: int, size: int) -> bool:
@@ -130,7 +133,8 @@ def str_(cpu, ins):
 
 @sem("SMSW")
 def smsw(cpu, ins):
-    _store_selector(cpu, ins, cpu.cr0 & (0xFFFFFFFF if not ins.mem and ins.osz == 4 else 0xFFFF))
+    cr0 = cpu.cr0 if cpu.vmx is None else cpu.vmx.cr_read(0, cpu.cr0)
+    _store_selector(cpu, ins, cr0 & (0xFFFFFFFF if not ins.mem and ins.osz == 4 else 0xFFFF))
 
 
 @sem("8C")
@@ -187,12 +191,18 @@ def set_cr0(cpu, v: int) -> None:
 def lmsw(cpu, ins):
     v = ins.g0(cpu, ins) & 0xF
     v |= cpu.cr0 & CR0_PE           # LMSW cannot clear PE
-    set_cr0(cpu, (cpu.cr0 & ~0xF) | v)
+    v = (cpu.cr0 & ~0xF) | v
+    if cpu.vmx is not None:
+        v = cpu.vmx.cr_write(0, cpu.cr0, v)
+    set_cr0(cpu, v)
 
 
 @sem("CLTS")
 def clts(cpu, ins):
-    cpu.cr0 &= ~CR0_TS
+    if cpu.vmx is not None:
+        cpu.cr0 = cpu.vmx.cr_write(0, cpu.cr0, cpu.cr0 & ~CR0_TS)
+    else:
+        cpu.cr0 &= ~CR0_TS
 
 
 def _mov_cr(cpu, ins):
@@ -201,10 +211,15 @@ def _mov_cr(cpu, ins):
     r = cpu.r
     if n not in (0, 2, 3, 4):
         raise ud()
+    vmx = cpu.vmx
     if not to_cr:
-        r[ins.rm] = {0: cpu.cr0, 2: cpu.cr2, 3: cpu.cr3, 4: cpu.cr4}[n] & 0xFFFFFFFF
+        v = {0: cpu.cr0, 2: cpu.cr2, 3: cpu.cr3, 4: cpu.cr4}[n] & 0xFFFFFFFF
+        r[ins.rm] = v if vmx is None else vmx.cr_read(n, v)
         return
     v = r[ins.rm]
+    if vmx is not None and n in (0, 4):
+        # The bits the monitor owns keep their value (their shadow matched, or it exited).
+        v = vmx.cr_write(n, cpu.cr4 if n == 4 else cpu.cr0, v)
     if n == 0:
         set_cr0(cpu, v)
     elif n == 2:
@@ -213,7 +228,7 @@ def _mov_cr(cpu, ins):
         cpu.cr3 = v & 0xFFFFF018
         cpu.flush_tlb(keep_global=True)
     else:
-        if v & ~CR4_VALID:
+        if v & ~(CR4_VALID | (CR4_VMXE if vmx is not None else 0)):
             raise gp(0)
         old = cpu.cr4
         cpu.cr4 = v

@@ -106,7 +106,9 @@ def try_fetch(cpu, sel: int) -> Desc | None:
         return None
     try:
         return fetch(cpu, sel)
-    except CpuFault:
+    except CpuFault as f:
+        if f.vector == 14:
+            raise                  # a descriptor table on a not-present page faults (LAR, LSL...)
         return None
 
 

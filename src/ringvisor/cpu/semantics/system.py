@@ -169,3 +169,10 @@ def ud2(cpu, ins):
 @sem("INVD", "WBINVD")
 def invd(cpu, ins):
     pass
+
+
+@sem("VMCALL", "VMLAUNCH", "VMRESUME", "VMXOFF", "VMREAD", "VMWRITE", "VMPTRLD", "VMPTRST")
+def vmx_instruction(cpu, ins):
+    # Outside VMX non-root operation (where they exit before running) this
+    # CPU is not in VMX operation at all: #UD (SDM vol. 3C ch. 30).
+    raise ud()

@@ -59,7 +59,14 @@ def _set_busy(cpu, d, busy: bool) -> None:
     cpu.wr_sys(d.addr + 4, 4, d.hi)
 
 
+TASK_SWITCH_SOURCE = {"call": 0, "iret": 1, "jmp": 2, "int": 3}   # SDM table 27-2
+
+
 def switch(cpu, sel: int, d, reason: str) -> None:
+    if cpu.vmx is not None:
+        # Task switches exit unconditionally in VMX non-root operation (25.1.2).
+        from ringvisor.cpu.vmx.exits import R, VmExitSignal
+        raise VmExitSignal(R["TASK_SWITCH"], (sel & 0xFFFF) | TASK_SWITCH_SOURCE[reason] << 30)
     if d.limit < 0x67:
         raise CpuFault(TS, sel & 0xFFFC)
     old = cpu.tr

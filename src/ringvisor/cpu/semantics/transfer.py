@@ -146,6 +146,8 @@ def load_inner_stack(cpu, dpl: int, ext: int = 0):
     try:
         sd = fetch(cpu, ss, TS)
     except CpuFault as e:
+        if e.vector == 14:
+            raise                  # the GDT page is not present: that #PF
         raise CpuFault(TS, (ss & 0xFFFC) | ext) from e
     if (ss & 3) != dpl or sd.dpl != dpl or not sd.writable:
         raise CpuFault(TS, (ss & 0xFFFC) | ext)

@@ -1,0 +1,70 @@
+"""The VMX control bits (SDM vol. 3C 24.6-24.8) this CPU knows, by name."""
+from __future__ import annotations
+
+# Pin-based VM-execution controls (24.6.1)
+PIN_EXTERNAL_INTERRUPT_EXITING = 1 << 0
+PIN_NMI_EXITING = 1 << 3
+PIN_VIRTUAL_NMIS = 1 << 5
+PIN_PREEMPTION_TIMER = 1 << 6
+
+# Primary processor-based VM-execution controls (24.6.2, table 24-6)
+CPU_INTERRUPT_WINDOW_EXITING = 1 << 2
+CPU_USE_TSC_OFFSETTING = 1 << 3
+CPU_HLT_EXITING = 1 << 7
+CPU_INVLPG_EXITING = 1 << 9
+CPU_MWAIT_EXITING = 1 << 10
+CPU_RDPMC_EXITING = 1 << 11
+CPU_RDTSC_EXITING = 1 << 12
+CPU_CR3_LOAD_EXITING = 1 << 15
+CPU_CR3_STORE_EXITING = 1 << 16
+CPU_CR8_LOAD_EXITING = 1 << 19
+CPU_CR8_STORE_EXITING = 1 << 20
+CPU_NMI_WINDOW_EXITING = 1 << 22
+CPU_MOV_DR_EXITING = 1 << 23
+CPU_UNCONDITIONAL_IO_EXITING = 1 << 24
+CPU_USE_IO_BITMAPS = 1 << 25
+CPU_MONITOR_TRAP_FLAG = 1 << 27
+CPU_USE_MSR_BITMAPS = 1 << 28
+CPU_MONITOR_EXITING = 1 << 29
+CPU_PAUSE_EXITING = 1 << 30
+CPU_ACTIVATE_SECONDARY = 1 << 31
+
+# Secondary processor-based VM-execution controls (table 24-7)
+SEC_ENABLE_EPT = 1 << 1
+SEC_DESCRIPTOR_TABLE_EXITING = 1 << 2
+SEC_ENABLE_RDTSCP = 1 << 3
+SEC_ENABLE_VPID = 1 << 5
+SEC_WBINVD_EXITING = 1 << 6
+SEC_UNRESTRICTED_GUEST = 1 << 7
+
+# VM-exit controls (24.7.1)
+EXIT_SAVE_DEBUG_CONTROLS = 1 << 2
+EXIT_HOST_ADDRESS_SPACE_SIZE = 1 << 9
+EXIT_ACK_INTERRUPT_ON_EXIT = 1 << 15
+EXIT_SAVE_EFER = 1 << 20
+EXIT_LOAD_EFER = 1 << 21
+EXIT_SAVE_PREEMPTION_TIMER = 1 << 22
+
+# VM-entry controls (24.8.1)
+ENTRY_LOAD_DEBUG_CONTROLS = 1 << 2
+ENTRY_IA32E_MODE_GUEST = 1 << 9
+ENTRY_TO_SMM = 1 << 10
+ENTRY_LOAD_EFER = 1 << 15
+
+# Interruption-information format (24.8.3, 24.9.2): vector 7:0, type 10:8,
+# error code valid 11, valid 31.
+INTR_VALID = 1 << 31
+INTR_ERROR_CODE_VALID = 1 << 11
+INTR_NMI_UNBLOCKING = 1 << 12
+TYPE_EXTERNAL, TYPE_NMI, TYPE_HW_EXCEPTION, TYPE_SW_INTERRUPT = 0, 2, 3, 4
+TYPE_PRIV_SW_EXCEPTION, TYPE_SW_EXCEPTION = 5, 6
+
+
+def intr_info(vector: int, kind: int, error_code: bool = False) -> int:
+    return INTR_VALID | (INTR_ERROR_CODE_VALID if error_code else 0) | kind << 8 | vector
+
+
+# Guest interruptibility state (24.4.2, table 24-3)
+BLOCKING_BY_STI, BLOCKING_BY_MOV_SS, BLOCKING_BY_NMI = 1 << 0, 1 << 1, 1 << 3
+# Activity state
+ACTIVE, HLT_STATE, SHUTDOWN_STATE, WAIT_FOR_SIPI = 0, 1, 2, 3

@@ -1,0 +1,238 @@
+"""The hw monitor (`--technique hw --engine soft`), written as KVM drives
+VT-x: it owns the VMCS, enters the guest with VMLAUNCH/VMRESUME on the
+soft CPU (cpu/vmx/operation.py) and handles each VM exit by its basic
+reason (handlers.py), then resumes. The guest kernel runs in ring 0 of VMX
+non-root operation, unmodified: its sensitive instructions behave as on
+bare hardware; only CPUID (the hypervisor bit and leaf 0x40000000) says
+where it runs.
+
+Paging: `ept` (default) gives the guest its own page tables and CR3, with
+the EPT identity-mapping its RAM (no paging exits); `shadow` is
+first-generation VT-x: shadow page tables kept by the monitor (shadow.py).
+
+Interrupts (KVM's inject_pending_event): before every entry, a request of
+the machine's 8259 is injected through the VM-entry interruption field if
+the guest can take it (RFLAGS.IF=1, no STI/MOV SS blocking), else
+interrupt-window exiting is set. The VMX-preemption timer ends a run at the
+instruction the machine's slice ends at (the PIT's next edge), so timer
+interrupts arrive where they do natively.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ringvisor.cpu.vmx import controls as C
+from ringvisor.cpu.vmx.capabilities import CR4_VMXE
+from ringvisor.cpu.vmx.exits import REASONS
+from ringvisor.cpu.vmx.operation import vm_enter
+from ringvisor.cpu.vmx.state import read_guest_state, write_guest_state
+from ringvisor.cpu.vmx.vmcs import VmxInstructionError
+from ringvisor.errors import GuestCrashed
+from ringvisor.exits import Interrupted
+from ringvisor.machine import report
+from ringvisor.monitors.common import region as R_
+from ringvisor.monitors.hw import handlers, setup
+from ringvisor.monitors.hw.setup import CR0_NE
+from ringvisor.monitors.hw.shadow import ShadowPaging
+
+
+class HwMonitor:
+    name = "hw"
+
+    def __init__(self, machine, engine, paging: str = "ept"):
+        self.machine, self.cpu, self.paging = machine, engine, paging
+        self.memory, self.ports, self.pic = machine.memory, machine.ports, machine.pic
+        self.region = R_.MonitorRegion(machine.memory, machine.memory.size)
+        self.vmcs = setup.build(self.region, self.region.phys, paging)
+        # The 8259 is the guest's (virtual) interrupt controller: the monitor
+        # injects its requests; the CPU's own INTR pin has no host device.
+        engine.interrupts = None
+        self.exits = Counter()
+        self.io_ports = Counter()
+        self.injected = 0
+        self.reinjected = 0
+        self.hypercalls = Counter()
+        self.tracer = None
+        self.monitor_seconds = 0.0
+        self.shadow = ShadowPaging(self) if paging == "shadow" else None
+
+    # --- the engine interface ----------------------------------------------------------
+    @property
+    def instructions(self) -> int:
+        return self.cpu.instructions
+
+    def set_state(self, st) -> None:
+        v = self.vmcs
+        self.cr0_shadow = st.cr0
+        g = st.copy()
+        g.cr0 = st.cr0 | CR0_NE
+        g.cr4 = st.cr4 | CR4_VMXE
+        write_guest_state(v, g)
+        v["CR0_READ_SHADOW"] = st.cr0 & CR0_NE
+        v["CR4_READ_SHADOW"] = 0
+        v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
+        v["GUEST_INTERRUPTIBILITY_INFO"] = 0
+        if self.shadow is not None:
+            self.shadow.set_guest(st)
+        r = self.cpu.r
+        r[0], r[1], r[2], r[3], r[5], r[6], r[7] = st.eax, st.ecx, st.edx, st.ebx, st.ebp, st.esi, st.edi
+        self.cpu.cr2 = st.cr2
+
+    def get_state(self):
+        st = read_guest_state(self.vmcs, self.cpu.r)
+        mask = self.vmcs["CR0_GUEST_HOST_MASK"]
+        st.cr0 = (st.cr0 & ~mask) | (self.vmcs["CR0_READ_SHADOW"] & mask)
+        st.cr4 &= ~self.vmcs["CR4_GUEST_HOST_MASK"]
+        st.cr2 = self.cpu.cr2
+        return st if self.shadow is None else self.shadow.view(st)
+
+    def close(self) -> None:
+        self.cpu.close()
+
+    def run(self):
+        """Enter the guest until the machine's slice ends (the preemption
+        timer) or an exit needs the machine (HLT, a triple fault)."""
+        cpu, v = self.cpu, self.vmcs
+        target = cpu.instructions + cpu.slice
+        while True:
+            left = target - cpu.instructions
+            if left <= 0:
+                return Interrupted()
+            v["VMX_PREEMPTION_TIMER_VALUE"] = left
+            self._inject_pending_interrupt()
+            try:
+                exit = vm_enter(cpu, v, launch=not v.launched)
+            except VmxInstructionError as e:
+                raise GuestCrashed(f"VM entry failed: {e} (a monitor bug)") from None
+            reason = exit.basic
+            self.exits[reason] += 1
+            vectoring = v["IDT_VECTORING_INFO_FIELD"]
+            started = time.perf_counter()
+            try:
+                if self.tracer is not None:
+                    self._trace(exit)
+                result = handlers.HANDLERS.get(reason, handlers.unexpected)(self, exit)
+            finally:
+                self.monitor_seconds += time.perf_counter() - started
+            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID:
+                self._reinject(vectoring)
+            if result is not None:
+                return result
+
+    # --- interrupts -------------------------------------------------------------------------
+    def _reinject(self, vectoring: int) -> None:
+        """An event whose delivery an exit interrupted is delivered again
+        at the next entry (SDM 27.2.4; KVM's vmx_complete_interrupts)."""
+        v = self.vmcs
+        v["VM_ENTRY_INTR_INFO_FIELD"] = vectoring & ~C.INTR_NMI_UNBLOCKING
+        v["VM_ENTRY_EXCEPTION_ERROR_CODE"] = v["IDT_VECTORING_ERROR_CODE"]
+        v["VM_ENTRY_INSTRUCTION_LEN"] = v["VM_EXIT_INSTRUCTION_LEN"]
+        self.reinjected += 1
+
+    def _inject_pending_interrupt(self) -> None:
+        v = self.vmcs
+        if v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID or not self.pic.pending():
+            return
+        if self.shadow is not None and self.shadow.step is not None:
+            return                                # one instruction under the monitor trap flag
+        blocked = v["GUEST_INTERRUPTIBILITY_INFO"] & 3
+        if v["GUEST_RFLAGS"] & 0x200 and not blocked:
+            v["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(self.pic.acknowledge(), C.TYPE_EXTERNAL)
+            v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
+            self.injected += 1
+        else:
+            v["CPU_BASED_VM_EXEC_CONTROL"] |= C.CPU_INTERRUPT_WINDOW_EXITING
+
+    # --- helpers for the handlers -------------------------------------------------------------
+    def skip(self, exit) -> None:
+        """The exiting instruction was emulated: the guest resumes after it."""
+        v = self.vmcs
+        v["GUEST_RIP"] = (v["GUEST_RIP"] + exit.instruction_length) & 0xFFFFFFFF
+        v["GUEST_INTERRUPTIBILITY_INFO"] &= ~3
+
+    def inject_exception(self, vector: int, code: int | None = None) -> None:
+        self.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(vector, C.TYPE_HW_EXCEPTION,
+                                                            code is not None)
+        self.vmcs["VM_ENTRY_EXCEPTION_ERROR_CODE"] = code or 0
+
+    def crash(self, what: str) -> None:
+        st = self.get_state()
+        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        raise GuestCrashed(f"{what}\n{report.describe(st, self.memory, translate)}")
+
+    def guest_physical(self, linear: int, write: bool = False) -> int:
+        """The guest-physical address of a guest-linear one, through the
+        guest's own paging (the guest's crash if it is not its RAM)."""
+        linear &= 0xFFFFFFFF
+        st = self.get_state()
+        translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+        p = translate(linear) if translate else linear
+        if p is None or p >= self.region.phys:
+            self.crash(f"the monitor accessed linear {linear:#010x} for the guest: not mapped "
+                       "to guest RAM")
+        return p
+
+    def read_linear(self, linear: int, n: int) -> bytes:
+        out = bytearray()
+        i = 0
+        while i < n:
+            p = self.guest_physical(linear + i)
+            k = min(n - i, 0x1000 - (p & 0xFFF))
+            out += self.memory.mmap[p:p + k]
+            i += k
+        return bytes(out)
+
+    def write_linear(self, linear: int, data: bytes) -> None:
+        i = 0
+        while i < len(data):
+            p = self.guest_physical(linear + i, write=True)
+            k = min(len(data) - i, 0x1000 - (p & 0xFFF))
+            self.memory.write(p, data[i:i + k])
+            if self.shadow is not None:
+                self.shadow.guest_wrote(p, k)
+            i += k
+
+    # --- ringvisor run --trace / --stats -------------------------------------------------------
+    def _trace(self, exit) -> None:
+        """One line per exit: where, the guest instruction that exited (for
+        the exits an instruction causes), the qualification decoded."""
+        st = self.get_state()
+        where = f"{st.cs.selector:04x}:{st.eip:08x}"
+        insn = ""
+        if exit.instruction_length and self.tracer.active:
+            translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
+            text = report.disassemble(report.code_bytes(st, self.memory, translate), st.eip,
+                                      32 if st.cs.db else 16)
+            insn = text.split("    [")[0]
+        self.tracer.write(self.cpu.instructions, f"vmexit {exit.name.lower()}", where, insn,
+                          outcome=handlers.describe(self, exit))
+
+    @property
+    def traps(self) -> int:
+        """VM exits so far (compare's traps_per_iter)."""
+        return sum(self.exits.values())
+
+    def exits_by_name(self) -> dict[str, int]:
+        return {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.items()}
+
+    def statistics(self) -> dict:
+        total = sum(self.exits.values())
+        stats = {
+            "technique": "hw", "paging": self.paging,
+            "exits": total,
+            "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
+            "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
+            "interrupts_injected": self.injected,
+            "events_reinjected": self.reinjected,
+            "hypercalls": dict(self.hypercalls.most_common()),
+            "monitor_host_seconds": round(self.monitor_seconds, 3),
+            "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
+        }
+        ept = getattr(self.cpu, "vmx_ept", None)
+        if self.shadow is not None:
+            stats["shadow_paging"] = self.shadow.statistics()
+        elif ept is not None:
+            stats["ept"] = ept.statistics()
+        return stats
+
