@@ -79,6 +79,8 @@ def exec_command(root, cid, args, options):
     cgroup = cgroups.ContainerCgroup.from_state(container.data["cgroup"])
     init_pid = container.pid()
     preserve = int(options.get("preserve_fds") or 0)
+    from .init import preload
+    preload({}, sock is not None)
     c2p_read, c2p_write = os.pipe()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     joiner = os.fork()
@@ -144,10 +146,6 @@ def _join(init_pid, cgroup, process, seccomp_filter, sock, preserve, channel):
         except OSError as exc:
             raise OciError(f"exec: joining the container's {kind} namespace: {exc.strerror}") from None
         os.close(fd)
-    import resource  # noqa: F401 - imported before the container's root hides the host's
-    from . import init, seccomp  # noqa: F401
-    if sock is not None:
-        from . import console  # noqa: F401
     pid = os.fork()
     if pid:
         channel.send(pid=pid)

@@ -98,7 +98,6 @@ def stage_b(plan, channel):
     if "domainname" in config:
         sc.setdomainname(config["domainname"])
     fifo = os.open(plan.fifo, os.O_RDWR | os.O_CLOEXEC)
-    preload_for_after_pivot(plan)
     if plan.runtime_hooks:
         channel.send(hooks=True)
         reply = channel.recv()
@@ -144,14 +143,16 @@ def stage_b(plan, channel):
         os._exit(127)
 
 
-def preload_for_after_pivot(plan):
-    """Python cannot import from the host once the root is the container's: import now
-    whatever the rest of the set-up may need."""
+def preload(config, terminal):
+    """Import, before forking, whatever the set-up may need: once in the container's user
+    namespace or root, Python can no longer read its own modules on the host."""
     import resource  # noqa: F401 - rlimits
-    if plan.console_socket is not None:
+    if terminal:
         from . import console  # noqa: F401
-    if (plan.config.get("hooks") or {}).get("startContainer"):
+    if config.get("hooks"):
         import subprocess  # noqa: F401
+    if (config.get("linux") or {}).get("namespace_map", {}).get("network", "") is None:
+        import socket, struct  # noqa: F401,E401 - loopback_up
     from . import seccomp  # noqa: F401
 
 

@@ -135,6 +135,7 @@ def _spawn(plan):
     c2p_read, c2p_write = os.pipe()
     p2c_read, p2c_write = os.pipe()
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    init.preload(plan.config, plan.console_socket is not None)
     stage_a = os.fork()
     if stage_a == 0:
         os.close(c2p_read)
