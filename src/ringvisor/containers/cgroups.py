@@ -142,18 +142,31 @@ class ContainerCgroup:
         for h, target in self.dirs():
             for controller in h.controllers:
                 by_controller[controller] = (h, target)
-        for controller, filename, value, what in translate.writes(resources, by_controller):
+        pending = translate.writes(resources, by_controller)
+        for controller, _, _, what in pending:
             if controller not in by_controller:
                 raise OciError(f"linux.resources.{what}: the {controller} cgroup controller "
                                "is not available on this host")
-            h, target = by_controller[controller]
-            path = os.path.join(target, filename)
+        while pending:
+            item = pending.pop(0)
             try:
-                with open(path, "w") as f:
-                    f.write(value)
-            except OSError as exc:
-                raise OciError(f"linux.resources.{what}: cannot write {value!r} to {path}: "
-                               f"{exc.strerror}") from None
+                self._write(by_controller, *item)
+            except OciError:
+                if item[1] != "memory.limit_in_bytes" or not pending or \
+                        pending[0][1] != "memory.memsw.limit_in_bytes":
+                    raise
+                self._write(by_controller, *pending.pop(0))  # raise memory+swap first
+                self._write(by_controller, *item)
+
+    @staticmethod
+    def _write(by_controller, controller, filename, value, what):
+        path = os.path.join(by_controller[controller][1], filename)
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as exc:
+            raise OciError(f"linux.resources.{what}: cannot write {value!r} to {path}: "
+                           f"{exc.strerror}") from None
 
     def join(self, pid=0):
         for h, target in self.dirs():

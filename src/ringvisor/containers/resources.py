@@ -58,11 +58,12 @@ def writes(resources, available):
             if "reservation" in memory:
                 out.append(("memory", "memory.soft_limit_in_bytes", str(memory["reservation"]),
                             "memory.reservation"))
-            # memory+swap must stay >= memory: raise it first when it grows
-            pair = [("memory", "memory.limit_in_bytes", str(limit), "memory.limit")] if limit is not None else []
+            # memory+swap must stay >= memory: cgroups.apply swaps these two when the
+            # kernel refuses the first (a limit above the current memory+swap)
+            if limit is not None:
+                out.append(("memory", "memory.limit_in_bytes", str(limit), "memory.limit"))
             if swap is not None and swap != 0:
-                pair.insert(0, ("memory", "memory.memsw.limit_in_bytes", str(swap), "memory.swap"))
-            out.extend(pair)
+                out.append(("memory", "memory.memsw.limit_in_bytes", str(swap), "memory.swap"))
             if memory.get("swappiness") is not None:
                 out.append(("memory", "memory.swappiness", str(memory["swappiness"]),
                             "memory.swappiness"))
@@ -97,7 +98,7 @@ def writes(resources, available):
             out.append(("cpuset", "cpuset.cpus", cpu["cpus"], "cpu.cpus"))
         if cpu.get("mems"):
             out.append(("cpuset", "cpuset.mems", cpu["mems"], "cpu.mems"))
-    out.extend(_blkio(resources.get("blockIO") or {}, _version(available, "blkio") == 2
+    out.extend(_blkio(resources.get("blockIO") or {}, "blkio" not in available
                       and _version(available, "io") == 2))
     for page in resources.get("hugepageLimits") or []:
         size, limit = page.get("pageSize"), page.get("limit")
