@@ -107,8 +107,11 @@ def test_v2_files_and_conversions(tmp_path):
     assert files["io.weight"] == f"default {1 + (500 - 10) * 9999 // 990}"
     assert files["io.max"] == "8:0 rbps=1048576"
     assert files["hugetlb.2MB.max"] == str(4 << 20)
-    for p in (root / "pod" / "ctr").iterdir():  # a real cgroupfs drops them with the dir
-        p.unlink()
+    assert (root / "pod" / "cgroup.subtree_control").read_text().startswith("+")
+    for d in (root / "pod" / "ctr", root / "pod"):  # a real cgroupfs drops them with the dir
+        for p in d.iterdir():
+            if p.is_file():
+                p.unlink()
     cg.destroy()
     assert not (root / "pod").exists()
 
