@@ -20,7 +20,8 @@ from ringvisor.containers.listing import DEFAULT_SPEC
 RUNTIME = [sys.executable, "-c", "from ringvisor.containers.cli import entry; entry()"]
 APPLETS = ("sh", "cat", "echo", "id", "ls", "ps", "sleep", "hostname", "mkdir", "touch",
            "head", "tr", "grep", "mount", "mknod", "seq", "wc", "true", "false", "env",
-           "pwd", "domainname", "ulimit", "test", "dd", "uname", "stat")
+           "pwd", "domainname", "ulimit", "test", "dd", "uname", "stat", "tty", "readlink",
+           "kill")
 
 
 def ensure_apt(package, path):

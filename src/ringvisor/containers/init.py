@@ -108,11 +108,11 @@ def stage_b(plan, channel):
     if plan.console_socket is not None:
         from . import console
         console.make_controlling_pty(plan.console_socket, plan.process.get("consoleSize"))
-    mounts.mask(linux.get("maskedPaths") or [])
-    mounts.make_readonly(linux.get("readonlyPaths") or [])
-    for key, value in (linux.get("sysctl") or {}).items():
+    for key, value in (linux.get("sysctl") or {}).items():  # before /proc/sys turns read-only
         with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
             f.write(value)
+    mounts.make_readonly(linux.get("readonlyPaths") or [])
+    mounts.mask(linux.get("maskedPaths") or [])
     if config["root"].get("readonly"):
         mounts.remount_root_readonly()
     if linux.get("rootfsPropagation"):

@@ -109,6 +109,8 @@ def build(profile):
                 try:
                     filt.add_rule(action, name, *group)
                 except OSError as exc:
+                    if exc.errno == errno.EEXIST:
+                        continue  # the same rule twice (podman's profiles have some)
                     raise OciError(f"linux.seccomp: rule for {name}: {exc.strerror}") from None
     return filt
 
