@@ -1,6 +1,6 @@
 """JSON lines between `create` and the container's set-up processes, over two pipes.
 Each message is one short write (below PIPE_BUF), so writers never interleave."""
-import json
+from . import fastjson as json
 import os
 
 

@@ -152,7 +152,7 @@ def preload(config, terminal):
     if config.get("hooks"):
         import subprocess  # noqa: F401
     if (config.get("linux") or {}).get("namespace_map", {}).get("network", "") is None:
-        import socket, struct  # noqa: F401,E401 - loopback_up
+        import fcntl  # noqa: F401 - loopback_up
     from . import seccomp  # noqa: F401
 
 

@@ -4,7 +4,7 @@ Everything is checked before anything is created, so a bad bundle leaves nothing
 behind. The configuration stays a plain dict (the spec's own shape); this module
 only adds `rootfs` (the absolute root path) and fills runc's defaults.
 """
-import json
+from . import fastjson as json
 import os
 
 from . import caps

@@ -2,15 +2,14 @@
 with flock so concurrent commands on one container serialize and different containers
 never contend."""
 import fcntl
-import json
+from . import fastjson as json
 import os
-import string
 
 from .errors import OciError
 
 DEFAULT_ROOT = "/run/ringvisor-oci"
 OCI_VERSION = "1.1.0"
-ID_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_+-.")
+ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
 def check_id(container_id):
@@ -64,7 +63,7 @@ class Container:
             if lock:
                 self.lock()
             with open(os.path.join(self.dir, "state.json")) as f:
-                self.data = json.load(f)
+                self.data = json.loads(f.read())
         except (FileNotFoundError, NotADirectoryError):
             self.unlock()
             raise OciError(f"container {container_id} does not exist") from None
@@ -76,7 +75,7 @@ class Container:
     def save(self):
         temporary = os.path.join(self.dir, "state.json.tmp")
         with open(temporary, "w") as f:
-            json.dump(self.data, f)
+            f.write(json.dumps(self.data))
         os.rename(temporary, os.path.join(self.dir, "state.json"))
 
     # -- the spec's view
