@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-containers clean
 
 install: $(STAMP) guests
 
@@ -49,6 +49,12 @@ bench-mips: bench-deps
 	$(BIN)/python bench/mips.py
 
 bench: bench-exits bench-mips
+
+# ringvisor-oci against runc and crun (Debian's), on a busybox-static bundle: needs root.
+bench-containers: install
+	@command -v runc >/dev/null && command -v crun >/dev/null && [ -x /bin/busybox ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun busybox-static < /dev/null; }
+	$(BIN)/python bench/container_start.py
 
 clean:
 	rm -rf $(VENV) guests/tests/build guests/os/build
