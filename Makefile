@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 guests:
 	@command -v gcc >/dev/null || { echo "gcc is needed to build the guests (apt-get install gcc)"; exit 1; }
 	$(MAKE) -s -C guests/tests
+	$(MAKE) -s -C guests/container
 	@if [ -f guests/os/Makefile ]; then $(MAKE) -s -C guests/os; fi
 
 demo: install
@@ -57,4 +58,4 @@ bench-containers: install
 	$(BIN)/python bench/container_start.py
 
 clean:
-	rm -rf $(VENV) guests/tests/build guests/os/build
+	rm -rf $(VENV) guests/tests/build guests/os/build guests/container/build

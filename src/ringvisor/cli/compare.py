@@ -18,9 +18,11 @@ def command(args) -> int:
     if args.chart:
         chart.check_path(args.chart)
     chosen = ALL
+    container = True
     if args.only:
-        known = [t.name for t in ALL]
+        known = [t.name for t in ALL] + ["container"]
         wanted = args.only.split(",")
+        container = "container" in wanted
         bad = [w for w in wanted if w not in known]
         if bad:
             raise ConfigError(f"unknown technique {bad[0]!r} (choose from {', '.join(known)})")
@@ -28,7 +30,8 @@ def command(args) -> int:
     say = Console(stderr=True, highlight=False)
     with say.status("measuring") as status:
         doc = report.compare(chosen, args.iters, args.rounds,
-                             progress=lambda what: status.update(f"measuring {what}"))
+                             progress=lambda what: status.update(f"measuring {what}"),
+                             container=container)
     backend = detect()
     doc = {"backend": backend.name, "backend_description": backend.description,
            "iters": args.iters, "rounds": args.rounds, **doc}
