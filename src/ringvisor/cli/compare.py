@@ -37,6 +37,9 @@ def command(args) -> int:
            "iters": args.iters, "rounds": args.rounds, **doc}
     out = Console(file=sys.stdout, highlight=False, width=200)
     out.print(report.table(doc))
+    if "container" in doc["techniques"]:
+        out.print("container: a Linux process (guests/container/ctrbench) in a ringvisor-oci "
+                  "container; its ratios are to the same program on the host, not to native")
     for name, why in doc["unavailable"].items():
         out.print(f"{name}: not measured: {why}")
     if args.json:
