@@ -160,3 +160,11 @@ def test_exec_into_a_running_container(oci, tmp_path):
     assert result.stdout.split() == ["1000", "/tmp"], result.stderr
     assert_one_line_error(oci("exec", cid, "nosuchcommand"))
     oci("delete", "--force", cid, check=True)
+
+
+def test_no_pivot_moves_the_root_and_chroots(oci):
+    bundle = oci.bundle("sh", "-c", "ls /; grep -c ' / ' /proc/self/mountinfo")
+    bundle.write()
+    result = oci("run", "--no-pivot", "--bundle", bundle.path, oci.new_id())
+    assert result.returncode == 0, result.stderr
+    assert "bin" in result.stdout.split() and "work" not in result.stdout.split()

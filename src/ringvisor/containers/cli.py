@@ -144,11 +144,12 @@ def dispatch(command, options, positionals, glob):
         preserve = _int(options.get("preserve_fds", "0"), "--preserve-fds")
         if command == "create":
             lifecycle.create(root, cid, options.get("bundle"), options.get("pid_file"),
-                             options.get("console_socket"), preserve)
+                             options.get("console_socket"), preserve, options.get("no_pivot", False))
             return 0
         return lifecycle.run(root, cid, options.get("bundle"), options.get("pid_file"),
                              options.get("console_socket"), preserve,
-                             options.get("detach", False), options.get("keep", False))
+                             options.get("detach", False), options.get("keep", False),
+                             options.get("no_pivot", False))
     if command == "start":
         lifecycle.start(root, _one_id(positionals, command))
     elif command == "state":

@@ -104,7 +104,10 @@ def stage_b(plan, channel):
         if not reply or not reply.get("ok"):
             os._exit(1)
     hooks.run(config, "createContainer", plan.state_for_hooks(os.getpid()))
-    mounts.pivot(rootfs)
+    if plan.no_pivot:
+        mounts.move_root(rootfs)
+    else:
+        mounts.pivot(rootfs)
     if plan.console_socket is not None:
         from . import console
         console.make_controlling_pty(plan.console_socket, plan.process.get("consoleSize"))

@@ -14,7 +14,7 @@ from .state import OCI_VERSION, Container, start_time
 class Plan:
     """What the set-up processes need, computed by `create` before it forks."""
 
-    def __init__(self, config, container, cgroup, console_socket, preserve_fds):
+    def __init__(self, config, container, cgroup, console_socket, preserve_fds, no_pivot=False):
         self.config = config
         self.rootfs = config["rootfs"]
         self.process = config["process"]
@@ -23,6 +23,7 @@ class Plan:
         self.fifo = os.path.join(container.dir, "exec.fifo")
         self.console_socket = console_socket
         self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
         self.container = container
         self.seccomp = None
         stages = config.get("hooks") or {}
@@ -69,7 +70,7 @@ def _write_id_maps(pid, linux):
 
 
 def create(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-           log=None):
+           no_pivot=False):
     """Create the container and leave its init waiting for `start`; on any failure remove
     everything made so far (state, cgroup, processes) before reporting it."""
     config = spec_mod.load_bundle(bundle)
@@ -110,7 +111,7 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
         if console_socket:
             from . import console
             sock = console.connect(console_socket)
-        plan = Plan(config, container, cgroup, sock, preserve_fds)
+        plan = Plan(config, container, cgroup, sock, preserve_fds, no_pivot)
         plan.seccomp = seccomp_filter
         init_pid = _spawn(plan)
         if sock is not None:
@@ -365,12 +366,13 @@ def pause(root, container_id, frozen=True):
 
 
 def run(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-        detach=False, keep=False):
+        detach=False, keep=False, no_pivot=False):
     """create + start, then (unless detached) wait for the init, forwarding signals, and
     delete; the exit status is the container's (128+N after signal N)."""
     from . import syscalls as sc
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    container = create(root, container_id, bundle, pid_file, console_socket, preserve_fds)
+    container = create(root, container_id, bundle, pid_file, console_socket, preserve_fds,
+                       no_pivot)
     pid = container.pid()
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                  signal.SIGUSR1, signal.SIGUSR2)

@@ -198,6 +198,16 @@ def pivot(rootfs):
         os.close(new_root)
 
 
+def move_root(rootfs):
+    """--no-pivot (runc's, for roots on a ramfs where pivot_root fails): move the root
+    over / and chroot into it. The old root stays reachable by a chroot escape, which
+    is why pivot_root is the default."""
+    os.chdir(rootfs)
+    sc.mount(rootfs, "/", None, sc.MS_MOVE)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def mask(paths):
     for path in paths:
         try:
