@@ -22,7 +22,7 @@ PROBE_VISIBLE = re.compile(r"^probe (\S+) .* VISIBLE$")
 VERDICT = re.compile(r"^container visible: (yes|no)$")
 # ctrbench's names as rows of compare's table (the guest's syscall and divzero rows)
 ROWS = {"getpid": "syscall", "pgfault": "pgfault", "divzero": "divzero", "mprotect": "mprotect"}
-REPEATS = 3  # host and container alternate; the median of each is kept
+REPEATS = 5  # host and container alternate; the median of each is kept
 
 
 def unavailable() -> str | None:
@@ -107,7 +107,7 @@ def measure(iters: int) -> tuple[dict, dict]:
 
 def add_to(doc: dict, iters: int, progress=None) -> None:
     """Add the `container` column (or the reason it is missing) to a compare document.
-    ctrbench's loops are short next to a guest's: it runs 20x compare's --iters."""
+    ctrbench's loops are short next to a guest's: it runs 100x compare's --iters."""
     why = unavailable()
     if why:
         doc["unavailable"]["container"] = why
@@ -115,7 +115,7 @@ def add_to(doc: dict, iters: int, progress=None) -> None:
     if progress:
         progress("container: nanobench on the host and in a ringvisor-oci container, probe")
     try:
-        entry, host = measure(max(iters * 20, 10000))
+        entry, host = measure(iters * 100)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         doc["unavailable"]["container"] = f"the container run failed: {exc}"
         return
