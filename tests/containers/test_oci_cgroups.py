@@ -107,7 +107,7 @@ def test_v2_files_and_conversions(tmp_path):
     assert files["io.weight"] == f"default {1 + (500 - 10) * 9999 // 990}"
     assert files["io.max"] == "8:0 rbps=1048576"
     assert files["hugetlb.2MB.max"] == str(4 << 20)
-    assert (root / "pod" / "cgroup.subtree_control").read_text().startswith("+")
+    assert (root / "cgroup.subtree_control").read_text().startswith("+")  # enabled from the root down
     for d in (root / "pod" / "ctr", root / "pod"):  # a real cgroupfs drops them with the dir
         for p in d.iterdir():
             if p.is_file():
@@ -130,3 +130,6 @@ def test_relative_and_absolute_cgroups_paths():
     assert cgroups.resolve_path("/a/b", "id", "/own") == "/a/b"
     assert cgroups.resolve_path("a/b", "id", "/own") == "/own/a/b"
     assert cgroups.resolve_path(None, "id", "/own") == "/own/id"
+    # v2: below the parent of the runtime's cgroup (which has tasks: no controllers below it)
+    assert cgroups.resolve_path(None, "id", "/user.slice/session-1.scope", 2) == "/user.slice/id"
+    assert cgroups.resolve_path("/a/b", "id", "/user.slice/session-1.scope", 2) == "/a/b"

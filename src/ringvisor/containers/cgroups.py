@@ -81,15 +81,18 @@ def layout():
     return "hybrid" if 2 in versions else "v1"
 
 
-def resolve_path(cgroups_path, container_id, own):
+def resolve_path(cgroups_path, container_id, own, version=1):
     """runc's rule: an absolute cgroupsPath is taken from the hierarchy's root; a relative
-    one (and the default, the container's ID) sits below the runtime's own cgroup."""
+    one (and the default, the container's ID) sits below the runtime's own cgroup on v1,
+    and below its parent on v2 (the runtime's own cgroup has tasks, and v2 enables no
+    controller for the children of a cgroup with tasks)."""
     if cgroups_path and cgroups_path.startswith("/"):
         return os.path.normpath(cgroups_path)
     if cgroups_path and ":" in cgroups_path:
         raise OciError(f"cgroupsPath {cgroups_path!r} is in systemd's slice:prefix:name form, "
-                       "but ringvisor-oci drives cgroupfs (systemd is not running here)")
-    return os.path.normpath(os.path.join(own, cgroups_path or container_id))
+                       "but ringvisor-oci drives cgroupfs only")
+    base = os.path.dirname(own) if version == 2 else own
+    return os.path.normpath(os.path.join(base, cgroups_path or container_id))
 
 
 class ContainerCgroup:
@@ -100,7 +103,7 @@ class ContainerCgroup:
         self.hierarchies = found if found is not None else hierarchies()
         self.paths = {}
         for h in self.hierarchies:
-            self.paths[h.mount] = resolve_path(cgroups_path, container_id, h.own)
+            self.paths[h.mount] = resolve_path(cgroups_path, container_id, h.own, h.version)
         self.created = []
 
     def to_state(self):
@@ -130,8 +133,8 @@ class ContainerCgroup:
                 self.created.append(directory)
                 if h.version == 1 and "cpuset" in h.controllers:
                     _inherit_cpuset(directory)
-                if h.version == 2:
-                    _enable_controllers(os.path.dirname(directory), h.controllers)
+            if h.version == 2:
+                _enable_down_to(h.mount, target, h.controllers)
 
     def apply(self, resources):
         """Write every limit; a controller the host lacks, or a value the kernel refuses,
@@ -142,7 +145,8 @@ class ContainerCgroup:
         for h, target in self.dirs():
             for controller in h.controllers:
                 by_controller[controller] = (h, target)
-        pending = translate.writes(resources, by_controller)
+        pending = [w for w in translate.writes(resources, by_controller)
+                   if not _needless_swap_write(w, resources, by_controller)]
         for controller, _, _, what in pending:
             if controller not in by_controller:
                 raise OciError(f"linux.resources.{what}: the {controller} cgroup controller "
@@ -213,6 +217,18 @@ class ContainerCgroup:
                     time.sleep(0.005)
 
 
+def _needless_swap_write(write, resources, by_controller):
+    """A host without swap accounting has no memsw/swap.max file: asking for no swap
+    beyond the memory limit is then already true, anything else is an error later."""
+    controller, filename, value, _ = write
+    if filename not in ("memory.memsw.limit_in_bytes", "memory.swap.max"):
+        return False
+    if os.path.exists(os.path.join(by_controller[controller][1], filename)):
+        return False
+    memory = resources.get("memory") or {}
+    return value == "0" or memory.get("swap") == memory.get("limit")
+
+
 def _inherit_cpuset(directory):
     """A new v1 cpuset is empty and refuses tasks: copy its parent's cpus and mems."""
     parent = os.path.dirname(directory)
@@ -223,13 +239,27 @@ def _inherit_cpuset(directory):
             f.write(value)
 
 
-def _enable_controllers(parent, controllers):
-    """v2: a child sees only the controllers its parent enables in cgroup.subtree_control."""
-    control = os.path.join(parent, "cgroup.subtree_control")
-    for controller in controllers:
+def _enable_down_to(mount, target, controllers):
+    """v2: a cgroup has only the controllers its parent enables in cgroup.subtree_control,
+    so enable them on every ancestor of the target, from the root down (as runc)."""
+    relative = os.path.relpath(os.path.dirname(target), mount)
+    parts = [] if relative == "." else relative.split("/")
+    directory = mount
+    for part in [None] + parts:
+        if part:
+            directory = os.path.join(directory, part)
+        control = os.path.join(directory, "cgroup.subtree_control")
         try:
-            with open(control, "w") as f:
-                f.write(f"+{controller}")
+            with open(control) as f:
+                enabled = set(f.read().split())
         except OSError:
-            pass  # a controller the parent cannot delegate (e.g. cpuset on a busy root)
+            return
+        for controller in controllers:
+            if controller in enabled:
+                continue
+            try:
+                with open(control, "w") as f:
+                    f.write(f"+{controller}")
+            except OSError:
+                pass  # one the parent cannot delegate (tasks in it, or not available)
 
