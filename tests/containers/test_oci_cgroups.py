@@ -133,3 +133,44 @@ def test_relative_and_absolute_cgroups_paths():
     # v2: below the parent of the runtime's cgroup (which has tasks: no controllers below it)
     assert cgroups.resolve_path(None, "id", "/user.slice/session-1.scope", 2) == "/user.slice/id"
     assert cgroups.resolve_path("/a/b", "id", "/user.slice/session-1.scope", 2) == "/a/b"
+
+
+def test_v2_device_filter_program(tmp_path):
+    """The BPF device filter that cgroup v2 hosts get, attached here to a cgroup of the
+    v2 hierarchy (pure v2, or the hybrid layout's unified mount): the last matching rule
+    decides, access is checked bit by bit."""
+    import pytest
+    from ringvisor.containers import devices_bpf
+    unified = [h for h in cgroups.hierarchies() if h.version == 2]
+    if not unified:
+        pytest.skip("no cgroup v2 hierarchy on this host")
+    directory = unified[0].dir_for(f"rvt-bpf-{os.getpid()}")
+    os.mkdir(directory)
+    try:
+        devices_bpf.attach(directory, [
+            {"allow": False, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+            {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}])
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                f.write("0")
+            results = []
+            for path, mode in (("/dev/null", "r+b"), ("/dev/zero", "rb"), ("/dev/zero", "r+b"),
+                               ("/dev/full", "rb")):
+                try:
+                    open(path, mode).close()
+                    results.append("ok")
+                except OSError:
+                    results.append("denied")
+            os.write(write_end, " ".join(results).encode())
+            os._exit(0)
+        os.close(write_end)
+        os.waitpid(pid, 0)
+        assert os.read(read_end, 100).decode().split() == ["ok", "ok", "denied", "denied"]
+        os.close(read_end)
+    finally:
+        os.rmdir(directory)
+    assert devices_bpf.assemble([{"allow": True, "access": "rwm"}]).endswith(
+        bytes.fromhex("b400000001000000" "9500000000000000"))

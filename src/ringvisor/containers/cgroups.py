@@ -161,6 +161,12 @@ class ContainerCgroup:
                     raise
                 self._write(by_controller, *pending.pop(0))  # raise memory+swap first
                 self._write(by_controller, *item)
+        if resources.get("devices") is not None and "devices" not in by_controller:
+            unified = [target for h, target in self.dirs() if h.version == 2]
+            if unified:
+                from . import devices_bpf
+                devices_bpf.attach(unified[0], resources["devices"]
+                                   + translate.allowed_device_rules())
 
     @staticmethod
     def _write(by_controller, controller, filename, value, what):

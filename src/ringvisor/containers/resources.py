@@ -105,9 +105,15 @@ def writes(resources, available):
         name = (f"hugetlb.{size}.max" if _version(available, "hugetlb") == 2
                 else f"hugetlb.{size}.limit_in_bytes")
         out.append(("hugetlb", name, str(limit), f"hugepageLimits[{size}]"))
-    if resources.get("devices") is not None and _version(available, "devices") == 1:
-        out.extend(device_writes(resources["devices"]))
+    if resources.get("devices") is not None and "devices" in available:
+        out.extend(device_writes(resources["devices"]))  # v1; v2 uses devices_bpf
     return out
+
+
+def allowed_device_rules():
+    """ALLOWED_DEVICES as runtime-spec device rules (for the v2 BPF filter)."""
+    return [{"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
+            for kind, major, minor, access in ALLOWED_DEVICES]
 
 
 def device_writes(rules, extra=()):
