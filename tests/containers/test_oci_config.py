@@ -168,3 +168,24 @@ def test_no_pivot_moves_the_root_and_chroots(oci):
     result = oci("run", "--no-pivot", "--bundle", bundle.path, oci.new_id())
     assert result.returncode == 0, result.stderr
     assert "bin" in result.stdout.split() and "work" not in result.stdout.split()
+
+
+def test_run_and_exec_with_a_terminal_of_their_own(oci):
+    """terminal: true without --console-socket: the runtime makes the pty and copies it to
+    its own stdio, as runc does (stdin here is not a tty: no raw mode)."""
+    bundle = oci.bundle("sh", "-c", "tty; echo on-a-terminal")
+    bundle.config["process"]["terminal"] = True
+    result = oci.run(bundle)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.replace("\r", "").split()
+    assert lines[0].startswith("/dev/pts/") and lines[1] == "on-a-terminal"
+    sleeper = oci.bundle("sleep", "60", name="sleeper")
+    sleeper.write()
+    cid = oci.new_id()
+    oci("create", "--bundle", sleeper.path, cid, check=True)
+    oci("start", cid, check=True)
+    result = oci("exec", "--tty", cid, "sh", "-c", "tty; exit 3")
+    assert result.returncode == 3 and result.stdout.strip().startswith("/dev/pts/"), result.stderr
+    detached = oci("run", "--detach", "--bundle", bundle.path, oci.new_id())
+    assert "console-socket" in detached.stderr and detached.returncode != 0
+    oci("delete", "--force", cid, check=True)

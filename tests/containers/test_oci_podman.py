@@ -46,6 +46,9 @@ def test_podman_run_exec_stop_rm(podman):
     run = podman("run", "--rm", "--network", "none", *ULIMITS, "localhost/rvt-busybox",
                  "sh", "-c", "echo hello from podman; ulimit -n; cat /proc/1/cmdline")
     assert run.stdout.splitlines()[:2] == ["hello from podman", "1024"]
+    with_tty = podman("run", "--rm", "-t", "--network", "none", *ULIMITS, "localhost/rvt-busybox",
+                      "tty")  # the init's terminal through conmon's --console-socket
+    assert with_tty.stdout.strip().startswith("/dev/pts/")
     cid = podman("run", "-d", "--name", "rvt-podman", "--network", "none", *ULIMITS,
                  "localhost/rvt-busybox", "sleep", "300").stdout.strip()
     assert "Up" in podman("ps", "--filter", "name=rvt-podman").stdout

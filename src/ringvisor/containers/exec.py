@@ -65,8 +65,10 @@ def exec_command(root, cid, args, options):
     if status not in ("running", "created", "paused"):
         raise OciError(f"container {cid} is {status}: cannot exec in it")
     process = build_process(container, args, options)
+    own_terminal = None
     if process.get("terminal") and not options.get("console_socket"):
-        raise OciError("exec with a terminal needs --console-socket")
+        if options.get("detach"):
+            raise OciError("exec --detach with a terminal needs --console-socket")
     config = container.data["config"]
     seccomp_filter = None
     if (config.get("linux") or {}).get("seccomp"):
@@ -76,6 +78,9 @@ def exec_command(root, cid, args, options):
     if options.get("console_socket"):
         from . import console
         sock = console.connect(options["console_socket"])
+    elif process.get("terminal"):
+        from . import console
+        sock, own_terminal = console.socket_pair()  # a terminal of our own, as runc
     cgroup = cgroups.ContainerCgroup.from_state(container.data["cgroup"])
     init_pid = container.pid()
     preserve = int(options.get("preserve_fds") or 0)
@@ -113,7 +118,11 @@ def exec_command(root, cid, args, options):
         _write_pid_file(options["pid_file"], pid)
     if options.get("detach"):
         return 0
-    from .lifecycle import _wait_for
+    from .lifecycle import _reaped, _wait_for
+    if own_terminal is not None:
+        exited = []
+        console.proxy(console.receive_master(own_terminal), lambda: _reaped(pid, exited))
+        return exited[0] if exited else _wait_for(pid)
     return _wait_for(pid)
 
 

@@ -108,9 +108,11 @@ def create(root, container_id, bundle, pid_file=None, console_socket=None, prese
                 for d in config["linux"].get("devices") or [] if d["type"] != "p"]
         cgroup.apply(resources)
         os.mkfifo(os.path.join(container.dir, "exec.fifo"), 0o600)
-        if console_socket:
+        if isinstance(console_socket, str):
             from . import console
             sock = console.connect(console_socket)
+        elif console_socket is not None:
+            sock = console_socket  # run's own end of a socket pair
         plan = Plan(config, container, cgroup, sock, preserve_fds, no_pivot)
         plan.seccomp = seccomp_filter
         init_pid = _spawn(plan)
@@ -371,9 +373,16 @@ def run(root, container_id, bundle, pid_file=None, console_socket=None, preserve
     delete; the exit status is the container's (128+N after signal N)."""
     from . import syscalls as sc
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
+    own_terminal = None
+    if console_socket is None and _wants_terminal(bundle):
+        if detach:
+            raise OciError("process.terminal is true: a detached run needs --console-socket")
+        from . import console
+        console_socket, own_terminal = console.socket_pair()
     container = create(root, container_id, bundle, pid_file, console_socket, preserve_fds,
                        no_pivot)
     pid = container.pid()
+    master = console.receive_master(own_terminal) if own_terminal is not None else None
     forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                  signal.SIGUSR1, signal.SIGUSR2)
     if not detach:
@@ -386,12 +395,37 @@ def run(root, container_id, bundle, pid_file=None, console_socket=None, preserve
         raise
     if detach:
         return 0
-    status = _wait_for(pid)
+    if master is not None:
+        exited = []
+        console.proxy(master, lambda: _reaped(pid, exited))
+        status = exited[0] if exited else _wait_for(pid)
+    else:
+        status = _wait_for(pid)
     for number in forwarded:
         signal.signal(number, signal.SIG_DFL)
     if not keep:
         delete(root, container_id, force=True)
     return status
+
+
+def _wants_terminal(bundle):
+    try:
+        return bool(spec_mod.load_bundle(bundle)["process"].get("terminal"))
+    except OciError:
+        return False  # create reports the problem
+
+
+def _reaped(pid, exited):
+    """True once the init has exited (its status saved in `exited`)."""
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    if reaped == pid:
+        exited.append(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status)
+                      else 128 + os.WTERMSIG(status))
+        return True
+    return False
 
 
 def _forward(pid, number):
