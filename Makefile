@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 		  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,chart]'
+	$(BIN)/python -m compileall -q src/ringvisor/containers
 	@touch $@
 
 # The guests are built from source with the machine's gcc and binutils.
@@ -55,6 +56,8 @@ bench: bench-exits bench-mips
 bench-containers: install
 	@command -v runc >/dev/null && command -v crun >/dev/null && [ -x /bin/busybox ] || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun busybox-static < /dev/null; }
+	@# bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set, every start would compile
+	$(BIN)/python -m compileall -q src/ringvisor/containers
 	$(BIN)/python bench/container_start.py
 
 clean:
