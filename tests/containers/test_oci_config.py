@@ -189,3 +189,16 @@ def test_run_and_exec_with_a_terminal_of_their_own(oci):
     detached = oci("run", "--detach", "--bundle", bundle.path, oci.new_id())
     assert "console-socket" in detached.stderr and detached.returncode != 0
     oci("delete", "--force", cid, check=True)
+
+
+def test_bind_mounts_read_only_and_relative_to_the_bundle(oci):
+    bundle = oci.bundle("sh", "-c", "cat /data/greeting; echo x > /data/new 2>/dev/null || echo ro")
+    (bundle.path / "shared").mkdir()
+    (bundle.path / "shared" / "greeting").write_text("hello from the bundle\n")
+    bundle.config["mounts"].append({"destination": "/data", "type": "bind", "source": "shared",
+                                    "options": ["rbind", "ro", "nosuid", "rprivate"]})
+    bundle.config["root"]["readonly"] = False
+    result = oci.run(bundle)
+    assert result.stdout.split("\n")[:2] == ["hello from the bundle", "ro"], result.stderr
+    assert not (bundle.path / "shared" / "new").exists()
+    os.rmdir(oci.rootfs / "data")

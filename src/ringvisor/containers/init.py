@@ -88,7 +88,7 @@ def stage_b(plan, channel):
     sc.mount(rootfs, rootfs, None, sc.MS_BIND | sc.MS_REC)
     for entry in config["mounts"]:
         try:
-            mounts.mount_one(rootfs, entry, plan.cgroup_mounts)
+            mounts.mount_one(rootfs, entry, plan.cgroup_mounts, config["bundle"])
         except OSError as exc:
             raise OciError(f"mount {entry['destination']} ({entry.get('type') or 'bind'}): "
                            f"{exc.strerror}") from None

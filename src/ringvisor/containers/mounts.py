@@ -97,13 +97,15 @@ def _remount_flags(target):
     return sum(ms for st, ms in STATVFS_FLAGS.items() if current & st)
 
 
-def mount_one(rootfs, entry, cgroup_mounts):
+def mount_one(rootfs, entry, cgroup_mounts, bundle="/"):
     dest = secure_join(rootfs, entry["destination"])
     kind = entry.get("type") or ""
     source = entry.get("source") or kind or "none"
     flags, propagation, data = parse_options(entry.get("options", []))
     if kind == "bind":
         flags |= sc.MS_BIND
+    if flags & sc.MS_BIND and not source.startswith("/"):
+        source = os.path.join(bundle, source)  # relative to the bundle, as runc
     if kind == "cgroup" or kind == "cgroup2":
         mount_cgroups(dest, flags, cgroup_mounts)
     elif flags & sc.MS_BIND:
