@@ -88,3 +88,35 @@ def test_podmans_default_seccomp_profile_loads(oci):
     out = output(oci, "grep Seccomp: /proc/self/status; "
                       "mount -t tmpfs none /tmp 2>/dev/null || echo mount-refused", change)
     assert out.split() == ["Seccomp:", "2", "mount-refused"]
+
+
+def test_links_made_in_the_containers_network_namespace_stay_there(oci):
+    """A veth pair made (with pyroute2) inside a running container's network namespace:
+    both ends live there, the host's links do not change."""
+    from pyroute2 import IPRoute
+    from ringvisor.containers import syscalls
+    bundle = oci.bundle("sleep", "60")
+    bundle.write()
+    cid = oci.new_id()
+    oci("create", "--bundle", bundle.path, cid, check=True)
+    pid = json.loads(oci("state", cid).stdout)["pid"]
+    host_links = sorted(os.listdir("/sys/class/net"))
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS["network"])
+            with IPRoute() as ip:
+                ip.link("add", ifname="rvt0", kind="veth", peer="rvt1")
+                names = sorted(link.get_attr("IFLA_IFNAME") for link in ip.get_links())
+            os.write(write_end, " ".join(names).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    inside = os.read(read_end, 1000).decode().split()
+    os.close(read_end)
+    assert inside == ["lo", "rvt0", "rvt1"]
+    assert sorted(os.listdir("/sys/class/net")) == host_links
+    oci("delete", "--force", cid, check=True)
