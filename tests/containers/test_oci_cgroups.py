@@ -55,7 +55,8 @@ def test_resources_written_to_the_hosts_cgroups(oci):
     assert seen["cpuset.cpus"] == "0"
     oci("delete", "--force", cid, check=True)
     for h in cgroups.hierarchies():  # the intermediate cgroup the runtime made is gone too
-        assert not os.path.exists(h.dir_for(os.path.join(h.own, "rvt-nest")))
+        assert not os.path.exists(h.dir_for(cgroups.resolve_path("rvt-nest", cid, h.own,
+                                                                 h.version)))
 
 
 def test_memory_hog_is_oom_killed(oci):
@@ -174,3 +175,23 @@ def test_v2_device_filter_program(tmp_path):
         os.rmdir(directory)
     assert devices_bpf.assemble([{"allow": True, "access": "rwm"}]).endswith(
         bytes.fromhex("b400000001000000" "9500000000000000"))
+
+
+def test_join_through_tasks_only_when_single_threaded(tmp_path):
+    """v1: "0" into `tasks` (no global lock) from a single-threaded process; with threads,
+    cgroup.procs, which moves them all."""
+    import threading
+    import time
+    h = cgroups.Hierarchy(str(tmp_path), 1, ["pids"], "/")
+    cg = cgroups.ContainerCgroup("/ctr", "ctr", found=[h])
+    cg.create()
+    cg.join(0)
+    assert (tmp_path / "ctr" / "tasks").read_text() == "0"
+    assert not (tmp_path / "ctr" / "cgroup.procs").exists()
+    worker = threading.Thread(target=time.sleep, args=(0.3,))
+    worker.start()
+    cg.join(0)
+    worker.join()
+    assert (tmp_path / "ctr" / "cgroup.procs").read_text() == "0"
+    cg.join(1234)  # another process: always cgroup.procs
+    assert (tmp_path / "ctr" / "cgroup.procs").read_text() == "1234"

@@ -202,3 +202,20 @@ def test_bind_mounts_read_only_and_relative_to_the_bundle(oci):
     assert result.stdout.split("\n")[:2] == ["hello from the bundle", "ro"], result.stderr
     assert not (bundle.path / "shared" / "new").exists()
     os.rmdir(oci.rootfs / "data")
+
+
+def test_exec_joins_a_user_namespace_too(oci):
+    sleeper = oci.bundle("sleep", "60")
+    maps = [{"containerID": 0, "hostID": 0, "size": 1},
+            {"containerID": 1, "hostID": 200000, "size": 65535}]
+    sleeper.config["linux"]["namespaces"].append({"type": "user"})
+    sleeper.config["linux"].update(uidMappings=maps, gidMappings=maps, resources={})
+    sleeper.config["mounts"] = [m for m in sleeper.config["mounts"]
+                                if m["type"] not in ("sysfs", "cgroup")]
+    sleeper.write()
+    cid = oci.new_id()
+    oci("create", "--bundle", sleeper.path, cid, check=True)
+    oci("start", cid, check=True)
+    result = oci("exec", cid, "cat", "/proc/self/uid_map")
+    assert result.stdout.split() == ["0", "0", "1", "1", "200000", "65535"], result.stderr
+    oci("delete", "--force", cid, check=True)
