@@ -95,7 +95,8 @@ def test_v2_files_and_conversions(tmp_path):
                                            "cpus": "0-1"},
             "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0,
                                                                   "rate": 1048576}]},
-            "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}]}
+            "hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 20}],
+            "unified": {"memory.high": "50000000", "cgroup.max.descendants": "5"}}
     cg.apply(spec)
     files = {p.name: p.read_text() for p in (root / "pod" / "ctr").iterdir()}
     assert files["memory.max"] == str(100 << 20)
@@ -108,6 +109,7 @@ def test_v2_files_and_conversions(tmp_path):
     assert files["io.weight"] == f"default {1 + (500 - 10) * 9999 // 990}"
     assert files["io.max"] == "8:0 rbps=1048576"
     assert files["hugetlb.2MB.max"] == str(4 << 20)
+    assert files["memory.high"] == "50000000" and files["cgroup.max.descendants"] == "5"
     assert (root / "cgroup.subtree_control").read_text().startswith("+")  # enabled from the root down
     for d in (root / "pod" / "ctr", root / "pod"):  # a real cgroupfs drops them with the dir
         for p in d.iterdir():
@@ -195,3 +197,15 @@ def test_join_through_tasks_only_when_single_threaded(tmp_path):
     assert (tmp_path / "ctr" / "cgroup.procs").read_text() == "0"
     cg.join(1234)  # another process: always cgroup.procs
     assert (tmp_path / "ctr" / "cgroup.procs").read_text() == "1234"
+
+
+def test_unified_keys_for_a_v1_controller_are_refused(oci):
+    from conftest import assert_one_line_error
+    import pytest
+    if not any(h.version == 1 and "memory" in h.controllers for h in cgroups.hierarchies()):
+        pytest.skip("memory is not a v1 controller here")
+    bundle = oci.bundle("true")
+    bundle.config["linux"]["resources"]["unified"] = {"memory.high": "1000000"}
+    result = oci("create", "--bundle", bundle.write(), oci.new_id())
+    assert_one_line_error(result)
+    assert "unified" in result.stderr

@@ -145,6 +145,20 @@ class ContainerCgroup:
         for h, target in self.dirs():
             for controller in h.controllers:
                 by_controller[controller] = (h, target)
+            if h.version == 2:
+                by_controller["cgroup"] = (h, target)  # the core files (unified's cgroup.*)
+        if resources.get("rdma"):
+            raise OciError("linux.resources.rdma is not supported by ringvisor-oci")
+        if resources.get("unified") and not any(h.version == 2 for h in self.hierarchies):
+            raise OciError("linux.resources.unified holds cgroup v2 files, and this host "
+                           "has no cgroup v2 hierarchy")
+        for key in resources.get("unified") or {}:
+            if "/" in key or key.startswith("."):
+                raise OciError(f"linux.resources.unified: {key!r} is not a cgroup file name")
+            if key.split(".", 1)[0] in by_controller and \
+                    by_controller[key.split(".", 1)[0]][0].version != 2:
+                raise OciError(f"linux.resources.unified: {key} belongs to a controller that "
+                               "is in a v1 hierarchy on this host")
         pending = [w for w in translate.writes(resources, by_controller)
                    if not _needless_swap_write(w, resources, by_controller)]
         for controller, _, _, what in pending:

@@ -105,6 +105,14 @@ def writes(resources, available):
         name = (f"hugetlb.{size}.max" if _version(available, "hugetlb") == 2
                 else f"hugetlb.{size}.limit_in_bytes")
         out.append(("hugetlb", name, str(limit), f"hugepageLimits[{size}]"))
+    network = resources.get("network") or {}
+    if network.get("classID") is not None:
+        out.append(("net_cls", "net_cls.classid", str(network["classID"]), "network.classID"))
+    for entry in network.get("priorities") or []:
+        out.append(("net_prio", "net_prio.ifpriomap", f"{entry['name']} {entry['priority']}",
+                    "network.priorities"))
+    for key, value in (resources.get("unified") or {}).items():  # v2 files, written as given
+        out.append((key.split(".", 1)[0], key, str(value), f"unified.{key}"))
     if resources.get("devices") is not None and "devices" in available:
         out.extend(device_writes(resources["devices"]))  # v1; v2 uses devices_bpf
     return out
