@@ -84,6 +84,12 @@ CASES = {
         {"type": "RLIMIT_NOFILE", "soft": 1 << 40, "hard": 1 << 40}]), "RLIMIT_NOFILE"),
     "terminal without console socket": (lambda c: c["process"].update(terminal=True),
                                         "console-socket"),
+    "scheduler": (lambda c: c["process"].update(scheduler={"policy": "SCHED_FIFO"}), "scheduler"),
+    "bad io priority class": (lambda c: c["process"].update(ioPriority={"class": "FAST"}),
+                              "ioPriority"),
+    "id-mapped mount": (lambda c: c["mounts"].append({"destination": "/mnt", "type": "bind",
+        "source": "/tmp", "options": ["rbind"], "uidMappings": [{"containerID": 0,
+        "hostID": 1000, "size": 1}]}), "id-mapped"),
     "join a namespace path that is missing": (lambda c: c["linux"]["namespaces"].__setitem__(
         1, {"type": "network", "path": "/proc/nonexistent/ns/net"}), "no such file"),
 }

@@ -219,3 +219,21 @@ def test_exec_joins_a_user_namespace_too(oci):
     result = oci("exec", cid, "cat", "/proc/self/uid_map")
     assert result.stdout.split() == ["0", "0", "1", "1", "200000", "65535"], result.stderr
     oci("delete", "--force", cid, check=True)
+
+
+def test_io_priority(oci):
+    def change(c):
+        c["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    # ioprio_get(IOPRIO_WHO_PROCESS, self) is not in busybox: read it back from outside
+    bundle = oci.bundle("sleep", "60")
+    change(bundle.config)
+    bundle.write()
+    cid = oci.new_id()
+    oci("create", "--bundle", bundle.path, cid, check=True)
+    oci("start", cid, check=True)
+    pid = json.loads(oci("state", cid).stdout)["pid"]
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    value = libc.syscall(252, 1, pid)  # ioprio_get(IOPRIO_WHO_PROCESS, pid)
+    assert value >> 13 == 3  # IOPRIO_CLASS_IDLE
+    oci("delete", "--force", cid, check=True)

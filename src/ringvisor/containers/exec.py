@@ -170,6 +170,7 @@ def _final(process, seccomp_filter, sock, preserve, channel):
         from . import console
         console.make_controlling_pty(sock, process.get("consoleSize"))
     proc.set_rlimits(process)
+    proc.set_io_priority(process)
     proc.set_oom_score_adj(process)
     env = proc.environment(process, proc.home_of((process.get("user") or {}).get("uid", 0)))
     try:

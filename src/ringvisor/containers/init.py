@@ -126,6 +126,7 @@ def stage_b(plan, channel):
         sc.personality(PERSONALITY_DOMAINS[personality["domain"]])
     process = plan.process
     proc.set_rlimits(process)
+    proc.set_io_priority(process)
     env = proc.environment(process, proc.home_of((process.get("user") or {}).get("uid", 0)))
     try:
         os.chdir(process.get("cwd", "/"))

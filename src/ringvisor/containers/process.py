@@ -25,6 +25,13 @@ def set_rlimits(process):
                            f"{exc}{hint}") from None
 
 
+def set_io_priority(process):
+    from .spec import IO_CLASSES
+    priority = process.get("ioPriority")
+    if priority:
+        sc.ioprio_set(IO_CLASSES[priority["class"]], priority.get("priority", 0))
+
+
 def set_oom_score_adj(process, pid="self"):
     if "oomScoreAdj" in process:
         with open(f"/proc/{pid}/oom_score_adj", "w") as f:
@@ -118,6 +125,10 @@ def finish_and_exec(process, seccomp_filter, executable, env, before_exec=None):
         raise OciError(f"process.cwd {cwd}: {exc.strerror}") from None
     if nnp:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    if process.get("apparmorProfile"):
+        # the profile the kernel switches to at exec (spec validated AppArmor is enabled)
+        with open("/proc/self/attr/apparmor/exec", "w") as f:
+            f.write(f"exec {process['apparmorProfile']}")
     if before_exec:
         before_exec()
     if seccomp_filter is not None and nnp:

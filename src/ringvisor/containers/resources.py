@@ -94,6 +94,8 @@ def writes(resources, available):
             if cpu.get("realtimeRuntime"):
                 out.append(("cpu", "cpu.rt_runtime_us", str(cpu["realtimeRuntime"]),
                             "cpu.realtimeRuntime"))
+        if cpu.get("idle") is not None:
+            out.append(("cpu", "cpu.idle", str(cpu["idle"]), "cpu.idle"))
         if cpu.get("cpus"):
             out.append(("cpuset", "cpuset.cpus", cpu["cpus"], "cpu.cpus"))
         if cpu.get("mems"):
@@ -147,6 +149,15 @@ def _blkio(blkio, v2):
             out.append(("io", "io.weight", f"default {blkio_weight_to_io(blkio['weight'])}", "blockIO.weight"))
         else:
             out.append(("blkio", "blkio.weight", str(blkio["weight"]), "blockIO.weight"))
+    for dev in blkio.get("weightDevice") or []:
+        if dev.get("weight"):
+            where = f"{dev['major']}:{dev['minor']}"
+            if v2:
+                out.append(("io", "io.weight", f"{where} {blkio_weight_to_io(dev['weight'])}",
+                            "blockIO.weightDevice"))
+            else:
+                out.append(("blkio", "blkio.weight_device", f"{where} {dev['weight']}",
+                            "blockIO.weightDevice"))
     throttles = (("throttleReadBpsDevice", "blkio.throttle.read_bps_device", "rbps"),
                  ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device", "wbps"),
                  ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device", "riops"),

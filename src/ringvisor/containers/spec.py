@@ -18,6 +18,7 @@ RLIMITS = {  # RLIMIT_* number by runtime-spec name
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+IO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
 DEVICE_TYPES = ("c", "b", "u", "p")
 HOOK_STAGES = ("prestart", "createRuntime", "createContainer", "startContainer",
                "poststart", "poststop")
@@ -94,6 +95,8 @@ def validate(config, bundle, need_process=True):
             fail(f"config.json: mount destination {dest!r} is not absolute")
         for option in _expect(mount.get("options", []), list, "mounts[].options"):
             _expect(option, str, "mount options")
+        if mount.get("uidMappings") or mount.get("gidMappings"):
+            fail(f"config.json: mount {dest}: id-mapped mounts are not supported by ringvisor-oci")
     for device in _expect(linux.get("devices", []), list, "linux.devices"):
         _expect(device, dict, "each device")
         if device.get("type") not in DEVICE_TYPES:
@@ -174,6 +177,15 @@ def validate_process(process):
         score = _expect(process["oomScoreAdj"], int, "process.oomScoreAdj")
         if not -1000 <= score <= 1000:
             fail(f"config.json: process.oomScoreAdj {score} is outside -1000..1000")
+    if process.get("scheduler"):
+        fail("config.json: process.scheduler is not supported by ringvisor-oci")
+    priority = process.get("ioPriority")
+    if priority is not None:
+        if _expect(priority, dict, "process.ioPriority").get("class") not in IO_CLASSES:
+            fail(f"config.json: process.ioPriority.class {priority.get('class')!r} is not one of "
+                 + ", ".join(IO_CLASSES))
+        if not 0 <= _expect(priority.get("priority", 0), int, "process.ioPriority.priority") <= 7:
+            fail("config.json: process.ioPriority.priority must be 0..7")
     if process.get("selinuxLabel"):
         fail("config.json: process.selinuxLabel is set but SELinux is not enabled on this host")
     if process.get("apparmorProfile") and not apparmor_enabled():

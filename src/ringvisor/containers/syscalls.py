@@ -111,6 +111,15 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
                               ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
 
 
+SYS_IOPRIO_SET = 251  # x86-64
+IOPRIO_WHO_PROCESS = 1
+
+
+def ioprio_set(io_class, priority):
+    _check(_libc.syscall(ctypes.c_long(SYS_IOPRIO_SET), ctypes.c_int(IOPRIO_WHO_PROCESS),
+                         ctypes.c_int(0), ctypes.c_int((io_class << 13) | priority)), "ioprio_set")
+
+
 def personality(persona):
     return _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
