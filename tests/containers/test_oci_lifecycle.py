@@ -138,3 +138,32 @@ def test_log_file_in_json_for_conmon(oci, tmp_path):
     oci("--log", log, "--log-format", "json", "start", "nosuchcontainer")
     entry = json.loads(log.read_text().splitlines()[-1])
     assert entry["level"] == "error" and "does not exist" in entry["msg"]
+
+
+def test_concurrent_commands_on_different_containers(oci):
+    """Four creates at once under one --root, then list, ps and deletes at once."""
+    import subprocess
+    from conftest import RUNTIME
+    bundle = oci.bundle("sleep", "60")
+    bundle.write()
+    ids = [oci.new_id() for _ in range(4)]
+    def spawn(*args):
+        return subprocess.Popen(RUNTIME + ["--root", str(oci.root), *map(str, args)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    creates = [spawn("create", "--bundle", bundle.path, cid) for cid in ids]
+    assert [p.wait(60) for p in creates] == [0] * 4
+    listed = json.loads(oci("list", "--format", "json", check=True).stdout)
+    assert sorted(c["id"] for c in listed) == sorted(ids)
+    assert all(c["status"] == "created" for c in listed)
+    pids = json.loads(oci("ps", "--format", "json", ids[0], check=True).stdout)
+    assert pids == [json.loads(oci("state", ids[0]).stdout)["pid"]]
+    deletes = [spawn("delete", "--force", cid) for cid in ids]
+    assert [p.wait(60) for p in deletes] == [0] * 4
+    assert json.loads(oci("list", "--format", "json", check=True).stdout) == []
+
+
+def test_debug_log(oci, tmp_path):
+    log = tmp_path / "debug.log"
+    oci("--debug", "--log", log, "list", check=True)
+    assert 'level=debug msg="list"' in log.read_text()

@@ -212,7 +212,12 @@ def main(argv=None):
             raise OciError("--systemd-cgroup: ringvisor-oci drives cgroupfs only; use the "
                            "cgroupfs manager")
         options, positionals = parse_flags(rest, COMMANDS[command], command == "exec")
-        return dispatch(command, options, positionals, glob)
+        if glob.get("debug"):
+            log.write("debug", f"{command} {' '.join(positionals)}".strip())
+        status = dispatch(command, options, positionals, glob)
+        if glob.get("debug"):
+            log.write("debug", f"{command} done, exit status {status}")
+        return status
     except OciError as exc:
         message = str(exc)
     except KeyboardInterrupt:
