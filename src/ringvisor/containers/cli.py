@@ -86,8 +86,6 @@ def parse_flags(args, table, stop_at_positional):
                 options[dest] = value
         else:
             positionals.append(arg)
-            if stop_at_positional and len(positionals) == 1 and table is not GLOBAL:
-                pass
         i += 1
     return options, positionals
 
@@ -146,7 +144,8 @@ def dispatch(command, options, positionals, glob):
             lifecycle.create(root, cid, options.get("bundle"), options.get("pid_file"),
                              options.get("console_socket"), preserve, options.get("no_pivot", False))
             return 0
-        return lifecycle.run(root, cid, options.get("bundle"), options.get("pid_file"),
+        from . import running
+        return running.run(root, cid, options.get("bundle"), options.get("pid_file"),
                              options.get("console_socket"), preserve,
                              options.get("detach", False), options.get("keep", False),
                              options.get("no_pivot", False))

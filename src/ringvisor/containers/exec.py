@@ -118,7 +118,7 @@ def exec_command(root, cid, args, options):
         _write_pid_file(options["pid_file"], pid)
     if options.get("detach"):
         return 0
-    from .lifecycle import _reaped, _wait_for
+    from .running import _reaped, _wait_for
     if own_terminal is not None:
         exited = []
         console.proxy(console.receive_master(own_terminal), lambda: _reaped(pid, exited))

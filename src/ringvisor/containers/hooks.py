@@ -1,7 +1,6 @@
 """POSIX-platform hooks: each runs with the container's state on stdin, its own args and
 env, and an optional timeout in seconds."""
 from . import fastjson as json
-import os
 
 from .errors import OciError
 

@@ -3,7 +3,7 @@ resume), with each container's state under --root."""
 import os
 import time
 
-import _signal as signal  # the C module: `signal` would import enum, 5 ms of a trivial run
+import _signal as signal  # the C module: `signal` would import enum (5 ms of a trivial run)
 
 from . import cgroups, hooks, spec as spec_mod
 from .channel import Channel
@@ -273,38 +273,8 @@ def state(root, container_id):
     return container.spec_state()
 
 
-# signal numbers by name (x86-64 Linux, signal(7)), as `kill` accepts them
-SIGNALS = {
-    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7,
-    "FPE": 8, "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14,
-    "TERM": 15, "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
-    "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
-    "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
-}
-
-
-def parse_signal(text):
-    """A number, a name with or without SIG, or RTMIN+n / RTMAX-n."""
-    text = (text or "TERM").upper()
-    if text.isdigit():
-        number = int(text)
-        if not 0 < number <= signal.SIGRTMAX:
-            raise OciError(f"invalid signal {text}")
-        return number
-    name = text[3:] if text.startswith("SIG") else text
-    for prefix, base, sign in (("RTMIN", signal.SIGRTMIN, 1), ("RTMAX", signal.SIGRTMAX, -1)):
-        if name.startswith(prefix):
-            offset = name[len(prefix):].lstrip("+-")
-            if offset == "" or (offset.isdigit() and name[len(prefix)] in "+-"):
-                number = base + sign * int(offset or 0)
-                if signal.SIGRTMIN <= number <= signal.SIGRTMAX:
-                    return number
-    if name not in SIGNALS:
-        raise OciError(f"unknown signal {text!r}")
-    return SIGNALS[name]
-
-
 def kill(root, container_id, signal_text=None, all_processes=False):
+    from .signals import parse_signal
     number = parse_signal(signal_text)
     container = Container.load(root, container_id)
     try:
@@ -365,86 +335,3 @@ def pause(root, container_id, frozen=True):
         container.save()
     finally:
         container.unlock()
-
-
-def run(root, container_id, bundle, pid_file=None, console_socket=None, preserve_fds=0,
-        detach=False, keep=False, no_pivot=False):
-    """create + start, then (unless detached) wait for the init, forwarding signals, and
-    delete; the exit status is the container's (128+N after signal N)."""
-    from . import syscalls as sc
-    sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
-    own_terminal = None
-    if console_socket is None and _wants_terminal(bundle):
-        if detach:
-            raise OciError("process.terminal is true: a detached run needs --console-socket")
-        from . import console
-        console_socket, own_terminal = console.socket_pair()
-    container = create(root, container_id, bundle, pid_file, console_socket, preserve_fds,
-                       no_pivot)
-    pid = container.pid()
-    master = console.receive_master(own_terminal) if own_terminal is not None else None
-    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
-                 signal.SIGUSR1, signal.SIGUSR2)
-    if not detach:
-        for number in forwarded:
-            signal.signal(number, lambda n, _f: _forward(pid, n))
-    try:
-        start(root, container_id)
-    except BaseException:
-        delete(root, container_id, force=True)
-        raise
-    if detach:
-        return 0
-    if master is not None:
-        exited = []
-        console.proxy(master, lambda: _reaped(pid, exited))
-        status = exited[0] if exited else _wait_for(pid)
-    else:
-        status = _wait_for(pid)
-    for number in forwarded:
-        signal.signal(number, signal.SIG_DFL)
-    if not keep:
-        delete(root, container_id, force=True)
-    return status
-
-
-def _wants_terminal(bundle):
-    try:
-        return bool(spec_mod.load_bundle(bundle)["process"].get("terminal"))
-    except OciError:
-        return False  # create reports the problem
-
-
-def _reaped(pid, exited):
-    """True once the init has exited (its status saved in `exited`)."""
-    try:
-        reaped, status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    if reaped == pid:
-        exited.append(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status)
-                      else 128 + os.WTERMSIG(status))
-        return True
-    return False
-
-
-def _forward(pid, number):
-    try:
-        os.kill(pid, number)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_for(pid):
-    """The init's exit status; it is our child (we are its subreaper). Orphans reparented
-    to us meanwhile are reaped too."""
-    while True:
-        try:
-            reaped, status = os.waitpid(-1, 0)
-        except InterruptedError:
-            continue
-        except ChildProcessError:
-            return 255
-        if reaped == pid:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else \
-                128 + os.WTERMSIG(status)
