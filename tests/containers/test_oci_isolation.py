@@ -10,6 +10,7 @@ def test_host_pids_are_invisible(oci):
     assert pids[0] == "1" and len(pids) <= 3  # sh, ls and grep at most
     assert str(os.getpid()) not in pids or int(str(os.getpid())) <= 3
 
+
 def test_mounts_are_private(oci, tmp_path):
     marker = "rvt-private-mount"
     def change(c):
@@ -22,12 +23,14 @@ def test_mounts_are_private(oci, tmp_path):
         assert marker not in f.read()
     os.rmdir(oci.rootfs / "tmp" / marker)
 
+
 def test_masked_and_readonly_paths(oci):
     assert os.path.getsize("/proc/keys") or os.listdir("/sys/firmware")  # the host's have content
     script = ("wc -c < /proc/keys; ls /sys/firmware | wc -l; "
               "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null || echo sys-readonly; "
               "touch /newfile 2>/dev/null || echo root-readonly")
     assert output(oci, script).split() == ["0", "0", "sys-readonly", "root-readonly"]
+
 
 def test_devices_denied_by_the_device_cgroup(oci):
     def change(c):
@@ -39,15 +42,18 @@ def test_devices_denied_by_the_device_cgroup(oci):
     assert out.split() == ["denied", "1"]
     os.unlink(oci.rootfs / "tmp" / "mem")
 
+
 def test_default_devices_and_dev_links(oci):
     out = output(oci, "stat -c '%t:%T %a' /dev/null /dev/zero /dev/full /dev/random "
                       "/dev/urandom /dev/tty; readlink /dev/fd; readlink /dev/ptmx")
     assert out.split() == ["1:3", "666", "1:5", "666", "1:7", "666", "1:8", "666", "1:9", "666",
                            "5:0", "666", "/proc/self/fd", "pts/ptmx"]
 
+
 def seccomp_profile(**rule):
     return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64",
             "SCMP_ARCH_X86"], "syscalls": [dict(rule)]}
+
 
 def test_seccomp_denies_a_syscall(oci):
     def change(c):
@@ -59,6 +65,7 @@ def test_seccomp_denies_a_syscall(oci):
     assert "refused" in out and "Seccomp:\t2" in out
     assert not (oci.rootfs / "tmp" / "rvt-denied").exists()
 
+
 def test_seccomp_argument_conditions(oci):
     # personality(0xffffffff) queries; anything else is refused (as docker's profile does)
     def change(c):
@@ -67,6 +74,7 @@ def test_seccomp_argument_conditions(oci):
             args=[{"index": 0, "value": 0xffffffff, "op": "SCMP_CMP_NE"}])
         c["linux"]["personality"] = {"domain": "LINUX"}
     assert "x86_64" in output(oci, "uname -m", change)
+
 
 def test_podmans_default_seccomp_profile_loads(oci):
     from conftest import ensure_apt
@@ -78,6 +86,7 @@ def test_podmans_default_seccomp_profile_loads(oci):
     out = output(oci, "grep Seccomp: /proc/self/status; "
                       "mount -t tmpfs none /tmp 2>/dev/null || echo mount-refused", change)
     assert out.split() == ["Seccomp:", "2", "mount-refused"]
+
 
 def test_links_made_in_the_containers_network_namespace_stay_there(oci):
     """A veth pair made (with pyroute2) inside a running container's network namespace:
