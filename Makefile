@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-containers clean
 
 install: $(STAMP) guests
 
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 		  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,chart]'
+	$(BIN)/python -m compileall -q src/ringvisor/containers
 	@touch $@
 
 # The guests are built from source with the machine's gcc and binutils.
 guests:
 	@command -v gcc >/dev/null || { echo "gcc is needed to build the guests (apt-get install gcc)"; exit 1; }
 	$(MAKE) -s -C guests/tests
+	$(MAKE) -s -C guests/container
 	@if [ -f guests/os/Makefile ]; then $(MAKE) -s -C guests/os; fi
 
 demo: install
@@ -67,5 +69,13 @@ bench-mips: bench-deps
 
 bench: bench-exits bench-mips
 
+# ringvisor-oci against runc and crun (Debian's), on a busybox-static bundle: needs root.
+bench-containers: install
+	@command -v runc >/dev/null && command -v crun >/dev/null && [ -x /bin/busybox ] || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc crun busybox-static < /dev/null; }
+	@# bytecode ahead of time: with PYTHONDONTWRITEBYTECODE set, every start would compile
+	$(BIN)/python -m compileall -q src/ringvisor/containers
+	$(BIN)/python bench/container_start.py
+
 clean:
-	rm -rf $(VENV) guests/tests/build guests/os/build guests/linux/build
+	rm -rf $(VENV) guests/tests/build guests/os/build guests/linux/build guests/container/build

@@ -9,7 +9,7 @@ from ringvisor.errors import RingvisorError
 
 # Adams & Agesen's nanobenchmarks as ringos names them (the PV build's
 # hypercall variants are the same rows).
-BENCH_ORDER = ("syscall", "in", "cr", "call/ret", "pgfault", "divzero", "ptemod")
+BENCH_ORDER = ("syscall", "in", "cr", "call/ret", "pgfault", "divzero", "ptemod", "mprotect")
 
 
 def measure_technique(t: Technique, iters: int, rounds: int, progress=None) -> dict:
@@ -29,7 +29,8 @@ def measure_technique(t: Technique, iters: int, rounds: int, progress=None) -> d
     return entry
 
 
-def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None) -> dict:
+def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None,
+            container: bool = True) -> dict:
     doc = {"techniques": {}, "unavailable": {}}
     for t in techniques:
         why = unavailable(t)
@@ -47,6 +48,9 @@ def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None) -
         for name, b in entry["nanobench"].items():
             base = native.get(name, {}).get("ns_per_iter")
             b["ratio_to_native"] = b["ns_per_iter"] / base if base else None
+    if container:  # OS-level: a Linux process in a container, its ratios to the same on the host
+        from ringvisor.compare import container_column
+        container_column.add_to(doc, iters, progress)
     return doc
 
 

@@ -1,0 +1,4 @@
+"""`python -m ringvisor.containers` is `ringvisor-oci`."""
+from .cli import entry
+
+entry()
