@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import assert_one_line_error
+from oci_support import assert_one_line_error
 
 
 def create(oci, bundle):

@@ -200,7 +200,7 @@ def test_join_through_tasks_only_when_single_threaded(tmp_path):
 
 
 def test_unified_keys_for_a_v1_controller_are_refused(oci):
-    from conftest import assert_one_line_error
+    from oci_support import assert_one_line_error
     import pytest
     if not any(h.version == 1 and "memory" in h.controllers for h in cgroups.hierarchies()):
         pytest.skip("memory is not a v1 controller here")

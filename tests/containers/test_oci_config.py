@@ -2,7 +2,7 @@
 import json
 import os
 
-from conftest import assert_one_line_error
+from oci_support import assert_one_line_error
 
 
 def output(oci, script, change=None):

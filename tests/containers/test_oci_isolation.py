@@ -77,7 +77,7 @@ def test_seccomp_argument_conditions(oci):
 
 
 def test_podmans_default_seccomp_profile_loads(oci):
-    from conftest import ensure_apt
+    from oci_support import ensure_apt
     ensure_apt("golang-github-containers-common", "/usr/share/containers/seccomp.json")
     with open("/usr/share/containers/seccomp.json") as f:
         profile = json.load(f)

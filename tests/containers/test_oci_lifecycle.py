@@ -3,7 +3,7 @@ import json
 import os
 import time
 
-from conftest import assert_one_line_error
+from oci_support import assert_one_line_error
 
 
 def wait_for_status(oci, cid, wanted, timeout=10):
@@ -143,7 +143,7 @@ def test_log_file_in_json_for_conmon(oci, tmp_path):
 def test_concurrent_commands_on_different_containers(oci):
     """Four creates at once under one --root, then list, ps and deletes at once."""
     import subprocess
-    from conftest import RUNTIME
+    from oci_support import RUNTIME
     bundle = oci.bundle("sleep", "60")
     bundle.write()
     ids = [oci.new_id() for _ in range(4)]

@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import ensure_apt, leftover_cgroups
+from oci_support import ensure_apt, leftover_cgroups
 
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
