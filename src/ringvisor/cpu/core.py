@@ -61,6 +61,9 @@ class Core:
         self.tlb = [{}, {}, {}, {}]
         self.tlb_global: set[int] = set()
         self.code_pages: set[int] = set()   # physical pages holding compiled blocks
+        # Set when something must see every data access one by one (a
+        # debugger's watchpoints): repeated string instructions then leave bulk.
+        self.watch_memory = False
         # Compiled code bakes in the segment caches and CPL: any change bumps this.
         self.mode_epoch = 0
         # Bumped when memory may have changed behind the CPU (MMIO, port I/O).
