@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cpu_rig import Rig, desc
@@ -38,7 +40,8 @@ def program(op: str, w: int, rep: bytes = b"\xf3", a16: bool = False) -> bytes:
 
 
 def run(code: bytes, element_by_element: bool, *, limit: int = 0xFFFFF, absent: int | None = None,
-        readonly: int | None = None, df: bool = False, **regs):
+        readonly: int | None = None, df: bool = False, blocks: bool = True, budget: int = 1_000_000,
+        base: int = DATA, **regs):
     """Run `code` at CPL 0 with DS=ES=the data segment and paging on (page
     `absent` not present, page `readonly` read-only with CR0.WP); returns
     everything the two paths must agree on."""
@@ -55,12 +58,13 @@ def run(code: bytes, element_by_element: bool, *, limit: int = 0xFFFFF, absent: 
     rig.enable_paging(wp=True)
     cpu = rig.cpu
     seg = Segment(**{**cpu.segs[3].__dict__})
-    seg.selector, seg.base, seg.limit = SEL, DATA, limit
+    seg.selector, seg.base, seg.limit = SEL, base, limit
     cpu.set_seg(3, seg)
     cpu.set_seg(0, seg.copy())
     cpu.watch_memory = element_by_element
+    cpu.use_blocks = blocks
     rig.intercept(13, 14)
-    exit_ = rig.run(1_000_000)
+    exit_ = rig.run(budget)
     fault = (exit_.vector, exit_.error_code, exit_.cr2) if isinstance(exit_, Fault) else type(exit_).__name__
     return (fault, list(cpu.r), cpu.eip, cpu.flags, cpu.cr2, cpu.instructions,
             rig.mem.read(DATA, DATA_SIZE))
@@ -185,3 +189,49 @@ def test_bulk_equals_element_by_element(op, w, rep, df, a16, count, si, delta, a
     di = (si + delta) & 0xFFFF
     same(program(op, w, rep, a16), df=df, ecx=count | 0x5A5A0000 * a16, esi=si | 0x77770000 * a16,
          edi=di | 0x33330000 * a16, absent=absent, readonly=readonly, limit=limit, eax=eax)
+
+
+# --- single string instructions compiled inline (compiler/inline/string.py) ---------------
+def string_loop(seed: int, flat: bool) -> tuple[bytes, dict]:
+    """A loop of random un-repeated string instructions (every width, both
+    address sizes, a segment override), direction changes and flag readers;
+    `flat`: DS and ES based at 0 (the compiler's fast memory path), 32-bit
+    addresses only."""
+    import random
+    rng = random.Random(seed)
+    body = b""
+    for _ in range(rng.randrange(3, 14)):
+        c = rng.randrange(9)
+        if c < 6:
+            op = rng.choice(list(OPS))
+            code = OPS[op][rng.choice([1, 2, 4])]
+            pre = b"\x66" if code[0] == 0x66 else b""
+            code = code[len(pre):]
+            body += pre + (b"\x67" if rng.random() < 0.2 and not flat else b"") + \
+                (b"\x64" if rng.random() < 0.1 else b"") + code
+        elif c == 6:
+            body += rng.choice([b"\xfc", b"\xfd"])                      # CLD / STD
+        elif c == 7:
+            body += b"\x0f" + bytes([0x90 + rng.randrange(16), 0xC3]) + b"\x01\xd8"  # setcc bl; add eax, ebx
+        else:
+            body += b"\x83\xd3\x00"                                     # adc ebx, 0
+    loop = b"\xbd" + struct.pack("<I", rng.randrange(1, 40)) + body + b"\x4d\x0f\x85" + \
+        struct.pack("<i", -(len(body) + 7)) + b"\xf4"            # mov ebp,n; body; dec ebp; jnz body
+    edge = rng.choice([0x1000, 0x3000, 0x5000, 0xFFF0 - 0x1000, 0x10000])
+    regs = dict(esi=edge - rng.randrange(0, 64), edi=edge - rng.randrange(0, 64) + rng.choice([0, 0x2000]),
+                eax=rng.getrandbits(32), ebx=rng.getrandbits(32))
+    if flat:
+        regs["esi"] += DATA
+        regs["edi"] += DATA
+    return loop, dict(regs, df=rng.random() < 0.3, base=0 if flat else DATA,
+                      absent=rng.choice([None, None, 1, 3, 5]),
+                      limit=0xFFFFFFFF if flat else rng.choice([0xFFFFF, 0xFFFFF, 0x4FFF]))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+@pytest.mark.parametrize("seed", range(60))
+def test_inline_string_instructions_equal_the_interpreter(seed, flat):
+    code, kw = string_loop(seed, flat)
+    compiled = run(code, False, blocks=True, budget=5000, **kw)
+    interpreted = run(code, False, blocks=False, budget=5000, **kw)
+    assert compiled == interpreted

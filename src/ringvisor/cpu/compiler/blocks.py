@@ -67,6 +67,7 @@ class BlockCache:
         self.blocks: dict = {}
         self.page_blocks: dict[int, list] = {}
         self.modes: dict = {}             # mode key -> {eip: Block}
+        self.by_page: dict[int, list] = {}   # linear page -> [(modes' dict, eip)] (for INVLPG)
         self.fast: dict = {}
         self.mode = None
         self.mode_seen = -1
@@ -93,6 +94,7 @@ class BlockCache:
 
     def _forget_lookups(self) -> None:
         self.modes.clear()
+        self.by_page.clear()
         self.mode_seen = -1
 
     def paging_changed(self) -> None:
@@ -102,11 +104,8 @@ class BlockCache:
     def page_invalidated(self, vpn: int) -> None:
         """INVLPG: forget what came from that page's translation only."""
         self.pages.forget(vpn)
-        for mode, fast in self.modes.items():
-            cs_base = mode[0][CS]
-            stale = [eip for eip in fast if ((cs_base + eip) & 0xFFFFFFFF) >> 12 == vpn]
-            for eip in stale:
-                del fast[eip]
+        for fast, eip in self.by_page.pop(vpn, ()):
+            fast.pop(eip, None)
 
     def code_written(self, p: int, n: int) -> None:
         """The CPU wrote [p, p+n) on a page holding traces: drop the ones it hits."""
@@ -148,6 +147,7 @@ class BlockCache:
         if fast is None:
             if len(self.modes) >= MAX_MODES:
                 self.modes.clear()
+                self.by_page.clear()
             fast = self.modes[self.mode] = {}
         self.fast = fast
 
@@ -244,6 +244,7 @@ class BlockCache:
                 return None
             b.seen = cpu.dev_epoch
         self.fast[eip] = b
+        self.by_page.setdefault(lin >> 12, []).append((self.fast, eip))
         return b
 
     # --- compilation ---------------------------------------------------------------
