@@ -36,7 +36,7 @@ from ringvisor.cpu.semantics.protection import check
 MAX_MODES = 64
 # More traces than this and the cache starts over (code that keeps faulting
 # into new entry points, or a guest that runs much code once).
-MAX_TRACES = 2048
+MAX_TRACES = 8192
 # Code is interpreted until execution has reached it HOT times: compiling
 # costs milliseconds, which code run once or twice (boot, setup) never repays.
 HOT = 16
@@ -45,7 +45,7 @@ HOT = 16
 # Compiled code by source: the same guest code compiles to the same source
 # (another machine in this process, the cache started over, a page reloaded).
 _CODE: dict[str, object] = {}
-MAX_SHARED = 1024
+MAX_SHARED = MAX_TRACES
 
 
 def _code(src: str):
@@ -80,6 +80,7 @@ class BlockCache:
         cpu.code_written = self.code_written
         cpu.paging_changed = self.paging_changed
         cpu.page_invalidated = self.page_invalidated
+        cpu.pages_dropped = self.pages_dropped
 
     def clear(self) -> None:
         self.blocks.clear()
@@ -106,6 +107,14 @@ class BlockCache:
         self.pages.forget(vpn)
         for fast, eip in self.by_page.pop(vpn, ()):
             fast.pop(eip, None)
+
+    def pages_dropped(self, vpns) -> None:
+        """A CR3 load kept the global pages: forget what came from the others."""
+        if len(vpns) > 256:
+            self.paging_changed()
+            return
+        for vpn in vpns:
+            self.page_invalidated(vpn)
 
     def code_written(self, p: int, n: int) -> None:
         """The CPU wrote [p, p+n) on a page holding traces: drop the ones it hits."""
