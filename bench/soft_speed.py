@@ -71,8 +71,8 @@ def child(workload: str, timeout: float) -> dict:
         return ready
     if result.status != 0:
         raise SystemExit(f"{workload}: the guest failed: {result.reason}")
-    return {"seconds": result.statistics["wall_seconds"], "cpu": time.process_time() - cpu_start,
-            "instructions": result.statistics["instructions"]}
+    return {"seconds": result.wall_seconds, "cpu": time.process_time() - cpu_start,
+            "instructions": result.stats["instructions"]}
 
 
 def measure(tree: Path, workload: str, timeout: float) -> dict:
