@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-containers clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-containers clean
 
 install: $(STAMP) guests
 
@@ -68,6 +68,11 @@ bench-mips: bench-deps
 	$(BIN)/python bench/mips.py
 
 bench: bench-exits bench-mips
+
+# The soft engine on ringos's workloads and Debian's Linux boot (after `make linux`);
+# SOFT_BASELINE=DIR compares with another checkout (before/after a change).
+bench-soft: install
+	$(BIN)/python bench/soft_speed.py $${SOFT_BASELINE:+--baseline $$SOFT_BASELINE} $${SOFT_WORKLOADS:+--workloads $$SOFT_WORKLOADS}
 
 # ringvisor-oci against runc and crun (Debian's), on a busybox-static bundle: needs root.
 bench-containers: install

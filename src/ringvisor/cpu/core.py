@@ -61,6 +61,9 @@ class Core:
         self.tlb = [{}, {}, {}, {}]
         self.tlb_global: set[int] = set()
         self.code_pages: set[int] = set()   # physical pages holding compiled blocks
+        # Set when something must see every data access one by one (a
+        # debugger's watchpoints): repeated string instructions then leave bulk.
+        self.watch_memory = False
         # Compiled code bakes in the segment caches and CPL: any change bumps this.
         self.mode_epoch = 0
         # Bumped when memory may have changed behind the CPU (MMIO, port I/O).
@@ -283,11 +286,19 @@ class Core:
     # --- TLB -----------------------------------------------------------------------
     def flush_tlb(self, keep_global: bool = False) -> None:
         if keep_global and self.tlb_global and self.cr4 & CR4_PGE:
-            g = self.tlb_global
-            self.tlb = [{k: v for k, v in t.items() if k in g} for t in self.tlb]
-        else:
-            self.tlb = [{}, {}, {}, {}]
-            self.tlb_global = set()
+            # A CR3 load: only the pages not global go (few, with a kernel
+            # mapped global), and only what was derived from them.
+            dropped = set()
+            for t in self.tlb:
+                dropped.update(t.keys())
+            dropped -= self.tlb_global
+            for t in self.tlb:
+                for vpn in dropped:
+                    t.pop(vpn, None)
+            self.pages_dropped(dropped)
+            return
+        self.tlb = [{}, {}, {}, {}]
+        self.tlb_global = set()
         self.paging_changed()
 
     def invlpg(self, lin: int) -> None:
@@ -302,6 +313,11 @@ class Core:
 
     def page_invalidated(self, vpn: int) -> None:
         """Hook: one linear page's translation was dropped (INVLPG)."""
+        self.paging_changed()
+
+    def pages_dropped(self, vpns: set[int]) -> None:
+        """Hook: these linear pages' translations were dropped (a CR3 load
+        that kept the global pages)."""
         self.paging_changed()
 
     # --- small helpers -------------------------------------------------------------

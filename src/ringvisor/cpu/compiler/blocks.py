@@ -36,7 +36,7 @@ from ringvisor.cpu.semantics.protection import check
 MAX_MODES = 64
 # More traces than this and the cache starts over (code that keeps faulting
 # into new entry points, or a guest that runs much code once).
-MAX_TRACES = 2048
+MAX_TRACES = 8192
 # Code is interpreted until execution has reached it HOT times: compiling
 # costs milliseconds, which code run once or twice (boot, setup) never repays.
 HOT = 16
@@ -45,7 +45,7 @@ HOT = 16
 # Compiled code by source: the same guest code compiles to the same source
 # (another machine in this process, the cache started over, a page reloaded).
 _CODE: dict[str, object] = {}
-MAX_SHARED = 1024
+MAX_SHARED = MAX_TRACES
 
 
 def _code(src: str):
@@ -67,6 +67,7 @@ class BlockCache:
         self.blocks: dict = {}
         self.page_blocks: dict[int, list] = {}
         self.modes: dict = {}             # mode key -> {eip: Block}
+        self.by_page: dict[int, list] = {}   # linear page -> [(modes' dict, eip)] (for INVLPG)
         self.fast: dict = {}
         self.mode = None
         self.mode_seen = -1
@@ -79,6 +80,7 @@ class BlockCache:
         cpu.code_written = self.code_written
         cpu.paging_changed = self.paging_changed
         cpu.page_invalidated = self.page_invalidated
+        cpu.pages_dropped = self.pages_dropped
 
     def clear(self) -> None:
         self.blocks.clear()
@@ -93,6 +95,7 @@ class BlockCache:
 
     def _forget_lookups(self) -> None:
         self.modes.clear()
+        self.by_page.clear()
         self.mode_seen = -1
 
     def paging_changed(self) -> None:
@@ -102,11 +105,16 @@ class BlockCache:
     def page_invalidated(self, vpn: int) -> None:
         """INVLPG: forget what came from that page's translation only."""
         self.pages.forget(vpn)
-        for mode, fast in self.modes.items():
-            cs_base = mode[0][CS]
-            stale = [eip for eip in fast if ((cs_base + eip) & 0xFFFFFFFF) >> 12 == vpn]
-            for eip in stale:
-                del fast[eip]
+        for fast, eip in self.by_page.pop(vpn, ()):
+            fast.pop(eip, None)
+
+    def pages_dropped(self, vpns) -> None:
+        """A CR3 load kept the global pages: forget what came from the others."""
+        if len(vpns) > 256:
+            self.paging_changed()
+            return
+        for vpn in vpns:
+            self.page_invalidated(vpn)
 
     def code_written(self, p: int, n: int) -> None:
         """The CPU wrote [p, p+n) on a page holding traces: drop the ones it hits."""
@@ -148,6 +156,7 @@ class BlockCache:
         if fast is None:
             if len(self.modes) >= MAX_MODES:
                 self.modes.clear()
+                self.by_page.clear()
             fast = self.modes[self.mode] = {}
         self.fast = fast
 
@@ -244,6 +253,7 @@ class BlockCache:
                 return None
             b.seen = cpu.dev_epoch
         self.fast[eip] = b
+        self.by_page.setdefault(lin >> 12, []).append((self.fast, eip))
         return b
 
     # --- compilation ---------------------------------------------------------------

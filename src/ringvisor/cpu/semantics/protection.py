@@ -22,17 +22,22 @@ CR4_VALID = 0x1 | 0x2 | CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
 CR4_VMXE = 0x2000                # set in non-root operation (IA32_VMX_CR4_FIXED0), owned by the monitor
 
 
+# The policy bits as plain ints: IntFlag's & is a Python-level call, and
+# check() runs before every privileged or I/O instruction.
+_PMODE, _PRIV, _TSD, _IOPL = int(PMODE), int(PRIV), int(TSD), int(IOPL)
+
+
 def check(cpu, ins) -> None:
-    f = ins.flags
-    if f & PMODE and (not cpu.pe or cpu.flags & VM):
+    f = int(ins.flags)
+    if f & _PMODE and (not cpu.pe or cpu.flags & VM):
         raise ud()
-    if f & PRIV:
+    if f & _PRIV:
         if cpu.cpl:
             raise gp(0)
-    elif f & TSD:
+    elif f & _TSD:
         if cpu.cr4 & CR4_TSD and cpu.cpl:
             raise gp(0)
-    elif f & IOPL and cpu.pe and cpu.cpl > cpu.iopl:
+    elif f & _IOPL and cpu.pe and cpu.cpl > cpu.iopl:
         mn = ins.row.mnemonic
         if mn in ("CLI", "STI"):
             raise gp(0)

@@ -2,17 +2,28 @@
 OUTS with REP/REPE/REPNE. A repeated instruction runs at most CHUNK
 iterations per execution and then restarts itself (EIP unchanged), which is
 exactly how hardware lets interrupts in between iterations; a fault in the
-middle leaves the count and index registers of the completed iterations."""
+middle leaves the count and index registers of the completed iterations.
+
+REP MOVS, REP STOS and REP SCASB go in bulk (bulk.py) over each run of
+elements that nothing can interrupt: inside one page of RAM whose
+translation the TLB holds, inside the segment limits and the address size.
+Anything else (the first element on a page not in the TLB yet, an element
+crossing a page, the limit, MMIO) takes one element through the ordinary
+memory path, which faults exactly where the SDM says; the next run goes on
+in bulk."""
 from __future__ import annotations
 
 from ringvisor.cpu import flags as FL
 from ringvisor.cpu.core import DF, DS, ES, ZF
+from ringvisor.cpu.semantics import bulk
 from ringvisor.cpu.semantics.registry import register
 
 CHUNK = 4096
 
 
 def _make(kind: str, byte: bool):
+    bulk_run = bulk.RUNS.get(kind if kind != "SCAS" or byte else "")
+
     def fn(cpu, ins):
         w = 1 if byte else ins.osz
         a16 = ins.asz == 2
@@ -27,6 +38,20 @@ def _make(kind: str, byte: bool):
                 return
         n = 0
         while True:
+            if rep and bulk_run is not None and not cpu.watch_memory:
+                # k elements done in bulk (0: none could be, do one below);
+                # `stop`: a REPE/REPNE condition ended the instruction.
+                k, stop = bulk_run(cpu, src, w, step, amask, min(cnt, CHUNK - n), rep)
+                if k:
+                    cnt = (cnt - k) & amask
+                    r[1] = (r[1] & 0xFFFF0000) | cnt if a16 else cnt
+                    if cnt == 0 or stop:
+                        return
+                    n += k
+                    if n >= CHUNK:
+                        cpu.eip = cpu.cur_eip      # continue on the next execution
+                        return
+                    continue
             if kind == "MOVS":
                 v = cpu.rd(src, r[6] & amask, w)
                 cpu.wr(ES, r[7] & amask, w, v)

@@ -29,16 +29,19 @@ REG_KINDS = ("E", "G", "Z", "reg")
 
 
 class Template:
-    __slots__ = ("emit", "can", "reads", "kills", "stack")
+    __slots__ = ("emit", "can", "reads", "kills", "stack", "memory")
 
 
 TEMPLATES: dict[str, Template] = {}
 
 
-def template(*families, reads=False, kills=False, stack=False, can=None):
+def template(*families, reads=False, kills=False, stack=False, memory=False, can=None):
+    """`memory`: the instruction reaches memory without a memory operand
+    (string instructions), so it may fault like one."""
     def deco(fn):
         t = Template()
         t.emit, t.can, t.reads, t.kills, t.stack = fn, can or (lambda ins: True), reads, kills, stack
+        t.memory = memory
         for f in families:
             TEMPLATES[f] = t
         return fn
@@ -66,7 +69,7 @@ def effects(g, s):
     if t is None:
         return True, False, True
     kills = t.kills(s.ins) if callable(t.kills) else t.kills
-    return t.reads, kills, bool(s.ins.mem or t.stack)
+    return t.reads, kills, bool(s.ins.mem or t.stack or t.memory)
 
 
 def emit(g, s) -> bool:
