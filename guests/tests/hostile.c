@@ -6,8 +6,9 @@
  *          POPF cannot set IF, so under trap-and-emulate it waits forever)
  *   how=4  reads the first byte past the RAM the memory map gives it (under
  *          a monitor: the monitor's reserved region)
- *   how=5  writes linear 0xF0000000 (a monitor's hole); a #GP or #PF is
- *          reported and exits with status 13 or 14
+ *   how=5  writes linear 0xFFC00000 (where trap and bt map their region,
+ *          every guest segment cut below it); a #GP or #PF is reported and
+ *          exits with status 13 or 14
  * It runs with its own GDT and IDT (kernel code 0x08, data 0x10). */
 #include "lib.h"
 
@@ -98,8 +99,8 @@ int kmain(u32 magic, struct multiboot_info *mbi)
         return 0;
     }
     case 5:
-        puts("writing to 0xf0000000\n");
-        *(volatile u32 *)0xf0000000u = 0xdeadbeef;
+        puts("writing to 0xffc00000\n");
+        *(volatile u32 *)0xffc00000u = 0xdeadbeef;
         puts("written\n");
         return 0;
     }

@@ -60,7 +60,7 @@ def test_the_popf_hole_is_detected_not_a_hang(test_kernels):
 def test_the_monitors_memory_is_out_of_reach(test_kernels, ring):
     report = crash_report(test_kernels / "hostile.elf", "how=4", ring=ring)
     assert "memory the memory map reserves for the monitor" in report
-    # The hole at 0xF0000000: beyond every guest segment's limit (a #GP the
-    # guest's own handler reports).
+    # The region's linear addresses (0xFFC00000 up): beyond every guest
+    # segment's limit (a #GP the guest's own handler reports).
     result, out = run(test_kernels / "hostile.elf", "how=5", ring=ring)
     assert result.status == 13 and "#GP at the monitor's hole" in out

@@ -31,14 +31,17 @@ def region(mb: int = 16) -> R.MonitorRegion:
 def test_kernel_view_deprivileges_and_cuts_at_the_hole(ring):
     gdt = ShadowGdt(region(), ring)
     kcode = decode(gdt.rewrite(encode_segment(0, FLAT, 0xB, 0), KERNEL_VIEW))
-    assert kcode.dpl == ring and kcode.present and kcode.limit == 0xEFFFFFFF
+    assert kcode.dpl == ring and kcode.present and kcode.limit == 0xFFBFFFFF
     ucode = encode_segment(0, FLAT, 0xB, 3)
     assert not decode(gdt.rewrite(ucode, KERNEL_VIEW)).present      # IRET to user mode faults
     assert decode(gdt.rewrite(ucode, USER_VIEW)).present
     assert decode(gdt.rewrite(encode_segment(0, FLAT, 0x3, 0), USER_VIEW)).dpl == 0
     small = decode(gdt.rewrite(encode_segment(0x1000, 0xFFFF, 0x3, 0), KERNEL_VIEW))
     assert small.base == 0x1000 and small.limit == 0xFFFF
-    assert not decode(gdt.rewrite(encode_segment(0xF0000000, 0xFFF, 0x3, 0), KERNEL_VIEW)).present
+    assert not decode(gdt.rewrite(encode_segment(0xFFC00000, 0xFFF, 0x3, 0), KERNEL_VIEW)).present
+    # 0xF0000000-0xFFBFFFFF stays the guest's: the xAPIC, I/O APIC and HPET live there.
+    apic = decode(gdt.rewrite(encode_segment(0xFEE00000, 0xFFF, 0x3, 0), KERNEL_VIEW))
+    assert apic.present and apic.base == 0xFEE00000 and apic.limit == 0xFFF
 
 
 def test_system_descriptors_stay_out_and_the_monitor_keeps_its_own():

@@ -4,8 +4,8 @@ in two views, plus the monitor's own entries at the top of the table.
 Guest selectors keep their indices, so the guest's selector values stay
 valid. The rewriting (done at every LGDT the guest executes):
 
-* limits are cut below 0xF0000000, so no guest segment reaches the
-  monitor's region (in ring 1 that region's supervisor pages are otherwise
+* limits are cut below the region's linear base (0xFFC00000 under trap
+  and bt), so no guest segment reaches the monitor's region (in ring 1 that region's supervisor pages are otherwise
   reachable; VirtualBox's 0/1/3 model relied on the same cut);
 * kernel view (virtual CPL 0): DPL 0 becomes the real ring of the guest
   kernel (1, or 3 with ring compression), and the guest's ring-3 code
@@ -29,7 +29,6 @@ from ringvisor.monitors.common.descriptors import decode, is_null, with_fields
 from ringvisor.monitors.common.real_tables import FIRST_MONITOR_SELECTOR, monitor_descriptors
 
 KERNEL_VIEW, USER_VIEW = 0, 1
-HOLE = R.LINEAR_BASE
 
 
 class ShadowGdt:
@@ -82,17 +81,17 @@ class ShadowGdt:
 
     def _cut_limit(self, d) -> int | None:
         """The limit that keeps the segment below the hole; None if none can."""
-        base, limit = d.base, d.limit
+        base, limit, hole = d.base, d.limit, self.region.linear_base
         expand_down = not d.code and d.type & 4
         if expand_down:
             top = 0xFFFFFFFF if d.hi & 0x400000 else 0xFFFF
-            return limit if base + top < HOLE else None
-        if base >= HOLE:
+            return limit if base + top < hole else None
+        if base >= hole:
             return None
-        if base + limit < HOLE:
+        if base + limit < hole:
             return limit
         self.cut += 1
-        cut = HOLE - 1 - base
+        cut = hole - 1 - base
         return cut if cut <= 0xFFFFF else ((cut + 1) & ~0xFFF) - 1
 
     def descriptor(self, view: int, selector: int):

@@ -83,7 +83,7 @@ class ShadowMmu:
                     self._drop_directory(old)
                     break
         frame = self._alloc()
-        self.region.write_u32(frame + 4 * R.HOLE_PDE, monitor_pde(self.region))
+        self.region.write_u32(frame + 4 * self.region.hole_pde, monitor_pde(self.region))
         guest = key[0] if key[0] != PHYS else None
         d = Table(frame, key, guest, 2)
         self.directories[key] = d
@@ -101,7 +101,7 @@ class ShadowMmu:
         write to a read-only page with CR0.WP=0): the caller lets that one
         write through by single-stepping. Raises VirtualFault when the guest
         itself would fault."""
-        if lin >= R.LINEAR_BASE:
+        if lin >= self.region.linear_base:
             raise VirtualFault(14, (2 if write else 0) | (4 if user else 0), lin)
         phys = self.gmmu.walk(lin, write, user)
         if self.region.contains(phys):
@@ -249,7 +249,7 @@ class ShadowMmu:
                     self._set_pte(t.frame + 4 * i, self._derive(t, i))
 
     def _mirror_pde(self, d: Table, i: int) -> None:
-        if i >= R.HOLE_PDE:
+        if i >= self.region.hole_pde:
             return
         old = self.region.read_u32(d.frame + 4 * i)
         if old & P:
@@ -302,7 +302,7 @@ class ShadowMmu:
         self.need_flush = True
 
     def _drop_directory(self, d: Table) -> None:
-        for i in range(R.HOLE_PDE):
+        for i in range(self.region.hole_pde):
             if self.region.read_u32(d.frame + 4 * i) & P:
                 self._unlink(d, i)
         self.directories.pop(d.key, None)
