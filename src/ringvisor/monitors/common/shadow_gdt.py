@@ -19,7 +19,9 @@ valid. The rewriting (done at every LGDT the guest executes):
   TR is the monitor's TSS and descriptor-table registers are virtual.
 
 Descriptors are written with the accessed bit set so the CPU never writes
-to the real GDT.
+to the real GDT. Descriptors the guest writes after its LGDT (Linux: the TLS
+slots at every context switch, the ESPFIX stack segment) reach `update`
+through the write watch of gdt_watch.py.
 """
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ class ShadowGdt:
                       USER_VIEW: region.physical(R.GDT_USER_VIEW)}
         self.loaded_bytes = 0
         self.cut = 0                          # descriptors whose limit was cut at the hole
+        self.updated = 0                      # descriptors rewritten after LGDT (update)
         for view, base in self.bases.items():
             for sel, raw in monitor_descriptors(region).items():
                 region.write_u64(base + sel, raw)
@@ -60,6 +63,16 @@ class ShadowGdt:
                 out[off:off + 8] = self.rewrite(raw, view).to_bytes(8, "little")
             self.region.write_bytes(base, bytes(out))
         self.loaded_bytes = n
+
+    def update(self, offset: int, guest_bytes: bytes) -> None:
+        """The guest rewrote descriptors from byte `offset` (a multiple of 8)
+        of its loaded GDT: rewrite those in both views."""
+        end = min(offset + len(guest_bytes), self.loaded_bytes)
+        for off in range(max(offset, 8), end, 8):
+            raw = int.from_bytes(guest_bytes[off - offset:off - offset + 8], "little")
+            for view, base in self.bases.items():
+                self.region.write_u64(base + off, self.rewrite(raw, view))
+        self.updated += max(0, (end - max(offset, 8) + 7) // 8)
 
     def rewrite(self, raw: int, view: int) -> int:
         d = decode(raw)

@@ -56,6 +56,7 @@ class ShadowMmu:
         self.current: Table | None = None
         self.need_flush = False
         self.protected: set[int] = set()             # guest frames kept read-only for a client (bt: code)
+        self.descriptor_frames: set[int] = set()     # guest frames holding the guest's GDT (gdt_watch.py)
 
     # --- which directory the real CPU uses -------------------------------------------
     def view(self) -> int:
@@ -166,7 +167,8 @@ class ShadowMmu:
             frame = ((key[1] << 22) | (i << 12))
             if self.region.contains(frame):
                 return 0
-            return frame | P | US | A | (0 if frame in self.protected else RW | D)
+            kept = frame in self.protected or frame in self.descriptor_frames
+            return frame | P | US | A | (0 if kept else RW | D)
         if key[0] == "big":
             gpde = self._guest_u32(key[1] + 4 * key[2])
             g = (gpde & 0xFFC00000 | i << 12) | (gpde & 0xFFF & ~PS)
@@ -183,7 +185,8 @@ class ShadowMmu:
             us = US
         else:
             us = g & US
-        writable = g & RW and g & D and frame not in self.derived and frame not in self.protected
+        writable = g & RW and g & D and frame not in self.derived and frame not in self.protected \
+            and frame not in self.descriptor_frames
         return frame | P | A | us | ((RW | D) if writable else 0)
 
     def _set_pte(self, addr: int, new: int) -> None:
@@ -225,6 +228,15 @@ class ShadowMmu:
     def unprotect(self, frame: int) -> None:
         """Writable again at the next fill (read-only entries fault once)."""
         self.protected.discard(frame)
+
+    def watch_descriptors(self, frame: int) -> None:
+        """Keep guest frame `frame` read-only: it holds the guest's GDT."""
+        if frame not in self.descriptor_frames:
+            self.descriptor_frames.add(frame)
+            self._write_protect(frame)
+
+    def unwatch_descriptors(self, frame: int) -> None:
+        self.descriptor_frames.discard(frame)
 
     def traced(self, phys: int) -> bool:
         return (phys & 0xFFFFF000) in self.derived

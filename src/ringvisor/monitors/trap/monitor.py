@@ -35,6 +35,7 @@ from ringvisor.monitors.common.delivery import (EXC, EXT, HAS_ERROR_CODE, Triple
 from ringvisor.monitors.common.descriptors import decode, raw_of
 from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
 from ringvisor.monitors.common.realcpu import RealCpu
+from ringvisor.monitors.common.gdt_watch import GdtWatch
 from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import Stepper
@@ -67,6 +68,8 @@ class TrapMonitor:
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
         self.stepper = Stepper(self.region, self.shadow)
+        self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
+        self.stepper.on_descriptor_write = self.gdt_watch.written
         self.masked_limit = MASKED_LIMIT
         self.last_trap_at = 0
         self.if_cleared_by = "boot"
@@ -276,7 +279,8 @@ class TrapMonitor:
         if lift is not None:
             pte_addr, frame = lift
             self.stats["pte_write_traps" if self.shadow.traced(frame) else
-                       "code_write_steps" if frame in self.shadow.protected else "wp0_write_steps"] += 1
+                       "code_write_steps" if frame in self.shadow.protected else
+                       "gdt_write_steps" if frame in self.shadow.descriptor_frames else "wp0_write_steps"] += 1
             self.stepper.lift(pte_addr, frame)
         else:
             self.stats["hidden_faults"] += 1
@@ -381,6 +385,7 @@ class TrapMonitor:
     def load_gdt(self, gdtr: TableRegister) -> None:
         self.vcpu.gdtr = gdtr
         self.gdt.load(self.gmmu.read(gdtr.base, gdtr.limit + 1, what="the guest's GDT"))
+        self.gdt_watch.watch(gdtr.base, gdtr.limit)
         if self.cs_watch is not None:
             self.cs_watch.gdt_loaded()
         self.stats["gdt_loads"] += 1
@@ -391,6 +396,7 @@ class TrapMonitor:
         old, v.cr0 = v.cr0, new
         if (old ^ new) & E.CR0_PG:
             self.shadow_reset()
+            self.gdt_watch.rewatch()
 
     def shadow_reset(self) -> None:
         self.shadow.reset()
@@ -407,6 +413,8 @@ class TrapMonitor:
         frame = phys & 0xFFFFF000
         if self.shadow.traced(frame):
             self.shadow.mirror(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+        if frame in self.shadow.descriptor_frames:
+            self.gdt_watch.written(frame, phys & 0xFFF, (phys & 0xFFF) + length)
 
     def crash(self, what: str, st: CpuState):
         view = self.vcpu.view(st)
@@ -434,7 +442,8 @@ class TrapMonitor:
                 "hidden_faults", "fills", "pte_write_traps", "pte_writes_mirrored", "wp0_write_steps",
                 "cr3_writes", "invlpg", "directories_created", "page_tables_created",
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
-            "gdt_loads": s["gdt_loads"], "delivery_faults": s["delivery_faults"],
+            "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
+            "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
         }
