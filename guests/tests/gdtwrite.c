@@ -15,7 +15,7 @@
 
 typedef unsigned long long u64;
 
-static u64 gdt[4] __attribute__((aligned(8)));
+static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE;
 static u64 idt[14] __attribute__((aligned(8)));
 static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr, idtr;
 static volatile u32 first = 0x11111111, second = 0x22222222;
@@ -53,7 +53,7 @@ u32 kmain(u32 magic, const struct multiboot_info *mbi)
 {
     gdt[1] = descriptor(0, 0xFFFFF, 0xB);
     gdt[2] = descriptor(0, 0xFFFFF, 0x3);
-    gdtr.limit = sizeof(gdt) - 1;
+    gdtr.limit = 4 * 8 - 1;
     gdtr.base = (u32)gdt;
     u32 handler = (u32)gp_stub;
     idt[13] = (handler & 0xFFFF) | 0x08 << 16 | (u64)(0x8E00 | (handler & 0xFFFF0000)) << 32;

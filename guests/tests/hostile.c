@@ -15,7 +15,7 @@
 typedef unsigned long long u64;
 
 volatile u32 hostile_ticks;
-static u64 gdt[3], idt[256];
+static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE, idt[256];
 static u8 garbage[512];
 
 extern char irq0_entry[], gp_entry[], pf_entry[];
@@ -43,7 +43,7 @@ static void tables(void)
 {
     gdt[1] = 0x00cf9b000000ffffull;         /* 0x08: ring-0 code, flat */
     gdt[2] = 0x00cf93000000ffffull;         /* 0x10: ring-0 data, flat */
-    struct dtr g = { sizeof(gdt) - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
+    struct dtr g = { 3 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     idt[13] = gate(gp_entry);
     idt[14] = gate(pf_entry);
     idt[0x20] = gate(irq0_entry);
