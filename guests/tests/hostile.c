@@ -9,6 +9,9 @@
  *   how=5  writes linear 0xFFC00000 (where trap and bt map their region,
  *          every guest segment cut below it); a #GP or #PF is reported and
  *          exits with status 13 or 14
+ *   how=6  reads linear 0xFEE00030 with paging off (the xAPIC's version
+ *          register, where a PC has one): below the monitors' region, so
+ *          the read reaches the machine's MMIO bus as natively; exits 0
  * It runs with its own GDT and IDT (kernel code 0x08, data 0x10). */
 #include "lib.h"
 
@@ -98,6 +101,11 @@ int kmain(u32 magic, struct multiboot_info *mbi)
         puts(" read\n");
         return 0;
     }
+    case 6:
+        puts("reading 0xfee00030: ");
+        put_hex(*(volatile u32 *)0xfee00030u);
+        puts("\n");
+        return 0;
     case 5:
         puts("writing to 0xffc00000\n");
         *(volatile u32 *)0xffc00000u = 0xdeadbeef;
