@@ -69,7 +69,7 @@ class TrapMonitor:
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
         self.stepper = Stepper(self.region, self.shadow)
         self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
-        self.stepper.on_descriptor_write = self.gdt_watch.written
+        self.stepper.on_descriptor_write = self._descriptors_written
         self.masked_limit = MASKED_LIMIT
         self.last_trap_at = 0
         self.if_cleared_by = "boot"
@@ -414,7 +414,14 @@ class TrapMonitor:
         if self.shadow.traced(frame):
             self.shadow.mirror(frame, phys & 0xFFF, (phys & 0xFFF) + length)
         if frame in self.shadow.descriptor_frames:
-            self.gdt_watch.written(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+            self._descriptors_written(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+
+    def _descriptors_written(self, frame: int, lo: int, hi: int) -> None:
+        """Bytes of the guest's GDT changed: the real GDT follows, and CS's
+        slot may now name another descriptor, as after an LGDT."""
+        self.gdt_watch.written(frame, lo, hi)
+        if self.cs_watch is not None:
+            self.cs_watch.gdt_loaded()
 
     def crash(self, what: str, st: CpuState):
         view = self.vcpu.view(st)
