@@ -27,6 +27,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
+from ringvisor.monitors.common import cut_limit
 from ringvisor.monitors.common import emulate as E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
@@ -69,6 +70,7 @@ class TrapMonitor:
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
         self.stepper = Stepper(self.region, self.shadow)
         self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
+        self.lifted: tuple[str, Segment] | None = None     # a cut segment lifted for one step
         self.stepper.on_descriptor_write = self._descriptors_written
         self.masked_limit = MASKED_LIMIT
         self.last_trap_at = 0
@@ -208,7 +210,7 @@ class TrapMonitor:
         if external or vector != 14:
             self.same_fault = (None, 0)       # progress: the next #PF starts a new count
         if self.stepper.active and (external or vector != 14):
-            self.stepper.end(st)
+            self._end_step(st)
             if vector == 1 and not external:
                 self.trap_kinds["#DB (monitor single-step)"] += 1
                 return self._resume(st)
@@ -251,6 +253,9 @@ class TrapMonitor:
             self.emulated[name] -= 1
             if not self.emulated[name]:
                 del self.emulated[name]
+            lift = cut_limit.lifted_cache(self, st, ins) if vector == 13 and code == 0 else None
+            if lift is not None:
+                return self._step_beyond_cut(st, *lift)
             return self._reflect(st, vector, code)
         if result == E.SHADOW and self.pic.pending():
             self.stepper.interrupt_shadow()
@@ -258,6 +263,24 @@ class TrapMonitor:
             self._resume(st)
             return Halt()
         return self._resume(st)
+
+    def _step_beyond_cut(self, st, name: str, lifted: Segment):
+        """Run one instruction with segment `name` at the guest's own limit
+        (cut_limit.py); `_end_step` puts the cut back."""
+        self.lifted = (name, getattr(st, name))
+        setattr(st, name, lifted)
+        self.stats["cut_limit_steps"] += 1
+        self.stepper.single_step()
+        return self._resume(st)
+
+    def _end_step(self, st) -> None:
+        self.stepper.end(st)
+        if self.lifted is not None:
+            name, cut = self.lifted
+            self.lifted = None
+            now = getattr(st, name)
+            if now.selector == cut.selector and now.base == cut.base:
+                setattr(st, name, cut)
 
     def _page_fault(self, st, code: int):
         lin = st.cr2
@@ -274,7 +297,7 @@ class TrapMonitor:
             return self._resume(st)
         except VirtualFault:
             if self.stepper.active:
-                self.stepper.end(st)
+                self._end_step(st)
             raise
         if lift is not None:
             pte_addr, frame = lift
@@ -450,6 +473,7 @@ class TrapMonitor:
                 "cr3_writes", "invlpg", "directories_created", "page_tables_created",
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
             "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
+            "cut_limit_steps": s["cut_limit_steps"],
             "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
