@@ -22,6 +22,19 @@ def test_bios_sign_id_reads_no_microcode_update_after_cpuid():
     assert (rig.cpu.r[2], rig.cpu.r[0]) == (0, 0)
 
 
+def test_platform_id_reads_platform_0_and_is_read_only():
+    # Linux's microcode driver: pf = 1 << ((edx >> 18) & 7), "pf=0x1".
+    rig = Rig()
+    rig.protected("mov ecx, 0x17\nmov eax, 0xffffffff\nmov edx, eax\nrdmsr\nhlt")
+    rig.intercept(13)
+    assert isinstance(rig.run(), Halt) and (rig.cpu.r[2], rig.cpu.r[0]) == (0, 0)
+    rig = Rig()
+    rig.protected("mov ecx, 0x17\nxor eax, eax\nxor edx, edx\nwrmsr\nhlt")
+    rig.intercept(13)
+    e = rig.run()
+    assert isinstance(e, Fault) and e.vector == 13
+
+
 @pytest.mark.parametrize("msr", [0x1A0, 0xC0000080])     # MISC_ENABLE (Pentium 4 on), EFER
 def test_msrs_this_cpu_lacks_are_gp(msr):
     rig = Rig()

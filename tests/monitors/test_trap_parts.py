@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
+from ringvisor.cpu_state import CpuState
 from ringvisor.machine.memory import GuestMemory
+from ringvisor.monitors.common import emulate as E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
 from ringvisor.monitors.common.descriptors import decode, encode_segment
@@ -144,3 +146,19 @@ def test_ring_compression_has_two_views():
     g.v.cpl = 3
     g.shadow.activate()
     assert g.shadow.lookup(0x5000) is None                           # user view: not there at all
+
+
+def test_the_monitors_answer_the_msrs_the_soft_cpu_has():
+    # IA32_BIOS_SIGN_ID (0x8B) and IA32_PLATFORM_ID (0x17), as cpu/semantics
+    # answers them: Linux reads both with unchecked RDMSR on a Pentium II.
+    class Mon:
+        vcpu = VirtualCpu(ring=1)
+
+    assert E.wrmsr(Mon, CpuState(ecx=0x8B, eax=0, edx=0), None) == E.NEXT
+    for msr in (0x8B, 0x17):
+        st = CpuState(ecx=msr, eax=0xFFFFFFFF, edx=0xFFFFFFFF)
+        assert E.rdmsr(Mon, st, None) == E.NEXT and (st.edx, st.eax) == (0, 0)
+    with pytest.raises(VirtualFault):
+        E.wrmsr(Mon, CpuState(ecx=0x17), None)
+    with pytest.raises(VirtualFault):
+        E.rdmsr(Mon, CpuState(ecx=0x1A0), None)

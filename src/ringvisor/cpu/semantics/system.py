@@ -34,6 +34,10 @@ MSR_TSC, MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP = 0x10, 0x174, 0x17
 # here). Software writes 0 before the CPUID; the write is accepted and, with
 # no update to report, changes nothing (so KVM and QEMU model it too).
 MSR_BIOS_SIGN_ID, MICROCODE_REVISION = 0x8B, 0
+# IA32_PLATFORM_ID (read-only): bits 52:50 name the platform a microcode
+# update must match; Linux's microcode driver reads it on family 6 from
+# model 5 on. Platform 0 here.
+MSR_PLATFORM_ID, PLATFORM_ID = 0x17, 0
 
 
 @sem("HLT")
@@ -121,6 +125,8 @@ def rdmsr(cpu, ins):
         v = cpu.msr.get(n, 0)
     elif n == MSR_BIOS_SIGN_ID:
         v = MICROCODE_REVISION << 32
+    elif n == MSR_PLATFORM_ID:
+        v = PLATFORM_ID << 50
     else:
         raise gp(0)
     cpu.r[0], cpu.r[2] = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF

@@ -14,7 +14,7 @@ deprivileging artefact": the original fault goes to the guest unchanged.
 from __future__ import annotations
 
 from ringvisor.cpu.isa.decoder import decode
-from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID
+from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
 from ringvisor.monitors.common import delivery, fast_syscall
 from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, guest_descriptor
@@ -233,6 +233,8 @@ def rdmsr(mon, st, ins):
         value = mon.vcpu.msr.get(n, 0)
     elif n == MSR_BIOS_SIGN_ID:
         value = MICROCODE_REVISION << 32                        # the soft CPU's: no update loaded
+    elif n == MSR_PLATFORM_ID:
+        value = PLATFORM_ID << 50
     else:
         raise VirtualFault(GP, 0)
     st.eax, st.edx = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
