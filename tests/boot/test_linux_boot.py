@@ -1,8 +1,8 @@
 """Debian 12's own i386 kernel booting on the soft engine (issue 13):
-natively, under binary translation and under trap-and-emulate (ring 1).
-Each boot takes minutes, so `make test-linux` runs them (after `make
-linux`), not `make test`; RINGVISOR_LINUX_TECHNIQUES (default
-"native,bt,trap") chooses which.
+natively, under binary translation and under trap-and-emulate (ring 1 and
+ring 3). Each boot takes minutes, so `make test-linux` runs them (after
+`make linux`), not `make test`; RINGVISOR_LINUX_TECHNIQUES (default
+"native,bt,trap,trap:3", a technique and optionally :ring) chooses which.
 
 One boot per technique serves every test here; it stops at the first of:
 the guest's reset (the initramfs ends with `reboot -f`), a kernel panic,
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "guests" / "linux" / "build"
 LIMIT_S = 3000
 MEMORY = 64 << 20
-TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", "native,bt,trap").split(",") if t]
+TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", "native,bt,trap,trap:3").split(",") if t]
 STOP_MARKS = (b"Kernel panic", b"x86/fpu: Giving up")
 
 pytestmark = [
@@ -33,14 +33,15 @@ pytestmark = [
 
 
 class Boot:
-    def __init__(self, technique: str):
+    def __init__(self, choice: str):
         from ringvisor import monitors
         from ringvisor.errors import RingvisorError
         from ringvisor.boot import linux
         from ringvisor.vm import VmConfig, build_machine
-        self.technique = technique
+        technique, _, ring = choice.partition(":")
+        self.technique, self.name = technique, choice
         self.console = bytearray()
-        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique, ring=1,
+        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique, ring=int(ring or 1),
                           modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
                           timeout=LIMIT_S, cmdline="", memory=MEMORY)
         self.machine = build_machine(config, self._write)
@@ -69,7 +70,7 @@ class Boot:
 @pytest.fixture(scope="module", params=TECHNIQUES)
 def boot(request):
     b = Boot(request.param)
-    line = f"\nlinux boot, {b.technique}: {b.instructions:,} instructions in {b.wall:.0f} s; ended: {b.reason}"
+    line = f"\nlinux boot, {b.name}: {b.instructions:,} instructions in {b.wall:.0f} s; ended: {b.reason}"
     mon = b.stats.get("monitor") or {}
     if mon.get("traps"):
         kinds = ", ".join(f"{k} {n:,}" for k, n in mon["traps_by_kind"].items())
