@@ -15,8 +15,8 @@
 
 typedef unsigned long long u64;
 
-static u64 gdt_a[3] __attribute__((aligned(8)));
-static u64 gdt_b[3] __attribute__((aligned(8)));
+static u64 gdt_a[GDT_PAGE_QWORDS] GDT_PAGE;
+static u64 gdt_b[GDT_PAGE_QWORDS] GDT_PAGE;
 static u64 idt[14] __attribute__((aligned(8)));
 static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr_a, gdtr_b, idtr;
 
@@ -48,7 +48,7 @@ u32 kmain(u32 magic, const struct multiboot_info *mbi)
     gdt_a[2] = descriptor(0, 0xFFFFF, 0x3);
     gdt_b[1] = descriptor(0, (16 << 20 >> 12) - 1, 0xB);
     gdt_b[2] = gdt_a[2];
-    gdtr_a.limit = gdtr_b.limit = sizeof(gdt_a) - 1;
+    gdtr_a.limit = gdtr_b.limit = 3 * 8 - 1;
     gdtr_a.base = (u32)gdt_a;
     gdtr_b.base = (u32)gdt_b;
     u32 handler = (u32)gp_stub;

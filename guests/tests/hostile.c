@@ -6,15 +6,19 @@
  *          POPF cannot set IF, so under trap-and-emulate it waits forever)
  *   how=4  reads the first byte past the RAM the memory map gives it (under
  *          a monitor: the monitor's reserved region)
- *   how=5  writes linear 0xF0000000 (a monitor's hole); a #GP or #PF is
- *          reported and exits with status 13 or 14
+ *   how=5  writes linear 0xFFC00000 (where trap and bt map their region,
+ *          every guest segment cut below it); a #GP or #PF is reported and
+ *          exits with status 13 or 14
+ *   how=6  reads linear 0xFEE00030 with paging off (the xAPIC's version
+ *          register, where a PC has one): below the monitors' region, so
+ *          the read reaches the machine's MMIO bus as natively; exits 0
  * It runs with its own GDT and IDT (kernel code 0x08, data 0x10). */
 #include "lib.h"
 
 typedef unsigned long long u64;
 
 volatile u32 hostile_ticks;
-static u64 gdt[3], idt[256];
+static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE, idt[256];
 static u8 garbage[512];
 
 extern char irq0_entry[], gp_entry[], pf_entry[];
@@ -42,7 +46,7 @@ static void tables(void)
 {
     gdt[1] = 0x00cf9b000000ffffull;         /* 0x08: ring-0 code, flat */
     gdt[2] = 0x00cf93000000ffffull;         /* 0x10: ring-0 data, flat */
-    struct dtr g = { sizeof(gdt) - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
+    struct dtr g = { 3 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     idt[13] = gate(gp_entry);
     idt[14] = gate(pf_entry);
     idt[0x20] = gate(irq0_entry);
@@ -97,9 +101,14 @@ int kmain(u32 magic, struct multiboot_info *mbi)
         puts(" read\n");
         return 0;
     }
+    case 6:
+        puts("reading 0xfee00030: ");
+        put_hex(*(volatile u32 *)0xfee00030u);
+        puts("\n");
+        return 0;
     case 5:
-        puts("writing to 0xf0000000\n");
-        *(volatile u32 *)0xf0000000u = 0xdeadbeef;
+        puts("writing to 0xffc00000\n");
+        *(volatile u32 *)0xffc00000u = 0xdeadbeef;
         puts("written\n");
         return 0;
     }

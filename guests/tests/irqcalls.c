@@ -11,7 +11,7 @@
 typedef unsigned long long u64;
 
 volatile u32 ticks;
-static u64 gdt[3], idt[256];
+static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE, idt[256];
 
 extern char irq0_entry[];
 __asm__(".text\n"
@@ -30,7 +30,7 @@ static void setup(void)
 {
     gdt[1] = 0x00cf9b000000ffffull;
     gdt[2] = 0x00cf93000000ffffull;
-    struct dtr g = { sizeof(gdt) - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
+    struct dtr g = { 3 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     idt[0x20] = gate(irq0_entry);
     __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
                      " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1"

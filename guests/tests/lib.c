@@ -63,14 +63,14 @@ void exit(u32 status)
         __asm__ volatile("cli; hlt");
 }
 
-static u32 gdt[2 * 5] __attribute__((aligned(8))) = {
+static u32 gdt[2 * GDT_PAGE_QWORDS] GDT_PAGE = {
     0, 0,
     0x0000FFFF, 0x00CF9A00,   /* 0x08 ring-0 code: SYSENTER_CS */
     0x0000FFFF, 0x00CF9200,   /* 0x10 ring-0 data (SYSENTER_CS + 8) */
     0x0000FFFF, 0x00CFFA00,   /* 0x18 ring-3 code (SYSENTER_CS + 16) */
     0x0000FFFF, 0x00CFF200,   /* 0x20 ring-3 data (SYSENTER_CS + 24) */
 };
-static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { sizeof(gdt) - 1, (u32)gdt };
+static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { 5 * 8 - 1, (u32)gdt };
 
 void ring3_enter(void (*fn)(void), u32 *stack_top)
 {

@@ -20,6 +20,12 @@ static inline void wrmsr(u32 msr, u32 value)
 }
 
 /* Selectors of the GDT ring3_enter loads (SYSENTER_CS is 0x08). */
+/* A GDT in a page of its own: ringvisor's trap and bt monitors watch the
+ * GDT's page (descriptors written after LGDT), so any other store there,
+ * a stack push included, would cost them two traps. */
+#define GDT_PAGE __attribute__((aligned(4096)))
+#define GDT_PAGE_QWORDS 512
+
 #define SEL_KCODE 0x08
 #define SEL_KDATA 0x10
 #define SEL_UCODE 0x1B

@@ -37,7 +37,8 @@ class VmConfig:
         return MachineConfig(kernel=self.kernel, engine=self.engine, memory=self.memory,
                              cmdline=self.cmdline, modules=self.modules,
                              image_format=self.image_format, timeout=self.timeout,
-                             reserved_top=monitors.reserved_top(self.technique, self.engine))
+                             reserved_top=monitors.reserved_top(self.technique, self.engine),
+                             reserved_linear=monitors.reserved_linear(self.technique, self.engine))
 
 
 def create_engine(config: VmConfig, machine: Machine):

@@ -17,7 +17,7 @@ import pytest
 
 from ringvisor.boot import bzimage, image, linux, zeropage
 from ringvisor.boot.layout import Layout
-from ringvisor.errors import GuestImageError
+from ringvisor.errors import ConfigError, GuestImageError
 from ringvisor.machine.memory import GuestMemory
 
 MB = 1 << 20
@@ -221,6 +221,17 @@ def test_default_command_line_is_extended_or_replaced_by_the_user():
     assert "console=ttyS0" not in replaced and "lpj=400000" not in replaced
     assert replaced[-2:] == ["console=tty0", "lpj=1000000"] and "acpi=off" in replaced
     assert linux.command_line('nodefaults console=ttyS0 init="/bin/sh -x"') == 'console=ttyS0 init="/bin/sh -x"'
+
+
+def test_a_monitors_linear_reservation_is_always_passed_as_reservetop():
+    # trap and bt keep the top 4 MiB of linear space (their region at
+    # 0xFFC00000): Linux must put its fixmap below, defaults or not.
+    assert linux.command_line("", 4 * MB).split()[-1] == "reservetop=4M"
+    assert linux.command_line("nodefaults console=ttyS0", 4 * MB) == "console=ttyS0 reservetop=4M"
+    assert linux.command_line("reservetop=0x10000000", 4 * MB).split()[-1] == "reservetop=0x10000000"
+    assert "reservetop" not in linux.command_line("")
+    with pytest.raises(ConfigError, match=r"reservetop=1M leaves Linux the monitor's region; .* reservetop=4M"):
+        linux.command_line("reservetop=1M", 4 * MB)
 
 
 def ringvisor(*args):

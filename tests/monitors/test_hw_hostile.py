@@ -41,8 +41,8 @@ def test_writing_beyond_ram_is_an_ept_violation_with_the_instruction(test_kernel
     # Natively the write goes to the (empty) MMIO bus; under hw nothing backs
     # that guest-physical address, and the EPT says so.
     report = crash_report(test_kernels / "hostile.elf", "how=5")
-    assert report.startswith("EPT violation: write of guest-physical 0xf0000000")
-    assert "mov [0F0000000h],eax" in report
+    assert report.startswith("EPT violation: write of guest-physical 0xffc00000")
+    assert "mov [0FFC00000h],eax" in report
 
 
 def test_shadow_paging_keeps_the_monitors_memory_out_of_reach(test_kernels):

@@ -7,7 +7,9 @@ from collections import Counter
 
 import pytest
 
+from ringvisor.cpu_state import CpuState
 from ringvisor.machine.memory import GuestMemory
+from ringvisor.monitors.common import emulate as E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
 from ringvisor.monitors.common.descriptors import decode, encode_segment
@@ -31,14 +33,17 @@ def region(mb: int = 16) -> R.MonitorRegion:
 def test_kernel_view_deprivileges_and_cuts_at_the_hole(ring):
     gdt = ShadowGdt(region(), ring)
     kcode = decode(gdt.rewrite(encode_segment(0, FLAT, 0xB, 0), KERNEL_VIEW))
-    assert kcode.dpl == ring and kcode.present and kcode.limit == 0xEFFFFFFF
+    assert kcode.dpl == ring and kcode.present and kcode.limit == 0xFFBFFFFF
     ucode = encode_segment(0, FLAT, 0xB, 3)
     assert not decode(gdt.rewrite(ucode, KERNEL_VIEW)).present      # IRET to user mode faults
     assert decode(gdt.rewrite(ucode, USER_VIEW)).present
     assert decode(gdt.rewrite(encode_segment(0, FLAT, 0x3, 0), USER_VIEW)).dpl == 0
     small = decode(gdt.rewrite(encode_segment(0x1000, 0xFFFF, 0x3, 0), KERNEL_VIEW))
     assert small.base == 0x1000 and small.limit == 0xFFFF
-    assert not decode(gdt.rewrite(encode_segment(0xF0000000, 0xFFF, 0x3, 0), KERNEL_VIEW)).present
+    assert not decode(gdt.rewrite(encode_segment(0xFFC00000, 0xFFF, 0x3, 0), KERNEL_VIEW)).present
+    # 0xF0000000-0xFFBFFFFF stays the guest's: the xAPIC, I/O APIC and HPET live there.
+    apic = decode(gdt.rewrite(encode_segment(0xFEE00000, 0xFFF, 0x3, 0), KERNEL_VIEW))
+    assert apic.present and apic.base == 0xFEE00000 and apic.limit == 0xFFF
 
 
 def test_system_descriptors_stay_out_and_the_monitor_keeps_its_own():
@@ -141,3 +146,19 @@ def test_ring_compression_has_two_views():
     g.v.cpl = 3
     g.shadow.activate()
     assert g.shadow.lookup(0x5000) is None                           # user view: not there at all
+
+
+def test_the_monitors_answer_the_msrs_the_soft_cpu_has():
+    # IA32_BIOS_SIGN_ID (0x8B) and IA32_PLATFORM_ID (0x17), as cpu/semantics
+    # answers them: Linux reads both with unchecked RDMSR on a Pentium II.
+    class Mon:
+        vcpu = VirtualCpu(ring=1)
+
+    assert E.wrmsr(Mon, CpuState(ecx=0x8B, eax=0, edx=0), None) == E.NEXT
+    for msr in (0x8B, 0x17):
+        st = CpuState(ecx=msr, eax=0xFFFFFFFF, edx=0xFFFFFFFF)
+        assert E.rdmsr(Mon, st, None) == E.NEXT and (st.edx, st.eax) == (0, 0)
+    with pytest.raises(VirtualFault):
+        E.wrmsr(Mon, CpuState(ecx=0x17), None)
+    with pytest.raises(VirtualFault):
+        E.rdmsr(Mon, CpuState(ecx=0x1A0), None)

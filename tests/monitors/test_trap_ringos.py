@@ -43,7 +43,7 @@ def test_probe_shows_the_holes(ringos, ring):
     assert visible == VISIBLE_RING1
     assert f"value=0x000{ring + 8:x} expected=0x0008" in probes["mov_cs"]      # CS.RPL = real ring
     assert probes["str"].startswith("probe str value=0xfff8 ")                # the monitor's TSS
-    assert probes["sgdt"].split()[2].startswith("value=0xf001")               # the monitor's GDT
+    assert probes["sgdt"].split()[2].startswith("value=0xffc1")               # the monitor's GDT
     dpl = {1: "b", 3: "f"}[ring]                                              # access byte of CS
     assert f"value=0x00c0{dpl}b00 expected=0x00c09b00" in probes["lar_kcode"]
     assert out[-2:] == ["virtualization visible: yes", "ringos: exit status 0"]

@@ -18,7 +18,7 @@ import struct
 from ringvisor.boot import bzimage, elf, zeropage
 from ringvisor.boot.layout import PAGE, Layout
 from ringvisor.cpu_state import CR0_ET, CR0_PE, CpuState, Segment, TableRegister
-from ringvisor.errors import GuestImageError
+from ringvisor.errors import ConfigError, GuestImageError
 
 BOOT_CS, BOOT_DS = 0x10, 0x18
 GDT_ADDRESS = 0x1000
@@ -43,6 +43,7 @@ DEFAULT_CMDLINE = ("console=ttyS0", "acpi=off", "pci=off", "noapic", "nolapic", 
                    "pnpbios=off", "cryptomgr.notests", "mitigations=off", "no_timer_check",
                    f"lpj={SOFT_CPU_HZ // DEBIAN_KERNEL_HZ}")
 NO_DEFAULTS = "nodefaults"           # a user word that drops DEFAULT_CMDLINE
+RESERVETOP = "reservetop"            # linear space at the top Linux leaves alone
 _WORD = re.compile(r'(?:[^\s"]+|"[^"]*")+')
 
 
@@ -50,15 +51,38 @@ def _key(word: str) -> str:
     return word.split("=", 1)[0]
 
 
-def command_line(user: str) -> str:
+def command_line(user: str, reserved_linear: int = 0) -> str:
     """ringvisor's defaults extended by the user's words: a parameter the
     user gives (`console=tty0`, `lpj=1000000`, `noapic`) replaces the default
-    of the same name, and the word `nodefaults` drops every default."""
+    of the same name, and the word `nodefaults` drops every default.
+
+    `reserved_linear` (the top of the linear address space a monitor keeps)
+    is not a default but a fact of the machine: `reservetop=` is added even
+    with `nodefaults`, and a user's smaller value is refused. Linux then
+    puts its fixmap, and so its whole kernel address space, below it
+    (arch/x86/mm/pgtable.c, reserve_top_address(), made for hypervisors)."""
     words = _WORD.findall(user)
     if NO_DEFAULTS in words:
-        return " ".join(w for w in words if w != NO_DEFAULTS)
-    named = {_key(w) for w in words}
-    return " ".join([w for w in DEFAULT_CMDLINE if _key(w) not in named] + words)
+        words = [w for w in words if w != NO_DEFAULTS]
+    else:
+        named = {_key(w) for w in words}
+        words = [w for w in DEFAULT_CMDLINE if _key(w) not in named] + words
+    if reserved_linear:
+        given = [w for w in words if _key(w) == RESERVETOP]
+        if not given:
+            words.append(f"{RESERVETOP}={reserved_linear >> 20}M")
+        elif _memparse(given[-1].partition("=")[2]) < reserved_linear:
+            raise ConfigError(f"{given[-1]} leaves Linux the monitor's region; this technique needs "
+                              f"{RESERVETOP}={reserved_linear >> 20}M or more (or leave it out)")
+    return " ".join(words)
+
+
+def _memparse(text: str) -> int:
+    """The kernel's memparse(): a number (0x for hex) with an optional K, M or G."""
+    m = re.fullmatch(r"(0[xX][0-9a-fA-F]+|\d+)([KkMmGg]?)", text)
+    if not m:
+        return 0
+    return int(m.group(1), 0) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
 
 
 def is_vmlinux(data: bytes) -> bool:

@@ -34,6 +34,7 @@ class MachineConfig:
     image_format: str = "auto"
     timeout: float | None = None
     reserved_top: int = 0          # bytes at the top of RAM kept from the guest (a monitor's)
+    reserved_linear: int = 0       # bytes at the top of the linear address space likewise
 
 
 @dataclass
@@ -64,7 +65,7 @@ class Machine:
         try:
             self._attach_devices()
             state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
-                               config.modules, config.image_format)
+                               config.modules, config.image_format, config.reserved_linear)
             self.engine.set_state(state)
         except BaseException:
             self.engine.close()

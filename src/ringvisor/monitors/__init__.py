@@ -22,6 +22,13 @@ def reserved_top(technique: str, engine: str = "soft") -> int:
     return RESERVED_BYTES if technique in TECHNIQUES else 0
 
 
+def reserved_linear(technique: str, engine: str = "soft") -> int:
+    """The bytes at the top of the guest's linear address space a technique's
+    monitor keeps: trap and bt map their region at 0xFFC00000 and cut every
+    guest segment below it (pv's hole is part of its ABI; hw hides nothing)."""
+    return RESERVED_BYTES if engine == "soft" and technique in ("trap", "bt") else 0
+
+
 def check_memory(technique: str, ram_size: int, engine: str = "soft") -> None:
     """Bad input, said before anything is built: a monitor keeps the top of
     RAM, and the guest must keep at least as much below it."""
@@ -70,4 +77,5 @@ def create(technique: str, machine, engine, ring: int = 1):
                       f"{', '.join(TECHNIQUES)})")
 
 
-__all__ = ["MIN_MEMORY", "RESERVED_BYTES", "TECHNIQUES", "check_memory", "create", "create_hw", "reserved_top"]
+__all__ = ["MIN_MEMORY", "RESERVED_BYTES", "TECHNIQUES", "check_memory", "create", "create_hw", "reserved_linear",
+           "reserved_top"]

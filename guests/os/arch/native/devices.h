@@ -4,8 +4,9 @@
 #define RINGOS_NATIVE_DEVICES_H
 #include "types.h"
 
-/* gdt.c */
-extern uint64_t gdt[6];
+/* gdt.c: GDT_ENTRIES descriptors in a page of their own */
+#define GDT_ENTRIES 6
+extern uint64_t gdt[];
 void gdt_init(void);
 void tss_set_esp0(uint32_t esp0);
 

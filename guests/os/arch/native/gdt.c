@@ -13,7 +13,10 @@ struct tss {
 } __attribute__((packed));
 
 static struct tss tss;
-uint64_t gdt[6];
+/* The GDT has its page to itself: a monitor that traces the GDT (ringvisor's
+ * trap and bt do, for descriptors written after LGDT) then takes no trap for
+ * the kernel's other data, such as the TSS's ESP0 or the console buffer. */
+uint64_t gdt[4096 / sizeof(uint64_t)] __attribute__((aligned(4096)));
 
 static uint64_t seg(uint32_t base, uint32_t limit, uint8_t access, uint8_t flags)
 {
@@ -38,7 +41,7 @@ void gdt_init(void)
 	tss.iomap_base = sizeof(tss);
 	gdt[SEL_TSS >> 3] = seg((uint32_t)&tss, sizeof(tss) - 1, 0x89, 0);
 
-	struct dtr d = { sizeof(gdt) - 1, (uint32_t)gdt };
+	struct dtr d = { GDT_ENTRIES * sizeof(uint64_t) - 1, (uint32_t)gdt };
 	__asm__ volatile("lgdt %0\n\t"
 			 "ljmp %1, $1f\n"
 			 "1:\tmovl %2, %%eax\n\t"

@@ -274,7 +274,7 @@ void arch_tables(uint32_t *gdt_base, uint16_t *gdt_limit, uint32_t *idt_base,
 		 uint16_t *idt_limit)
 {
 	*gdt_base = (uint32_t)gdt;
-	*gdt_limit = sizeof(gdt) - 1;
+	*gdt_limit = GDT_ENTRIES * sizeof(uint64_t) - 1;
 	*idt_base = (uint32_t)idt;
 	*idt_limit = sizeof(idt) - 1;
 }

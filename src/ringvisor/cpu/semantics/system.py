@@ -29,6 +29,15 @@ def cpuid_table() -> dict[int, tuple[int, int, int, int]]:
 
 
 MSR_TSC, MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP = 0x10, 0x174, 0x175, 0x176
+# IA32_BIOS_SIGN_ID (SDM vol. 4, table 2-3; vol. 3 9.11.7): bits 63:32 give the
+# loaded microcode update's revision after CPUID.1, 0 when none is loaded (as
+# here). Software writes 0 before the CPUID; the write is accepted and, with
+# no update to report, changes nothing (so KVM and QEMU model it too).
+MSR_BIOS_SIGN_ID, MICROCODE_REVISION = 0x8B, 0
+# IA32_PLATFORM_ID (read-only): bits 52:50 name the platform a microcode
+# update must match; Linux's microcode driver reads it on family 6 from
+# model 5 on. Platform 0 here.
+MSR_PLATFORM_ID, PLATFORM_ID = 0x17, 0
 
 
 @sem("HLT")
@@ -114,6 +123,10 @@ def rdmsr(cpu, ins):
         v = cpu.tsc()
     elif n in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
         v = cpu.msr.get(n, 0)
+    elif n == MSR_BIOS_SIGN_ID:
+        v = MICROCODE_REVISION << 32
+    elif n == MSR_PLATFORM_ID:
+        v = PLATFORM_ID << 50
     else:
         raise gp(0)
     cpu.r[0], cpu.r[2] = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF
@@ -127,7 +140,7 @@ def wrmsr(cpu, ins):
         cpu.tsc_offset = v - cpu.instructions
     elif n in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
         cpu.msr[n] = v & 0xFFFFFFFF
-    else:
+    elif n != MSR_BIOS_SIGN_ID:
         raise gp(0)
 
 

@@ -18,7 +18,6 @@ before: one instruction single-stepped from the guest's code.
 """
 from __future__ import annotations
 
-from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common.guest_mmu import GP, SS_FAULT, VirtualFault
 from ringvisor.monitors.common.operands import SEGS, effective, linear, reg
 
@@ -61,7 +60,7 @@ def store(mon, st, ins) -> int | None:
     s = getattr(st, SEGS[seg])
     if s.type & 8 or not s.type & 2:                    # code, or read-only data
         raise VirtualFault(SS_FAULT if seg == SS else GP, 0)
-    if (lin & 0xFFF) + n > 0x1000 or lin + n > R.LINEAR_BASE:
+    if (lin & 0xFFF) + n > 0x1000 or lin + n > mon.region.linear_base:
         return None
     phys = mon.gmmu.walk(lin, True, mon.vcpu.cpl == 3)
     if mon.region.contains(phys) or phys + n > mon.memory.size:

@@ -14,6 +14,7 @@ deprivileging artefact": the original fault goes to the guest unchanged.
 from __future__ import annotations
 
 from ringvisor.cpu.isa.decoder import decode
+from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
 from ringvisor.monitors.common import delivery, fast_syscall
 from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, guest_descriptor
@@ -230,6 +231,10 @@ def rdmsr(mon, st, ins):
         value = mon.real.tsc()
     elif n in SYSENTER_MSRS:
         value = mon.vcpu.msr.get(n, 0)
+    elif n == MSR_BIOS_SIGN_ID:
+        value = MICROCODE_REVISION << 32                        # the soft CPU's: no update loaded
+    elif n == MSR_PLATFORM_ID:
+        value = PLATFORM_ID << 50
     else:
         raise VirtualFault(GP, 0)
     st.eax, st.edx = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
@@ -243,7 +248,7 @@ def wrmsr(mon, st, ins):
     elif n in SYSENTER_MSRS:
         # Kept virtual: the real SYSENTER_CS stays 0, so SYSENTER faults to the monitor.
         mon.vcpu.msr[n] = value & 0xFFFFFFFF
-    else:
+    elif n != MSR_BIOS_SIGN_ID:
         raise VirtualFault(GP, 0)
     return NEXT
 

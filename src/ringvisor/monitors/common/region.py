@@ -1,11 +1,19 @@
 """The monitor's region: the top RESERVED_BYTES of guest RAM, hidden from the
-guest by the memory map, and mapped at linear 0xF0000000 (the "hole" ringos
-and the PV ABI leave to the monitor) in every page directory the real CPU
-uses, supervisor-only.
+guest by the memory map, and mapped in every page directory the real CPU
+uses, supervisor-only, at a linear address the guest gives up:
+
+* trap, bt (and hw on the soft engine): the top 4 MiB, 0xFFC00000 (page-
+  directory entry 1023), as in VMware's monitor. Guest segments are cut
+  below it, so the guest loses 4 MiB of linear space and nothing else: the
+  xAPIC (0xFEE00000), the I/O APIC (0xFEC00000) and the HPET (0xFED00000)
+  stay reachable. Linux is told `reservetop=` so its fixmap ends below
+  (boot/linux.py, docs/monitors.md);
+* pv: 0xF0000000, the hole of 256 MiB the PV ABI (docs/pv-abi.md) leaves to
+  the monitor; the region uses the hole's first 4 MiB.
 
 Layout (offsets from the region's start; one page table maps it all):
 
-    0x00000  page table mapping the region at 0xF0000000
+    0x00000  page table mapping the region at linear_base
     0x01000  trap stubs: 256 x 4 bytes (out %al, $TRAP_PORT; hlt; nop)
     0x02000  the real IDT (256 gates, all to the stubs, DPL 0)
     0x03000  the real TSS (SS0:ESP0 = the monitor stack; no I/O bitmap)
@@ -21,8 +29,7 @@ from __future__ import annotations
 from ringvisor.errors import ConfigError
 
 RESERVED_BYTES = 4 << 20          # one page table's reach
-LINEAR_BASE = 0xF0000000          # the hole: page-directory entries 960..1023
-HOLE_PDE = LINEAR_BASE >> 22
+LINEAR_BASE = 0x100000000 - RESERVED_BYTES    # trap/bt: the top 4 MiB, page-directory entry 1023
 PAGE = 0x1000
 
 PAGE_TABLE, STUBS, IDT, TSS, STACK = 0x0000, 0x1000, 0x2000, 0x3000, 0x4000
@@ -36,7 +43,7 @@ MIN_MEMORY = 2 * RESERVED_BYTES     # the guest keeps at least as much as the mo
 
 
 class MonitorRegion:
-    def __init__(self, memory, ram_size: int, tc_bytes: int = 0):
+    def __init__(self, memory, ram_size: int, tc_bytes: int = 0, linear_base: int = LINEAR_BASE):
         if ram_size < MIN_MEMORY:          # monitors.check_memory says so before this
             raise ConfigError(f"guest RAM of {ram_size >> 20} MiB is too small for the monitor's "
                               f"{RESERVED_BYTES >> 20} MiB region (at least {MIN_MEMORY >> 20} MiB)")
@@ -45,12 +52,15 @@ class MonitorRegion:
         self.phys = ram_size - RESERVED_BYTES
         self.end = ram_size
         self.tc_bytes = tc_bytes
+        # Linear addresses from linear_base up are the monitor's; the region
+        # is mapped by the one page-directory entry hole_pde.
+        self.linear_base, self.hole_pde = linear_base, linear_base >> 22
         self.free_frames = list(range(self.end - PAGE, self.phys + POOL + tc_bytes - 1, -PAGE))
         self.pool_size = len(self.free_frames)
 
     # --- addresses -----------------------------------------------------------
     def linear(self, offset: int) -> int:
-        return LINEAR_BASE + offset
+        return self.linear_base + offset
 
     def physical(self, offset: int) -> int:
         return self.phys + offset

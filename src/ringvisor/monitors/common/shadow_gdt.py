@@ -4,8 +4,8 @@ in two views, plus the monitor's own entries at the top of the table.
 Guest selectors keep their indices, so the guest's selector values stay
 valid. The rewriting (done at every LGDT the guest executes):
 
-* limits are cut below 0xF0000000, so no guest segment reaches the
-  monitor's region (in ring 1 that region's supervisor pages are otherwise
+* limits are cut below the region's linear base (0xFFC00000 under trap
+  and bt), so no guest segment reaches the monitor's region (in ring 1 that region's supervisor pages are otherwise
   reachable; VirtualBox's 0/1/3 model relied on the same cut);
 * kernel view (virtual CPL 0): DPL 0 becomes the real ring of the guest
   kernel (1, or 3 with ring compression), and the guest's ring-3 code
@@ -19,7 +19,9 @@ valid. The rewriting (done at every LGDT the guest executes):
   TR is the monitor's TSS and descriptor-table registers are virtual.
 
 Descriptors are written with the accessed bit set so the CPU never writes
-to the real GDT.
+to the real GDT. Descriptors the guest writes after its LGDT (Linux: the TLS
+slots at every context switch, the ESPFIX stack segment) reach `update`
+through the write watch of gdt_watch.py.
 """
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from ringvisor.monitors.common.descriptors import decode, is_null, with_fields
 from ringvisor.monitors.common.real_tables import FIRST_MONITOR_SELECTOR, monitor_descriptors
 
 KERNEL_VIEW, USER_VIEW = 0, 1
-HOLE = R.LINEAR_BASE
 
 
 class ShadowGdt:
@@ -41,6 +42,7 @@ class ShadowGdt:
                       USER_VIEW: region.physical(R.GDT_USER_VIEW)}
         self.loaded_bytes = 0
         self.cut = 0                          # descriptors whose limit was cut at the hole
+        self.updated = 0                      # descriptors rewritten after LGDT (update)
         for view, base in self.bases.items():
             for sel, raw in monitor_descriptors(region).items():
                 region.write_u64(base + sel, raw)
@@ -62,6 +64,16 @@ class ShadowGdt:
             self.region.write_bytes(base, bytes(out))
         self.loaded_bytes = n
 
+    def update(self, offset: int, guest_bytes: bytes) -> None:
+        """The guest rewrote descriptors from byte `offset` (a multiple of 8)
+        of its loaded GDT: rewrite those in both views."""
+        end = min(offset + len(guest_bytes), self.loaded_bytes)
+        for off in range(max(offset, 8), end, 8):
+            raw = int.from_bytes(guest_bytes[off - offset:off - offset + 8], "little")
+            for view, base in self.bases.items():
+                self.region.write_u64(base + off, self.rewrite(raw, view))
+        self.updated += max(0, (end - max(offset, 8) + 7) // 8)
+
     def rewrite(self, raw: int, view: int) -> int:
         d = decode(raw)
         if is_null(d) or not d.s:
@@ -82,17 +94,17 @@ class ShadowGdt:
 
     def _cut_limit(self, d) -> int | None:
         """The limit that keeps the segment below the hole; None if none can."""
-        base, limit = d.base, d.limit
+        base, limit, hole = d.base, d.limit, self.region.linear_base
         expand_down = not d.code and d.type & 4
         if expand_down:
             top = 0xFFFFFFFF if d.hi & 0x400000 else 0xFFFF
-            return limit if base + top < HOLE else None
-        if base >= HOLE:
+            return limit if base + top < hole else None
+        if base >= hole:
             return None
-        if base + limit < HOLE:
+        if base + limit < hole:
             return limit
         self.cut += 1
-        cut = HOLE - 1 - base
+        cut = hole - 1 - base
         return cut if cut <= 0xFFFFF else ((cut + 1) & ~0xFFF) - 1
 
     def descriptor(self, view: int, selector: int):

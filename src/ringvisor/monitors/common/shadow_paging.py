@@ -56,6 +56,7 @@ class ShadowMmu:
         self.current: Table | None = None
         self.need_flush = False
         self.protected: set[int] = set()             # guest frames kept read-only for a client (bt: code)
+        self.descriptor_frames: set[int] = set()     # guest frames holding the guest's GDT (gdt_watch.py)
 
     # --- which directory the real CPU uses -------------------------------------------
     def view(self) -> int:
@@ -83,7 +84,7 @@ class ShadowMmu:
                     self._drop_directory(old)
                     break
         frame = self._alloc()
-        self.region.write_u32(frame + 4 * R.HOLE_PDE, monitor_pde(self.region))
+        self.region.write_u32(frame + 4 * self.region.hole_pde, monitor_pde(self.region))
         guest = key[0] if key[0] != PHYS else None
         d = Table(frame, key, guest, 2)
         self.directories[key] = d
@@ -101,7 +102,7 @@ class ShadowMmu:
         write to a read-only page with CR0.WP=0): the caller lets that one
         write through by single-stepping. Raises VirtualFault when the guest
         itself would fault."""
-        if lin >= R.LINEAR_BASE:
+        if lin >= self.region.linear_base:
             raise VirtualFault(14, (2 if write else 0) | (4 if user else 0), lin)
         phys = self.gmmu.walk(lin, write, user)
         if self.region.contains(phys):
@@ -166,7 +167,8 @@ class ShadowMmu:
             frame = ((key[1] << 22) | (i << 12))
             if self.region.contains(frame):
                 return 0
-            return frame | P | US | A | (0 if frame in self.protected else RW | D)
+            kept = frame in self.protected or frame in self.descriptor_frames
+            return frame | P | US | A | (0 if kept else RW | D)
         if key[0] == "big":
             gpde = self._guest_u32(key[1] + 4 * key[2])
             g = (gpde & 0xFFC00000 | i << 12) | (gpde & 0xFFF & ~PS)
@@ -183,7 +185,8 @@ class ShadowMmu:
             us = US
         else:
             us = g & US
-        writable = g & RW and g & D and frame not in self.derived and frame not in self.protected
+        writable = g & RW and g & D and frame not in self.derived and frame not in self.protected \
+            and frame not in self.descriptor_frames
         return frame | P | A | us | ((RW | D) if writable else 0)
 
     def _set_pte(self, addr: int, new: int) -> None:
@@ -226,6 +229,15 @@ class ShadowMmu:
         """Writable again at the next fill (read-only entries fault once)."""
         self.protected.discard(frame)
 
+    def watch_descriptors(self, frame: int) -> None:
+        """Keep guest frame `frame` read-only: it holds the guest's GDT."""
+        if frame not in self.descriptor_frames:
+            self.descriptor_frames.add(frame)
+            self._write_protect(frame)
+
+    def unwatch_descriptors(self, frame: int) -> None:
+        self.descriptor_frames.discard(frame)
+
     def traced(self, phys: int) -> bool:
         return (phys & 0xFFFFF000) in self.derived
 
@@ -249,7 +261,7 @@ class ShadowMmu:
                     self._set_pte(t.frame + 4 * i, self._derive(t, i))
 
     def _mirror_pde(self, d: Table, i: int) -> None:
-        if i >= R.HOLE_PDE:
+        if i >= self.region.hole_pde:
             return
         old = self.region.read_u32(d.frame + 4 * i)
         if old & P:
@@ -302,7 +314,7 @@ class ShadowMmu:
         self.need_flush = True
 
     def _drop_directory(self, d: Table) -> None:
-        for i in range(R.HOLE_PDE):
+        for i in range(self.region.hole_pde):
             if self.region.read_u32(d.frame + 4 * i) & P:
                 self._unlink(d, i)
         self.directories.pop(d.key, None)

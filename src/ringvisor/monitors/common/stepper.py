@@ -2,8 +2,8 @@
 the real CPU's single-step trap (EFLAGS.TF -> #DB after the instruction):
 
 * a write the shadow keeps read-only on purpose (to a traced guest page
-  table, to a frame of translated code under bt, or a supervisor write to a
-  read-only page under virtual CR0.WP=0): the shadow PTE is made writable
+  table, to the guest's GDT, to a frame of translated code under bt, or a
+  supervisor write to a read-only page under virtual CR0.WP=0): the shadow PTE is made writable
   for the one instruction, then restored; the bytes it changed in a traced
   frame are mirrored into the shadows, in a code frame reported to bt.
   Any instruction works (MOV, XCHG, CMPXCHG, one iteration of REP STOS...)
@@ -31,6 +31,8 @@ class Stepper:
         # (frame, lo, hi): bytes the stepped instruction changed in a frame the
         # shadow keeps read-only for a client (bt: translated code).
         self.on_code_write = on_code_write
+        # (frame, lo, hi): the same for a frame of the guest's GDT (gdt_watch.py).
+        self.on_descriptor_write = None
 
     @property
     def active(self) -> bool:
@@ -43,7 +45,8 @@ class Stepper:
         old = self.region.read_u32(pte_addr)
         self.step.lifted.append((pte_addr, old))
         self.region.write_u32(pte_addr, old | RW | D)
-        watched = self.shadow.traced(frame) or frame in self.shadow.protected
+        watched = self.shadow.traced(frame) or frame in self.shadow.protected \
+            or frame in self.shadow.descriptor_frames
         if watched and frame not in self.step.snapshots:
             self.step.snapshots[frame] = bytes(self.mm[frame:frame + 0x1000])
 
@@ -79,6 +82,8 @@ class Stepper:
                     self.shadow.mirror(frame, *span)
                 if frame in self.shadow.protected and self.on_code_write:
                     self.on_code_write(frame, *span)
+                if frame in self.shadow.descriptor_frames and self.on_descriptor_write:
+                    self.on_descriptor_write(frame, *span)
         st.eflags &= ~TF
 
 

@@ -19,7 +19,6 @@ from ringvisor.cpu.vmx.exits import decode_cr
 from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.errors import GuestCrashed
 from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
-from ringvisor.monitors.common.region import HOLE_PDE
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import changed_range
 from ringvisor.monitors.common.vcpu import VirtualCpu
@@ -83,9 +82,9 @@ class ShadowPaging:
         except PoolExhausted:
             self.shadow.reset()
             frame = self.shadow.activate()
-        # The monitor's region is mapped at 0xF0000000 for deprivileged
-        # guests; a ring-0 guest must not see it: the hole stays empty.
-        self.mon.region.write_u32(frame + 4 * HOLE_PDE, 0)
+        # The monitor's region is mapped for deprivileged guests; a ring-0
+        # guest must not see it: its directory entry stays empty.
+        self.mon.region.write_u32(frame + 4 * self.mon.region.hole_pde, 0)
         self.mon.vmcs["GUEST_CR3"] = frame
         self.flush()
 

@@ -50,7 +50,7 @@ class PvMonitor:
 
     def __init__(self, machine, engine):
         self.machine, self.engine, self.memory = machine, engine, machine.memory
-        self.region = R.MonitorRegion(machine.memory, machine.memory.size)
+        self.region = R.MonitorRegion(machine.memory, machine.memory.size, linear_base=A.HOLE)
         self.tables = PvTables(self.region)
         self.port = T.TrapPort()
         machine.ports.register(T.TRAP_PORT, 1, self.port, "ringvisor trap stubs")

@@ -27,6 +27,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
+from ringvisor.monitors.common import cut_limit
 from ringvisor.monitors.common import emulate as E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
@@ -35,6 +36,7 @@ from ringvisor.monitors.common.delivery import (EXC, EXT, HAS_ERROR_CODE, Triple
 from ringvisor.monitors.common.descriptors import decode, raw_of
 from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
 from ringvisor.monitors.common.realcpu import RealCpu
+from ringvisor.monitors.common.gdt_watch import GdtWatch
 from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import Stepper
@@ -67,6 +69,9 @@ class TrapMonitor:
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
         self.stepper = Stepper(self.region, self.shadow)
+        self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
+        self.lifted: tuple[str, Segment] | None = None     # a cut segment lifted for one step
+        self.stepper.on_descriptor_write = self._descriptors_written
         self.masked_limit = MASKED_LIMIT
         self.last_trap_at = 0
         self.if_cleared_by = "boot"
@@ -205,7 +210,7 @@ class TrapMonitor:
         if external or vector != 14:
             self.same_fault = (None, 0)       # progress: the next #PF starts a new count
         if self.stepper.active and (external or vector != 14):
-            self.stepper.end(st)
+            self._end_step(st)
             if vector == 1 and not external:
                 self.trap_kinds["#DB (monitor single-step)"] += 1
                 return self._resume(st)
@@ -248,6 +253,9 @@ class TrapMonitor:
             self.emulated[name] -= 1
             if not self.emulated[name]:
                 del self.emulated[name]
+            lift = cut_limit.lifted_cache(self, st, ins) if vector == 13 and code == 0 else None
+            if lift is not None:
+                return self._step_beyond_cut(st, *lift)
             return self._reflect(st, vector, code)
         if result == E.SHADOW and self.pic.pending():
             self.stepper.interrupt_shadow()
@@ -255,6 +263,24 @@ class TrapMonitor:
             self._resume(st)
             return Halt()
         return self._resume(st)
+
+    def _step_beyond_cut(self, st, name: str, lifted: Segment):
+        """Run one instruction with segment `name` at the guest's own limit
+        (cut_limit.py); `_end_step` puts the cut back."""
+        self.lifted = (name, getattr(st, name))
+        setattr(st, name, lifted)
+        self.stats["cut_limit_steps"] += 1
+        self.stepper.single_step()
+        return self._resume(st)
+
+    def _end_step(self, st) -> None:
+        self.stepper.end(st)
+        if self.lifted is not None:
+            name, cut = self.lifted
+            self.lifted = None
+            now = getattr(st, name)
+            if now.selector == cut.selector and now.base == cut.base:
+                setattr(st, name, cut)
 
     def _page_fault(self, st, code: int):
         lin = st.cr2
@@ -271,12 +297,13 @@ class TrapMonitor:
             return self._resume(st)
         except VirtualFault:
             if self.stepper.active:
-                self.stepper.end(st)
+                self._end_step(st)
             raise
         if lift is not None:
             pte_addr, frame = lift
             self.stats["pte_write_traps" if self.shadow.traced(frame) else
-                       "code_write_steps" if frame in self.shadow.protected else "wp0_write_steps"] += 1
+                       "code_write_steps" if frame in self.shadow.protected else
+                       "gdt_write_steps" if frame in self.shadow.descriptor_frames else "wp0_write_steps"] += 1
             self.stepper.lift(pte_addr, frame)
         else:
             self.stats["hidden_faults"] += 1
@@ -381,6 +408,7 @@ class TrapMonitor:
     def load_gdt(self, gdtr: TableRegister) -> None:
         self.vcpu.gdtr = gdtr
         self.gdt.load(self.gmmu.read(gdtr.base, gdtr.limit + 1, what="the guest's GDT"))
+        self.gdt_watch.watch(gdtr.base, gdtr.limit)
         if self.cs_watch is not None:
             self.cs_watch.gdt_loaded()
         self.stats["gdt_loads"] += 1
@@ -391,6 +419,7 @@ class TrapMonitor:
         old, v.cr0 = v.cr0, new
         if (old ^ new) & E.CR0_PG:
             self.shadow_reset()
+            self.gdt_watch.rewatch()
 
     def shadow_reset(self) -> None:
         self.shadow.reset()
@@ -407,6 +436,15 @@ class TrapMonitor:
         frame = phys & 0xFFFFF000
         if self.shadow.traced(frame):
             self.shadow.mirror(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+        if frame in self.shadow.descriptor_frames:
+            self._descriptors_written(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+
+    def _descriptors_written(self, frame: int, lo: int, hi: int) -> None:
+        """Bytes of the guest's GDT changed: the real GDT follows, and CS's
+        slot may now name another descriptor, as after an LGDT."""
+        self.gdt_watch.written(frame, lo, hi)
+        if self.cs_watch is not None:
+            self.cs_watch.gdt_loaded()
 
     def crash(self, what: str, st: CpuState):
         view = self.vcpu.view(st)
@@ -434,7 +472,9 @@ class TrapMonitor:
                 "hidden_faults", "fills", "pte_write_traps", "pte_writes_mirrored", "wp0_write_steps",
                 "cr3_writes", "invlpg", "directories_created", "page_tables_created",
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
-            "gdt_loads": s["gdt_loads"], "delivery_faults": s["delivery_faults"],
+            "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
+            "cut_limit_steps": s["cut_limit_steps"],
+            "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
         }
