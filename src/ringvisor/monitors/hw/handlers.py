@@ -4,9 +4,9 @@ guest, or the exit the machine must see (Halt, Shutdown, Interrupted)."""
 from __future__ import annotations
 
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.cpu.vmx.exits import R, decode_cr, decode_io
+from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
-from ringvisor.monitors.hw import hypercalls
+from ringvisor.monitors.hw import hypercalls, mmio
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
 
@@ -126,11 +126,23 @@ def triple_fault(mon, exit):
 
 
 def ept_violation(mon, exit):
+    """Above RAM: a device (MMIO), emulated. Elsewhere (the monitor's
+    region, which the EPT leaves unmapped) and for what cannot be one
+    instruction's data access (a page table or an IDT in device memory):
+    the guest's crash."""
     v = mon.vmcs
     gpa, gla = v["GUEST_PHYSICAL_ADDRESS"], v["GUEST_LINEAR_ADDRESS"]
     q = exit.qualification
+    data_access = not q & EPT_GLA_VALID or q & EPT_GLA_TRANSLATED
+    if gpa >= mon.memory.size and data_access and not v["IDT_VECTORING_INFO_FIELD"] & C.INTR_VALID:
+        mmio.emulate(mon, gpa)
+        return None
     access = "write" if q & 2 else "fetch" if q & 4 else "read"
-    where = f" (linear {gla:#010x})" if q & 0x80 else ""
+    where = f" (linear {gla:#010x})" if q & EPT_GLA_VALID else ""
+    if gpa >= mon.memory.size:
+        what = "a guest page-table entry" if not data_access else "delivering an event"
+        mon.crash(f"EPT violation: {access} of guest-physical {gpa:#010x}{where}, device memory, "
+                  f"for {what}: the hw monitor emulates only instructions' data accesses there")
     mon.crash(f"EPT violation: {access} of guest-physical {gpa:#010x}{where}, outside the "
               f"guest's {mon.region.phys >> 20} MiB of RAM")
 

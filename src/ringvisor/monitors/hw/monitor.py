@@ -50,6 +50,7 @@ class HwMonitor:
         engine.interrupts = None
         self.exits = Counter()
         self.io_ports = Counter()
+        self.mmio_accesses = Counter()            # device page -> emulated accesses
         self.injected = 0
         self.reinjected = 0
         self.hypercalls = Counter()
@@ -223,6 +224,7 @@ class HwMonitor:
             "exits": total,
             "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
             "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
+            "mmio_exits_by_page": {f"{p:#010x}": n for p, n in self.mmio_accesses.most_common()},
             "interrupts_injected": self.injected,
             "events_reinjected": self.reinjected,
             "hypercalls": dict(self.hypercalls.most_common()),

@@ -19,7 +19,6 @@ from ringvisor.cpu.vmx.exits import decode_cr
 from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.errors import GuestCrashed
 from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
-from ringvisor.monitors.common.region import HOLE_PDE
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import changed_range
 from ringvisor.monitors.common.vcpu import VirtualCpu
@@ -38,7 +37,9 @@ class ShadowPaging:
         self.stats = Counter()
         self.vcpu = VirtualCpu(ring=1)
         self.gmmu = GuestMmu(mon.memory, self.vcpu, mon.region)
-        self.shadow = ShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats)
+        # The guest has the whole linear space: no hole for the monitor, who
+        # lives in root operation's own address space (the host CR3).
+        self.shadow = ShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats, linear_top=1 << 32)
         self.step = None                 # (shadow PTE, its value, guest frame, bytes before)
         v = mon.vmcs
         v["EXCEPTION_BITMAP"] = 1 << 14
@@ -83,9 +84,6 @@ class ShadowPaging:
         except PoolExhausted:
             self.shadow.reset()
             frame = self.shadow.activate()
-        # The monitor's region is mapped at 0xF0000000 for deprivileged
-        # guests; a ring-0 guest must not see it: the hole stays empty.
-        self.mon.region.write_u32(frame + 4 * HOLE_PDE, 0)
         self.mon.vmcs["GUEST_CR3"] = frame
         self.flush()
 
