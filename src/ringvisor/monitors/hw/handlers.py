@@ -7,6 +7,7 @@ from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
 from ringvisor.monitors.hw import hypercalls, mmio
+from ringvisor.monitors.hw.task import task_switch
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
 
@@ -149,11 +150,6 @@ def ept_violation(mon, exit):
 
 def invalid_guest_state(mon, exit):
     mon.crash(f"VM entry failed: invalid guest state ({exit.detail})")
-
-
-def task_switch(mon, exit):
-    mon.crash(f"hardware task switch to selector {exit.qualification & 0xFFFF:#06x}: the hw "
-              "monitor does not emulate task switches")
 
 
 def exception(mon, exit):

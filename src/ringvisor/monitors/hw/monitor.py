@@ -51,6 +51,8 @@ class HwMonitor:
         self.exits = Counter()
         self.io_ports = Counter()
         self.mmio_accesses = Counter()            # device page -> emulated accesses
+        self.stats_task_switches = Counter()      # by source (SDM table 27-2): emulated
+        self.vectoring_consumed = False           # the exit's handler delivered the event itself
         self.injected = 0
         self.reinjected = 0
         self.hypercalls = Counter()
@@ -109,6 +111,7 @@ class HwMonitor:
             reason = exit.basic
             self.exits[reason] += 1
             vectoring = v["IDT_VECTORING_INFO_FIELD"]
+            self.vectoring_consumed = False
             started = time.perf_counter()
             try:
                 if self.tracer is not None:
@@ -116,7 +119,8 @@ class HwMonitor:
                 result = handlers.HANDLERS.get(reason, handlers.unexpected)(self, exit)
             finally:
                 self.monitor_seconds += time.perf_counter() - started
-            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID:
+            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID \
+                    and not self.vectoring_consumed:
                 self._reinject(vectoring)
             if result is not None:
                 return result
@@ -225,6 +229,8 @@ class HwMonitor:
             "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
             "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
             "mmio_exits_by_page": {f"{p:#010x}": n for p, n in self.mmio_accesses.most_common()},
+            "task_switches_emulated": {("call", "iret", "jmp", "task gate")[s]: n
+                                       for s, n in self.stats_task_switches.items()},
             "interrupts_injected": self.injected,
             "events_reinjected": self.reinjected,
             "hypercalls": dict(self.hypercalls.most_common()),

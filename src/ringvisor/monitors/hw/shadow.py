@@ -66,6 +66,26 @@ class ShadowPaging:
         st.cr3 = vcpu.cr3
         return st
 
+    def guest_control_registers(self, cr0: int, cr4: int) -> tuple[int, int, int]:
+        """(CR0, CR3, CR4) as the guest set them, from the CPU's CR0/CR4 in
+        the VMCS (for the monitor's emulator, interpret.py)."""
+        vcpu = self.vcpu
+        return (cr0 & ~CR0_OWNED) | (vcpu.cr0 & CR0_OWNED), vcpu.cr3, \
+            (cr4 & ~CR4_OWNED) | (vcpu.cr4 & CR4_OWNED & ~CR4_VMXE)
+
+    def emulated(self, cr0: int, cr3: int, cr4: int) -> None:
+        """The emulator ran on the guest's own control registers (saved into
+        the VMCS as they were): back to the shadow's, following a CR3 it
+        loaded (a task switch) and keeping the CR0 bits it set (TS)."""
+        vcpu = self.vcpu
+        vcpu.cr0 = (vcpu.cr0 & CR0_OWNED) | (cr0 & ~CR0_OWNED)
+        self._load_cr0()
+        self._load_cr4()
+        if (cr3 ^ vcpu.cr3) & 0xFFFFF018:
+            vcpu.cr3 = cr3 & 0xFFFFF018
+            self.stats["cr3_writes"] += 1
+        self._switch()
+
     def _load_cr0(self) -> None:
         v, cr0 = self.mon.vmcs, self.vcpu.cr0
         v["GUEST_CR0"] = cr0 | CR0_OWNED
