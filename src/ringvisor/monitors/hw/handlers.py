@@ -6,7 +6,8 @@ from __future__ import annotations
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
-from ringvisor.monitors.hw import hypercalls, mmio
+from ringvisor.cpu.vmx.operation import invvpid
+from ringvisor.monitors.hw import fpu, hypercalls, mmio
 from ringvisor.monitors.hw.task import task_switch
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
@@ -83,7 +84,9 @@ def cr_access(mon, exit):
             return None
         v["CR0_READ_SHADOW"] = value & CR0_NE
         v["GUEST_CR0"] = (value | CR0_NE | 0x10) & 0xE005003F
-        mon.cpu.flush_tlb()
+        fpu.follow_ne(v, value)
+        # MOV to CR0 flushes the guest's TLB (emulated here: its tagged entries).
+        invvpid(mon.cpu, 1, v["VPID"])
     elif q["access"] == "mov to" and q["cr"] == 4:
         mon.inject_exception(GP, 0)
         return None
@@ -156,6 +159,8 @@ def exception(mon, exit):
     info = mon.vmcs["VM_EXIT_INTR_INFO"]
     if info & 0xFF == 14 and mon.shadow is not None:
         return mon.shadow.page_fault(exit)
+    if info & 0xFF == fpu.MF:
+        return fpu.floating_point_error(mon, exit)
     return unexpected(mon, exit)
 
 

@@ -83,7 +83,12 @@ def on_guest_state(mon, action) -> Outcome:
         cpu.walk = _guest_paging_walk(mon.region)
     cpu.always_translate = True
     load_guest(cpu, v)
-    if shadow is not None:
+    cr0_owned, cr0_real = v["CR0_GUEST_HOST_MASK"], v["GUEST_CR0"]
+    if shadow is None:
+        # The guest's own CR0 (its NE is in the read shadow), as its instructions see it.
+        cpu.cr0 = (cr0_real & ~cr0_owned) | (v["CR0_READ_SHADOW"] & cr0_owned)
+        cpu.recache_all()
+    else:
         # The guest's own CR0, CR3 and CR4 (the VMCS holds the shadow's).
         cpu.cr0, cpu.cr3, cpu.cr4 = shadow.guest_control_registers(cpu.cr0, cpu.cr4)
         cpu.recache_all()
@@ -110,6 +115,8 @@ def on_guest_state(mon, action) -> Outcome:
     cpu.shadow = False
     guest_cr = (cpu.cr0, cpu.cr3, cpu.cr4)
     save_guest(cpu, v)
+    if shadow is None:
+        v["GUEST_CR0"] = (cpu.cr0 & ~cr0_owned) | (cr0_real & cr0_owned)
     cpu.walk, cpu.always_translate = saved_walk, False
     cpu.flush_tlb()
     load_host(cpu, v)

@@ -32,7 +32,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Interrupted
 from ringvisor.machine import report
 from ringvisor.monitors.common import region as R_
-from ringvisor.monitors.hw import handlers, setup
+from ringvisor.monitors.hw import fpu, handlers, setup
 from ringvisor.monitors.hw.setup import CR0_NE
 from ringvisor.monitors.hw.shadow import ShadowPaging
 
@@ -54,6 +54,7 @@ class HwMonitor:
         self.stats_task_switches = Counter()      # by source (SDM table 27-2): emulated
         self.vectoring_consumed = False           # the exit's handler delivered the event itself
         self.injected = 0
+        self.fpu_errors = 0                       # #MF exits of a guest with CR0.NE=0 (fpu.py)
         self.reinjected = 0
         self.hypercalls = Counter()
         self.tracer = None
@@ -73,6 +74,7 @@ class HwMonitor:
         g.cr4 = st.cr4 | CR4_VMXE
         write_guest_state(v, g)
         v["CR0_READ_SHADOW"] = st.cr0 & CR0_NE
+        fpu.follow_ne(v, st.cr0)
         v["CR4_READ_SHADOW"] = 0
         v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
         v["GUEST_INTERRUPTIBILITY_INFO"] = 0
@@ -233,6 +235,7 @@ class HwMonitor:
                                        for s, n in self.stats_task_switches.items()},
             "interrupts_injected": self.injected,
             "events_reinjected": self.reinjected,
+            "x87_errors_as_ferr": self.fpu_errors,
             "hypercalls": dict(self.hypercalls.most_common()),
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,

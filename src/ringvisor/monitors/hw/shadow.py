@@ -22,6 +22,7 @@ from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, Virtua
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import changed_range
 from ringvisor.monitors.common.vcpu import VirtualCpu
+from ringvisor.monitors.hw import fpu
 
 CR0_PE, CR0_NE, CR0_WP, CR0_PG = 1, 0x20, 1 << 16, 1 << 31
 CR4_PSE, CR4_PGE = 0x10, 0x80
@@ -90,6 +91,7 @@ class ShadowPaging:
         v, cr0 = self.mon.vmcs, self.vcpu.cr0
         v["GUEST_CR0"] = cr0 | CR0_OWNED
         v["CR0_READ_SHADOW"] = cr0 & CR0_OWNED
+        fpu.follow_ne(v, cr0)
 
     def _load_cr4(self) -> None:
         v, cr4 = self.mon.vmcs, self.vcpu.cr4
