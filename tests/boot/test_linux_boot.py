@@ -28,20 +28,22 @@ pytestmark = [
 
 
 class Boot:
-    def __init__(self):
+    def __init__(self, technique: str = "native", paging: str = "ept"):
         from ringvisor.errors import RingvisorError
         from ringvisor.boot import linux
         from ringvisor.vm import VmConfig, build_machine
         self.console = bytearray()
-        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique="native",
-                          modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
-                          timeout=LIMIT_S, cmdline="", memory=64 << 20)
+        self.monitor_stats = {}
+        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique,
+                          paging=paging, modules=(str(BUILD / "initrd.cpio.gz"),),
+                          image_format="linux", timeout=LIMIT_S, cmdline="", memory=64 << 20)
         self.machine = build_machine(config, self._write)
         self.default_cmdline = linux.command_line("")
         start = time.monotonic()
         try:
             result = self.machine.run()
             self.status, self.reason = result.status, result.reason
+            self.monitor_stats = result.stats.get("monitor", {})
         except RingvisorError as e:
             self.status, self.reason = e.exit_code, str(e).splitlines()[0]
         finally:
@@ -82,3 +84,35 @@ def test_the_soft_platform_answers_every_port_the_kernel_touches(boot):
 def test_the_kernel_reaches_the_initramfs_and_ends_the_run_cleanly(boot):
     assert "linux guest ready: Linux 6.1." in boot.text
     assert boot.status == 0 and "reset" in boot.reason
+
+
+# --- the same kernel under the hw monitor on the soft CPU's VMX (issue 12) --------------
+@pytest.fixture(scope="module", params=["ept", "shadow"])
+def hw_boot(request):
+    b = Boot("hw", request.param)
+    exits = b.monitor_stats.get("exits", 0)
+    print(f"\nlinux boot under hw ({request.param}): {b.instructions:,} instructions in "
+          f"{b.wall:.0f} s, {exits:,} VM exits; ended: {b.reason}")
+    return b
+
+
+def test_hw_the_kernel_reaches_the_initramfs_and_ends_the_run_cleanly(hw_boot):
+    assert "linux guest ready: Linux 6.1." in hw_boot.text
+    assert hw_boot.status == 0 and "reset" in hw_boot.reason
+    # Only CPUID tells: /proc/cpuinfo's flags show the hypervisor bit.
+    assert "hypervisor" in hw_boot.text.split("linux guest ready:")[1]
+
+
+def test_hw_the_monitors_region_is_reserved_in_the_e820_map(hw_boot):
+    assert "BIOS-e820: [mem 0x0000000000100000-0x0000000003bfffff] usable" in hw_boot.text
+    assert "BIOS-e820: [mem 0x0000000003c00000-0x0000000003ffffff] reserved" in hw_boot.text
+
+
+def test_hw_every_exit_was_handled(hw_boot):
+    assert not hw_boot.machine.ports.unknown
+    reasons = hw_boot.monitor_stats["exits_by_reason"]
+    assert reasons["io_instruction"] > 0 and reasons["cpuid"] > 0
+    if hw_boot.monitor_stats["paging"] == "shadow":
+        assert reasons["cr_access"] > 0 and reasons["exception_nmi"] > 0     # CR3 loads, #PF
+    else:
+        assert "exception_nmi" not in reasons and "ept_violation" not in reasons
