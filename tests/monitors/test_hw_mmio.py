@@ -95,3 +95,4 @@ def test_same_device_log_natively_and_under_hw(tmp_path, technique, paging):
     assert status == 3
     assert dev.log == [("w", 3, 1, 0x5a), ("r", 0, 4), ("w", 0, 4, 0), ("r", 16, 2),
                        ("w", 16, 2, 3), ("r", 16, 4)]
+

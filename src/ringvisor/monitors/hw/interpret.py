@@ -94,7 +94,9 @@ def on_guest_state(mon, action) -> Outcome:
         cpu.recache_all()
     cpu.flush_tlb()
     cpu.halted = False
-    cpu.shadow = bool(v["GUEST_INTERRUPTIBILITY_INFO"] & 3)
+    # A STI or MOV SS shadow covers the instruction emulated here and ends
+    # with it; the instruction itself may start one (MOV SS from device memory).
+    cpu.shadow = False
     out = Outcome()
     missed = None
     try:
@@ -111,7 +113,8 @@ def on_guest_state(mon, action) -> Outcome:
         missed = hit.gpa
     if missed is not None:
         cpu.eip, cpu.r[4] = cpu.cur_eip, cpu.cur_esp
-    blocking = C.BLOCKING_BY_MOV_SS if cpu.shadow and out.fault is None else 0
+    blocking = (C.BLOCKING_BY_STI if cpu.flags & 0x200 else C.BLOCKING_BY_MOV_SS) \
+        if cpu.shadow and out.fault is None else 0
     cpu.shadow = False
     guest_cr = (cpu.cr0, cpu.cr3, cpu.cr4)
     save_guest(cpu, v)
