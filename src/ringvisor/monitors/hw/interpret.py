@@ -23,6 +23,7 @@ from ringvisor.cpu.architecture import CpuFault
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.ept import Ept
 from ringvisor.cpu.vmx.exits import VmExitSignal
+from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.cpu.vmx.state import load_guest, load_host, save_guest
 
 CR0_PE, CR0_PG = 1, 1 << 31
@@ -94,6 +95,7 @@ def on_guest_state(mon, action) -> Outcome:
         cpu.recache_all()
     cpu.flush_tlb()
     cpu.halted = False
+    before = (cpu.cr0, cpu.cr3, cpu.cr4)
     # A STI or MOV SS shadow covers the instruction emulated here and ends
     # with it; the instruction itself may start one (MOV SS from device memory).
     cpu.shadow = False
@@ -126,6 +128,10 @@ def on_guest_state(mon, action) -> Outcome:
     v["GUEST_INTERRUPTIBILITY_INFO"] = (v["GUEST_INTERRUPTIBILITY_INFO"] & ~3) | blocking
     if shadow is not None:
         shadow.emulated(*guest_cr)
+    elif guest_cr != before:
+        # A task switch loaded CR3 (and set CR0.TS): the guest's tagged
+        # translations go, as the switch flushes the TLB natively.
+        invvpid(cpu, 1, v["VPID"])
     if missed is not None:
         mon.crash(f"the monitor emulated a guest instruction that accessed guest-physical "
                   f"{missed:#010x}: memory the memory map reserves for the monitor")
