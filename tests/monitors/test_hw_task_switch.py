@@ -105,3 +105,42 @@ def test_call_to_a_task_and_iret_back(tmp_path, technique, paging):
     assert result.status == 0x47
     if technique == "hw":
         assert result.stats["monitor"]["task_switches_emulated"] == {"call": 1, "iret": 1}
+
+
+PAGING_ON = """
+    mov dword ptr [0x400000], 0x11
+    mov dword ptr [0x800000], 0x22
+    mov edi, 0x190000                  # PD A: 4 MiB pages, identity over 16 MiB
+    mov esi, 0x191000                  # PD B: the same, but 0x400000 -> 0x800000
+    xor ecx, ecx
+1:  mov eax, ecx
+    shl eax, 22
+    or eax, 0x83
+    mov [edi + 4 * ecx], eax
+    mov [esi + 4 * ecx], eax
+    inc ecx
+    cmp ecx, 4
+    jne 1b
+    mov dword ptr [esi + 4], 0x800083
+    mov dword ptr [TSS_B + 0x1c], 0x191000
+    mov eax, cr4
+    or eax, 0x10
+    mov cr4, eax
+    mov cr3, edi
+    mov eax, cr0
+    or eax, 0x80000000
+    mov cr0, eax
+"""
+
+
+@pytest.mark.parametrize("technique,paging", TECHNIQUES)
+def test_a_task_switch_to_another_address_space_flushes_the_tlb(tmp_path, technique, paging):
+    # Task A reads linear 0x400000 (its TLB now maps it to 0x400000), then
+    # calls task B, whose CR3 maps it to 0x800000. Regression: under EPT the
+    # emulated switch left the guest's VPID-tagged translations in place and
+    # task B read task A's page.
+    result = run(tmp_path, technique, paging,
+                 PAGING_ON + "    mov eax, [0x400000]\n    .byte 0x9A\n    .long 0\n    .word 0x20\n"
+                 "    hlt",
+                 "    mov eax, [0x400000]")
+    assert result.status == 0x22
