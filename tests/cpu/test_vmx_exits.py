@@ -393,3 +393,19 @@ def test_double_fault_through_a_task_gate_reports_the_df_as_idt_vectoring():
     assert exit.reason == 9 and exit.qualification == 0x28 | 3 << 30
     assert rig.vmcs["IDT_VECTORING_INFO_FIELD"] == 0x80000B08
     assert rig.vmcs["IDT_VECTORING_ERROR_CODE"] == 0
+
+
+def test_nothing_to_poll_in_non_root_operation_without_windows_or_an_interrupt_source():
+    # The engine polls cpu.interrupts between compiled traces; with no window
+    # exiting and no source on the CPU's pin (the hw monitor's case) there is
+    # nothing to poll (it cost a quarter of a compute run's time), and an
+    # interrupt window brings the poll back.
+    from ringvisor.cpu.vmx.nonroot import NonRoot, WindowPin, window_pin
+    rig = VmxRig("nop")
+    nr = NonRoot(rig.vmcs)
+    nr.host_pin = None
+    assert window_pin(nr, rig.cpu) is None
+    rig.controls(proc=C.CPU_INTERRUPT_WINDOW_EXITING)
+    nr = NonRoot(rig.vmcs)
+    nr.host_pin = None
+    assert isinstance(window_pin(nr, rig.cpu), WindowPin)
