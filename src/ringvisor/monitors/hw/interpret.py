@@ -65,13 +65,12 @@ def _guest_paging_walk(region):
 
 
 class Outcome:
-    """What the action did: `fault` (a CPUFault to inject), `triple_fault`."""
-    __slots__ = ("fault", "triple_fault", "value")
+    """What the action did: `fault` (a CpuFault to inject), `triple_fault`."""
+    __slots__ = ("fault", "triple_fault")
 
     def __init__(self):
         self.fault = None
         self.triple_fault = False
-        self.value = None
 
 
 def on_guest_state(mon, action) -> Outcome:
@@ -102,7 +101,7 @@ def on_guest_state(mon, action) -> Outcome:
     out = Outcome()
     missed = None
     try:
-        out.value = action(cpu)
+        action(cpu)
     except CpuFault as e:
         if not e.trap:
             cpu.eip, cpu.r[4] = cpu.cur_eip, cpu.cur_esp
