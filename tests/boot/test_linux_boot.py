@@ -1,8 +1,10 @@
-"""Debian 12's own i386 kernel booting on the soft engine (issue 13):
-natively, under binary translation and under trap-and-emulate (ring 1 and
-ring 3). Each boot takes minutes, so `make test-linux` runs them (after
+"""Debian 12's own i386 kernel booting on the soft engine (issues 12, 13):
+natively, under binary translation, under trap-and-emulate (ring 1 and
+ring 3) and under the hw monitor on the soft CPU's VMX (EPT and shadow
+paging). Each boot takes minutes, so `make test-linux` runs them (after
 `make linux`), not `make test`; RINGVISOR_LINUX_TECHNIQUES (default
-"native,bt,trap,trap:3", a technique and optionally :ring) chooses which.
+"native,bt,trap,trap:3,hw:ept,hw:shadow": a technique and optionally :ring
+for trap, :paging for hw) chooses which.
 
 One boot per technique serves every test here; it stops at the first of:
 the guest's reset (the initramfs ends with `reboot -f`), a kernel panic,
@@ -21,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "guests" / "linux" / "build"
 LIMIT_S = 3000
 MEMORY = 64 << 20
-TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", "native,bt,trap,trap:3").split(",") if t]
+TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", "native,bt,trap,trap:3,hw:ept,hw:shadow").split(",") if t]
 STOP_MARKS = (b"Kernel panic", b"x86/fpu: Giving up")
 
 pytestmark = [
@@ -38,10 +40,11 @@ class Boot:
         from ringvisor.errors import RingvisorError
         from ringvisor.boot import linux
         from ringvisor.vm import VmConfig, build_machine
-        technique, _, ring = choice.partition(":")
+        technique, _, variant = choice.partition(":")
         self.technique, self.name = technique, choice
         self.console = bytearray()
-        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique, ring=int(ring or 1),
+        ring, paging = (int(variant or 1), "ept") if technique != "hw" else (1, variant or "ept")
+        config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique, ring=ring, paging=paging,
                           modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
                           timeout=LIMIT_S, cmdline="", memory=MEMORY)
         self.machine = build_machine(config, self._write)
@@ -72,6 +75,8 @@ def boot(request):
     b = Boot(request.param)
     line = f"\nlinux boot, {b.name}: {b.instructions:,} instructions in {b.wall:.0f} s; ended: {b.reason}"
     mon = b.stats.get("monitor") or {}
+    if mon.get("exits"):
+        line += f"\n  {mon['exits']:,} VM exits"
     if mon.get("traps"):
         kinds = ", ".join(f"{k} {n:,}" for k, n in mon["traps_by_kind"].items())
         line += f"\n  {mon['traps']:,} traps: {kinds}"
@@ -100,7 +105,7 @@ def test_the_kernel_reaches_the_initramfs_and_ends_the_run_cleanly(boot):
 
 
 def test_under_a_monitor_linux_keeps_out_of_the_monitors_linear_region(boot):
-    if boot.technique == "native":
+    if boot.technique in ("native", "hw"):         # hw's monitor lives outside the guest's address space
         assert "Reserving virtual address space" not in boot.text
     else:
         assert "Reserving virtual address space above 0xffc00000" in boot.text
@@ -109,3 +114,22 @@ def test_under_a_monitor_linux_keeps_out_of_the_monitors_linear_region(boot):
 
 def test_no_msr_the_kernel_reads_is_missing(boot):
     assert "unchecked MSR access error" not in boot.text
+
+
+def test_the_monitors_ram_is_reserved_in_the_e820_map(boot):
+    if boot.usable_end < MEMORY:
+        assert f"BIOS-e820: [mem 0x{boot.usable_end:016x}-0x{MEMORY - 1:016x}] reserved" in boot.text
+
+
+def test_hw_only_cpuid_tells_and_every_exit_was_handled(boot):
+    if boot.technique != "hw":
+        pytest.skip("the hw monitor's exits")
+    # /proc/cpuinfo's flags show the hypervisor bit.
+    assert "hypervisor" in boot.text.split("linux guest ready:")[1]
+    mon = boot.stats["monitor"]
+    reasons = mon["exits_by_reason"]
+    assert reasons["io_instruction"] > 0 and reasons["cpuid"] > 0
+    if mon["paging"] == "shadow":
+        assert reasons["cr_access"] > 0 and reasons["exception_nmi"] > 0     # CR3 loads, #PF
+    else:
+        assert "exception_nmi" not in reasons and "ept_violation" not in reasons

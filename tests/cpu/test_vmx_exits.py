@@ -378,3 +378,34 @@ def test_a_double_fault_exits_by_the_exception_bitmap_with_the_first_event():
     assert rig.vmcs["IDT_VECTORING_INFO_FIELD"] == 0x80000B0D
     assert rig.vmcs["IDT_VECTORING_ERROR_CODE"] == 0x1230
     assert rig.vmcs["GUEST_RIP"] == CODE + 4
+
+
+def test_double_fault_through_a_task_gate_reports_the_df_as_idt_vectoring():
+    # A #GP whose delivery meets a not-present gate (#NP) is a double fault;
+    # its task gate exits (task switch, source 3), and the event being
+    # delivered is the #DF with error code 0, not the #GP that started it
+    # (SDM 27.2.4). Regression: the exit used to report the #GP.
+    from cpu_rig import gate
+    rig = VmxRig("mov ax, 0x1234\nmov ds, ax")
+    rig.set_idt(8, 0, type_=0x5, sel=0x28)          # task gate to the rig's TSS descriptor
+    rig.write(0x2000 + 8 * 13, gate(0x08, CODE, 0xE, p=False))
+    exit = rig.enter()
+    assert exit.reason == 9 and exit.qualification == 0x28 | 3 << 30
+    assert rig.vmcs["IDT_VECTORING_INFO_FIELD"] == 0x80000B08
+    assert rig.vmcs["IDT_VECTORING_ERROR_CODE"] == 0
+
+
+def test_nothing_to_poll_in_non_root_operation_without_windows_or_an_interrupt_source():
+    # The engine polls cpu.interrupts between compiled traces; with no window
+    # exiting and no source on the CPU's pin (the hw monitor's case) there is
+    # nothing to poll (it cost a quarter of a compute run's time), and an
+    # interrupt window brings the poll back.
+    from ringvisor.cpu.vmx.nonroot import NonRoot, WindowPin, window_pin
+    rig = VmxRig("nop")
+    nr = NonRoot(rig.vmcs)
+    nr.host_pin = None
+    assert window_pin(nr, rig.cpu) is None
+    rig.controls(proc=C.CPU_INTERRUPT_WINDOW_EXITING)
+    nr = NonRoot(rig.vmcs)
+    nr.host_pin = None
+    assert isinstance(window_pin(nr, rig.cpu), WindowPin)

@@ -144,13 +144,26 @@ def exception(cpu, vector: int, code: int | None, kind: int = EXC) -> None:
         if _is_double(first_class, v2):
             if vmx is not None and vmx.exception_exits(DF_, 0):
                 raise vmx.nested_exit(cpu, CpuFault(DF_, 0), vector, code, kind == EXT) from None
+            _now_delivering(vmx, cpu, DF_, 0)
             try:
                 deliver(cpu, DF_, 0 if cpu.pe else None, EXC)
                 return
             except CpuFault:
                 raise TripleFault() from None
         # Handled serially: the second exception is delivered instead.
+        _now_delivering(vmx, cpu, v2, second.code)
         exception(cpu, v2, second.code, EXC)
+
+
+def _now_delivering(vmx, cpu, vector: int, code) -> None:
+    """VMX non-root: the event being delivered is now this hardware
+    exception, so an exit during its delivery (a task switch through a #DF
+    task gate, an EPT violation) reports it as the IDT-vectoring information
+    (SDM 27.2.4), not the event that led to it."""
+    if vmx is None:
+        return
+    has_code = vector in HAS_ERROR_CODE and cpu.pe and code is not None
+    vmx.vectoring = (1 << 31 | has_code << 11 | 3 << 8 | vector, (code or 0) if has_code else 0)
 
 
 def _is_double(first, second) -> bool:

@@ -284,6 +284,20 @@ class WindowPin:
         raise AssertionError("non-root interrupts are taken by NonRoot.interrupt")
 
 
+def window_pin(nonroot: NonRoot, cpu) -> WindowPin | None:
+    """What the engine polls between instructions in non-root operation:
+    None when nothing can become due during this entry (no NMI- or
+    interrupt-window exiting, no interrupt source on the CPU's pin, as
+    under the hw monitor, whose PIC is the guest's and injected at entry),
+    so compiled code pays no poll at all; the controls cannot change
+    before the next exit. Measured: the poll was a quarter of a compute
+    run's host time under hw."""
+    if nonroot.host_pin is None and not nonroot.proc & (C.CPU_NMI_WINDOW_EXITING |
+                                                        C.CPU_INTERRUPT_WINDOW_EXITING):
+        return None
+    return WindowPin(nonroot, cpu)
+
+
 RULES = {
     "0F A2": NonRoot._cpuid, "0F 08": NonRoot._invd, "0F 09": NonRoot._wbinvd,
     "0F 01 C1": NonRoot._vmcall, "F4": NonRoot._hlt,

@@ -22,7 +22,7 @@ from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.entry import check_controls_and_host, guest_problem
 from ringvisor.cpu.vmx.ept import Ept
 from ringvisor.cpu.vmx.exits import ENTRY_FAILURE, R, VmExit, VmExitSignal
-from ringvisor.cpu.vmx.nonroot import NonRoot, WindowPin
+from ringvisor.cpu.vmx.nonroot import NonRoot, window_pin
 from ringvisor.cpu.vmx.state import load_guest, load_host, save_guest
 from ringvisor.cpu.vmx.vmcs import VMERR, FIELDS, VmxInstructionError
 from ringvisor.errors import GuestCrashed
@@ -100,7 +100,7 @@ def _run(cpu, vmcs) -> VmExit:
     # Attach non-root operation to the CPU.
     saved_intercept, saved_walk = cpu.intercept, cpu.walk
     nr.host_pin = cpu.interrupts
-    cpu.interrupts = WindowPin(nr, cpu)
+    cpu.interrupts = window_pin(nr, cpu)
     cpu.intercept = 0
     cpu.vmx = nr
     cpu.always_translate = ept is not None

@@ -42,8 +42,16 @@ class Table:
 
 
 class ShadowMmu:
-    def __init__(self, region: R.MonitorRegion, vcpu, gmmu, ring: int, stats):
+    def __init__(self, region: R.MonitorRegion, vcpu, gmmu, ring: int, stats,
+                 linear_top: int | None = None):
+        """`linear_top`: where the guest's linear space ends; above it is the
+        monitor's hole (a deprivileged guest shares its address space with the
+        monitor: by default the region's linear base). The hw monitor's guest
+        has all 4 GiB (1 << 32): VM exits switch address spaces."""
         self.region, self.vcpu, self.gmmu, self.stats = region, vcpu, gmmu, stats
+        if linear_top is None:
+            linear_top = region.linear_base
+        self.linear_top, self.top_pde = linear_top, linear_top >> 22
         self.mm = region.mm
         self.views = 2 if ring == 3 else 1
         self.compress = ring == 3
@@ -84,7 +92,8 @@ class ShadowMmu:
                     self._drop_directory(old)
                     break
         frame = self._alloc()
-        self.region.write_u32(frame + 4 * self.region.hole_pde, monitor_pde(self.region))
+        if self.top_pde < 1024:
+            self.region.write_u32(frame + 4 * self.top_pde, monitor_pde(self.region))
         guest = key[0] if key[0] != PHYS else None
         d = Table(frame, key, guest, 2)
         self.directories[key] = d
@@ -102,7 +111,7 @@ class ShadowMmu:
         write to a read-only page with CR0.WP=0): the caller lets that one
         write through by single-stepping. Raises VirtualFault when the guest
         itself would fault."""
-        if lin >= self.region.linear_base:
+        if lin >= self.linear_top:
             raise VirtualFault(14, (2 if write else 0) | (4 if user else 0), lin)
         phys = self.gmmu.walk(lin, write, user)
         if self.region.contains(phys):
@@ -261,7 +270,7 @@ class ShadowMmu:
                     self._set_pte(t.frame + 4 * i, self._derive(t, i))
 
     def _mirror_pde(self, d: Table, i: int) -> None:
-        if i >= self.region.hole_pde:
+        if i >= self.top_pde:
             return
         old = self.region.read_u32(d.frame + 4 * i)
         if old & P:
@@ -314,7 +323,7 @@ class ShadowMmu:
         self.need_flush = True
 
     def _drop_directory(self, d: Table) -> None:
-        for i in range(self.region.hole_pde):
+        for i in range(self.top_pde):
             if self.region.read_u32(d.frame + 4 * i) & P:
                 self._unlink(d, i)
         self.directories.pop(d.key, None)

@@ -4,9 +4,11 @@ guest, or the exit the machine must see (Halt, Shutdown, Interrupted)."""
 from __future__ import annotations
 
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.cpu.vmx.exits import R, decode_cr, decode_io
+from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
-from ringvisor.monitors.hw import hypercalls
+from ringvisor.cpu.vmx.operation import invvpid
+from ringvisor.monitors.hw import fpu, hypercalls, mmio
+from ringvisor.monitors.hw.task import task_switch
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
 
@@ -82,7 +84,9 @@ def cr_access(mon, exit):
             return None
         v["CR0_READ_SHADOW"] = value & CR0_NE
         v["GUEST_CR0"] = (value | CR0_NE | 0x10) & 0xE005003F
-        mon.cpu.flush_tlb()
+        fpu.follow_ne(v, value)
+        # MOV to CR0 flushes the guest's TLB (emulated here: its tagged entries).
+        invvpid(mon.cpu, 1, v["VPID"])
     elif q["access"] == "mov to" and q["cr"] == 4:
         mon.inject_exception(GP, 0)
         return None
@@ -126,11 +130,23 @@ def triple_fault(mon, exit):
 
 
 def ept_violation(mon, exit):
+    """Above RAM: a device (MMIO), emulated. Elsewhere (the monitor's
+    region, which the EPT leaves unmapped) and for what cannot be one
+    instruction's data access (a page table or an IDT in device memory):
+    the guest's crash."""
     v = mon.vmcs
     gpa, gla = v["GUEST_PHYSICAL_ADDRESS"], v["GUEST_LINEAR_ADDRESS"]
     q = exit.qualification
+    data_access = not q & EPT_GLA_VALID or q & EPT_GLA_TRANSLATED
+    if gpa >= mon.memory.size and data_access and not v["IDT_VECTORING_INFO_FIELD"] & C.INTR_VALID:
+        mmio.emulate(mon, gpa)
+        return None
     access = "write" if q & 2 else "fetch" if q & 4 else "read"
-    where = f" (linear {gla:#010x})" if q & 0x80 else ""
+    where = f" (linear {gla:#010x})" if q & EPT_GLA_VALID else ""
+    if gpa >= mon.memory.size:
+        what = "a guest page-table entry" if not data_access else "delivering an event"
+        mon.crash(f"EPT violation: {access} of guest-physical {gpa:#010x}{where}, device memory, "
+                  f"for {what}: the hw monitor emulates only instructions' data accesses there")
     mon.crash(f"EPT violation: {access} of guest-physical {gpa:#010x}{where}, outside the "
               f"guest's {mon.region.phys >> 20} MiB of RAM")
 
@@ -139,15 +155,12 @@ def invalid_guest_state(mon, exit):
     mon.crash(f"VM entry failed: invalid guest state ({exit.detail})")
 
 
-def task_switch(mon, exit):
-    mon.crash(f"hardware task switch to selector {exit.qualification & 0xFFFF:#06x}: the hw "
-              "monitor does not emulate task switches")
-
-
 def exception(mon, exit):
     info = mon.vmcs["VM_EXIT_INTR_INFO"]
     if info & 0xFF == 14 and mon.shadow is not None:
         return mon.shadow.page_fault(exit)
+    if info & 0xFF == fpu.MF:
+        return fpu.floating_point_error(mon, exit)
     return unexpected(mon, exit)
 
 

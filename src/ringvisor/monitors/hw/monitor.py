@@ -32,7 +32,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Interrupted
 from ringvisor.machine import report
 from ringvisor.monitors.common import region as R_
-from ringvisor.monitors.hw import handlers, setup
+from ringvisor.monitors.hw import fpu, handlers, setup
 from ringvisor.monitors.hw.setup import CR0_NE
 from ringvisor.monitors.hw.shadow import ShadowPaging
 
@@ -50,7 +50,11 @@ class HwMonitor:
         engine.interrupts = None
         self.exits = Counter()
         self.io_ports = Counter()
+        self.mmio_accesses = Counter()            # device page -> emulated accesses
+        self.stats_task_switches = Counter()      # by source (SDM table 27-2): emulated
+        self.vectoring_consumed = False           # the exit's handler delivered the event itself
         self.injected = 0
+        self.fpu_errors = 0                       # #MF exits of a guest with CR0.NE=0 (fpu.py)
         self.reinjected = 0
         self.hypercalls = Counter()
         self.tracer = None
@@ -70,6 +74,7 @@ class HwMonitor:
         g.cr4 = st.cr4 | CR4_VMXE
         write_guest_state(v, g)
         v["CR0_READ_SHADOW"] = st.cr0 & CR0_NE
+        fpu.follow_ne(v, st.cr0)
         v["CR4_READ_SHADOW"] = 0
         v["GUEST_ACTIVITY_STATE"] = C.ACTIVE
         v["GUEST_INTERRUPTIBILITY_INFO"] = 0
@@ -108,6 +113,7 @@ class HwMonitor:
             reason = exit.basic
             self.exits[reason] += 1
             vectoring = v["IDT_VECTORING_INFO_FIELD"]
+            self.vectoring_consumed = False
             started = time.perf_counter()
             try:
                 if self.tracer is not None:
@@ -115,7 +121,8 @@ class HwMonitor:
                 result = handlers.HANDLERS.get(reason, handlers.unexpected)(self, exit)
             finally:
                 self.monitor_seconds += time.perf_counter() - started
-            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID:
+            if vectoring & C.INTR_VALID and not v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID \
+                    and not self.vectoring_consumed:
                 self._reinject(vectoring)
             if result is not None:
                 return result
@@ -223,8 +230,12 @@ class HwMonitor:
             "exits": total,
             "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
             "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
+            "mmio_exits_by_page": {f"{p:#010x}": n for p, n in self.mmio_accesses.most_common()},
+            "task_switches_emulated": {("call", "iret", "jmp", "task gate")[s]: n
+                                       for s, n in self.stats_task_switches.items()},
             "interrupts_injected": self.injected,
             "events_reinjected": self.reinjected,
+            "x87_errors_as_ferr": self.fpu_errors,
             "hypercalls": dict(self.hypercalls.most_common()),
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,

@@ -22,6 +22,7 @@ from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, Virtua
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import changed_range
 from ringvisor.monitors.common.vcpu import VirtualCpu
+from ringvisor.monitors.hw import fpu
 
 CR0_PE, CR0_NE, CR0_WP, CR0_PG = 1, 0x20, 1 << 16, 1 << 31
 CR4_PSE, CR4_PGE = 0x10, 0x80
@@ -37,7 +38,9 @@ class ShadowPaging:
         self.stats = Counter()
         self.vcpu = VirtualCpu(ring=1)
         self.gmmu = GuestMmu(mon.memory, self.vcpu, mon.region)
-        self.shadow = ShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats)
+        # The guest has the whole linear space: no hole for the monitor, who
+        # lives in root operation's own address space (the host CR3).
+        self.shadow = ShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats, linear_top=1 << 32)
         self.step = None                 # (shadow PTE, its value, guest frame, bytes before)
         v = mon.vmcs
         v["EXCEPTION_BITMAP"] = 1 << 14
@@ -64,10 +67,31 @@ class ShadowPaging:
         st.cr3 = vcpu.cr3
         return st
 
+    def guest_control_registers(self, cr0: int, cr4: int) -> tuple[int, int, int]:
+        """(CR0, CR3, CR4) as the guest set them, from the CPU's CR0/CR4 in
+        the VMCS (for the monitor's emulator, interpret.py)."""
+        vcpu = self.vcpu
+        return (cr0 & ~CR0_OWNED) | (vcpu.cr0 & CR0_OWNED), vcpu.cr3, \
+            (cr4 & ~CR4_OWNED) | (vcpu.cr4 & CR4_OWNED & ~CR4_VMXE)
+
+    def emulated(self, cr0: int, cr3: int, cr4: int) -> None:
+        """The emulator ran on the guest's own control registers (saved into
+        the VMCS as they were): back to the shadow's, following a CR3 it
+        loaded (a task switch) and keeping the CR0 bits it set (TS)."""
+        vcpu = self.vcpu
+        vcpu.cr0 = (vcpu.cr0 & CR0_OWNED) | (cr0 & ~CR0_OWNED)
+        self._load_cr0()
+        self._load_cr4()
+        if (cr3 ^ vcpu.cr3) & 0xFFFFF018:
+            vcpu.cr3 = cr3 & 0xFFFFF018
+            self.stats["cr3_writes"] += 1
+        self._switch()
+
     def _load_cr0(self) -> None:
         v, cr0 = self.mon.vmcs, self.vcpu.cr0
         v["GUEST_CR0"] = cr0 | CR0_OWNED
         v["CR0_READ_SHADOW"] = cr0 & CR0_OWNED
+        fpu.follow_ne(v, cr0)
 
     def _load_cr4(self) -> None:
         v, cr4 = self.mon.vmcs, self.vcpu.cr4
@@ -82,9 +106,6 @@ class ShadowPaging:
         except PoolExhausted:
             self.shadow.reset()
             frame = self.shadow.activate()
-        # The monitor's region is mapped for deprivileged guests; a ring-0
-        # guest must not see it: its directory entry stays empty.
-        self.mon.region.write_u32(frame + 4 * self.mon.region.hole_pde, 0)
         self.mon.vmcs["GUEST_CR3"] = frame
         self.flush()
 
