@@ -42,7 +42,8 @@ def detect(data: bytes, path: str) -> str:
 
 
 def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[str, ...] = (),
-         fmt: str = "auto") -> CpuState:
+         fmt: str = "auto", apic: bool = False) -> CpuState:
+    """`apic`: the machine has local and I/O APICs (Linux's defaults leave them on)."""
     data = read_file(path)
     name = os.path.basename(path)
     kind = detect(data, path) if fmt == "auto" else fmt
@@ -54,7 +55,7 @@ def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[st
         if len(modules) > 1:
             raise GuestImageError("a Linux kernel takes one initrd (--initrd), not several modules")
         initrd = (modules[0], read_file(modules[0], "initrd")) if modules else None
-        return linux.load(data, name, memory, layout, linux.command_line(cmdline), initrd)
+        return linux.load(data, name, memory, layout, linux.command_line(cmdline, apic), initrd)
     if modules or cmdline:
         raise GuestImageError("a flat binary takes no command line or modules")
     return flat.load(data, name, memory, layout, real_mode=(kind == "flat16"))
