@@ -223,6 +223,12 @@ def test_default_command_line_is_extended_or_replaced_by_the_user():
     assert linux.command_line('nodefaults console=ttyS0 init="/bin/sh -x"') == 'console=ttyS0 init="/bin/sh -x"'
 
 
+def test_the_pc_machines_defaults_leave_the_apics_on():
+    words = linux.command_line("", apic=True).split()
+    assert "noapic" not in words and "nolapic" not in words and "acpi=off" in words
+    assert "nolapic" in linux.command_line("nolapic", apic=True).split()     # the user may still say so
+
+
 def ringvisor(*args):
     return subprocess.run([sys.executable, "-m", "ringvisor", *args], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=60)

@@ -37,7 +37,7 @@ class Boot:
                           modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
                           timeout=LIMIT_S, cmdline="", memory=64 << 20)
         self.machine = build_machine(config, self._write)
-        self.default_cmdline = linux.command_line("")
+        self.default_cmdline = linux.command_line("", apic=True)   # the pc machine (native)
         start = time.monotonic()
         try:
             result = self.machine.run()

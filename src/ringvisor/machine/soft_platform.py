@@ -43,6 +43,11 @@ class _Clocked:
 RTC_IRQ = 8
 
 
+def acpi_power_off() -> None:
+    """The guest entered ACPI S5 (soft off): the run ends with status 0."""
+    raise GuestStopped(0, "ACPI power-off (S5)")
+
+
 def guest_reset(source: str) -> None:
     """A reset request from the guest: the run ends with status 0."""
     raise GuestStopped(0, f"guest reset ({source})")
@@ -75,6 +80,7 @@ class SoftPlatform:
                                  tsc=lambda: self.engine.tsc() if self.engine is not None else 0,
                                  memory_map=memory_map, cmdline=cmdline)
             self.pc.on_reset = on_reset                           # it owns 0xCF9 and 0x92
+            self.pc.on_power_off = acpi_power_off
             irq0 = self.pc.pit_line
         else:
             reset_control.register(ports, on_reset)
