@@ -76,8 +76,10 @@ def _soft_cpus(config: VmConfig, machine: Machine):
         from ringvisor.boot.pc_description import PcDescription
         from ringvisor.cpu.semantics.system import CPUID_EDX, CPUID_SIGNATURE
         from ringvisor.devices.apic_defs import CPUID1_EDX_APIC
+        # No TSC-deadline timer: this CPU has no SSE2, and the OSes that use
+        # that mode fence the MSR write with MFENCE (Linux: __setup_APIC_LVTT).
         pc = PcDescription(cpus=config.cpus, cpu_signature=CPUID_SIGNATURE,
-                           cpu_features=CPUID_EDX | CPUID1_EDX_APIC)
+                           cpu_features=CPUID_EDX | CPUID1_EDX_APIC, tsc_deadline=False)
     elif config.cpus != 1:
         raise ConfigError(f"--cpus {config.cpus}: several CPUs need the pc machine (local APICs)")
     platform = machine.platform = SoftPlatform(

@@ -119,3 +119,19 @@ def test_every_cpu_halted_with_interrupts_off_is_a_crash_not_a_hang(test_kernels
             machine.run()
     finally:
         machine.close()
+
+
+def test_no_tsc_deadline_timer_on_a_cpu_without_sse2(apic_kernel):
+    """Regression: Linux fences the TSC-deadline MSR write with MFENCE (SSE2),
+    which this CPU lacks: reporting the mode made Debian's kernel #UD in
+    __setup_APIC_LVTT. The pc machine's APICs do not offer it."""
+    from ringvisor.devices.lapic import CPUID1_ECX_TSC_DEADLINE, cpuid1
+    machine = build_machine(VmConfig(kernel=str(apic_kernel), engine="soft", technique="native", cpus=2),
+                            lambda data: None)
+    try:
+        for apic in machine.platform.pc.lapics:
+            assert not apic.tsc_deadline_supported
+            assert not cpuid1(apic, 0, 0, 0)[1] & CPUID1_ECX_TSC_DEADLINE
+            assert apic.read_msr(0x6E0) is None                  # RDMSR: #GP
+    finally:
+        machine.close()
