@@ -30,6 +30,16 @@ class VmConfig:
     modules: tuple[str, ...] = ()
     image_format: str = "auto"
     timeout: float | None = None
+    machine: str | None = None     # soft engine: "pc" (APICs, firmware tables) or "isa" (1990 PC)
+    cpus: int = 1                  # soft engine, pc machine: CPUs run in deterministic quanta
+
+    @property
+    def machine_kind(self) -> str:
+        """The soft engine's board: pc under `native`; the 1990 isa PC
+        under the monitors (they do not virtualize the APICs: docs/platform.md)."""
+        if self.machine is not None:
+            return self.machine
+        return "pc" if self.technique == "native" else "isa"
 
     def machine_config(self) -> MachineConfig:
         """The machine's share: its RAM, minus what the technique's monitor keeps."""
@@ -48,18 +58,44 @@ def create_engine(config: VmConfig, machine: Machine):
         from ringvisor.kvm.engine import KvmEngine
         return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
     if config.engine == "soft":
-        from ringvisor.cpu import SoftEngine
-        from ringvisor.machine.soft_platform import SoftPlatform
-        machine.platform = SoftPlatform(machine.ports, ram_size=machine.memory.size)
-        machine.pic = machine.platform.pic
-        cpu = machine.platform.engine = SoftEngine(machine.memory, machine.ports, machine.mmio,
-                                                   interrupts=machine.pic)
+        cpu = _soft_cpus(config, machine)
         if config.technique == "hw":
             return monitors.create_hw(machine, cpu, config.paging)
         if config.technique in monitors.TECHNIQUES:
             return monitors.create(config.technique, machine, cpu, config.ring)
         return cpu
     raise ConfigError(f"unknown engine {config.engine!r} (available: kvm, soft)")
+
+
+def _soft_cpus(config: VmConfig, machine: Machine):
+    """The soft platform and its CPUs (one per --cpus; each with its local
+    APIC on the pc machine); returns the bootstrap processor."""
+    from ringvisor.cpu import SoftEngine
+    from ringvisor.machine.soft_platform import SoftPlatform
+    pc = None
+    if config.machine_kind == "pc":
+        from ringvisor.boot.pc_description import PcDescription
+        from ringvisor.cpu.semantics.system import CPUID_EDX, CPUID_SIGNATURE
+        from ringvisor.devices.apic_defs import CPUID1_EDX_APIC
+        # No TSC-deadline timer: this CPU has no SSE2, and the OSes that use
+        # that mode fence the MSR write with MFENCE (Linux: __setup_APIC_LVTT).
+        pc = PcDescription(cpus=config.cpus, cpu_signature=CPUID_SIGNATURE,
+                           cpu_features=CPUID_EDX | CPUID1_EDX_APIC, tsc_deadline=False)
+    elif config.cpus != 1:
+        raise ConfigError(f"--cpus {config.cpus}: several CPUs need the pc machine (local APICs)")
+    platform = machine.platform = SoftPlatform(
+        machine.ports, ram_size=machine.memory.size, pc=pc, mmio=machine.mmio, memory=machine.memory,
+        memory_map=machine.layout.memory_map(), cmdline=config.cmdline.encode())
+    interrupts = platform.pic if pc is None else platform.pc.interrupts
+    machine.pic = interrupts
+    cpus = [SoftEngine(machine.memory, machine.ports, machine.mmio, interrupts=platform.pic)
+            for _ in range(config.cpus)]
+    if pc is not None:
+        for cpu, apic in zip(cpus, platform.pc.lapics):
+            cpu.attach_apic(apic)
+    platform.engine = cpus[0]
+    platform.set_cpus(cpus)
+    return cpus[0]
 
 
 def build_machine(config: VmConfig, console: Callable[[bytes], None]) -> Machine:

@@ -234,6 +234,12 @@ def test_a_monitors_linear_reservation_is_always_passed_as_reservetop():
         linux.command_line("reservetop=1M", 4 * MB)
 
 
+def test_the_pc_machines_defaults_leave_the_apics_on():
+    words = linux.command_line("", apic=True).split()
+    assert "noapic" not in words and "nolapic" not in words and "acpi=off" in words
+    assert "nolapic" in linux.command_line("nolapic", apic=True).split()     # the user may still say so
+
+
 def ringvisor(*args):
     return subprocess.run([sys.executable, "-m", "ringvisor", *args], capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, timeout=60)

@@ -48,7 +48,8 @@ class Boot:
                           modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
                           timeout=LIMIT_S, cmdline="", memory=MEMORY)
         self.machine = build_machine(config, self._write)
-        self.default_cmdline = linux.command_line("", monitors.reserved_linear(technique))
+        pc = self.machine.platform.pc is not None             # the pc machine: APICs left on
+        self.default_cmdline = linux.command_line("", monitors.reserved_linear(technique), apic=pc)
         self.usable_end = MEMORY - monitors.reserved_top(technique, "soft")
         start = time.monotonic()
         try:

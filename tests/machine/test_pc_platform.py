@@ -163,3 +163,11 @@ def test_fw_cfg_e820_matches_the_memory_map(cpus):
     raw = bytes(ports.read(0x511, 1) for _ in range(40))
     assert struct.unpack("<QQIQQI", raw) == (0, 0x9FC00, 1, 0x100000, 31 * MiB, 1)
     assert len(p.pc.lapics) == cpus
+
+
+def test_acpi_soft_off_ends_the_run_by_default():
+    from ringvisor.exits import GuestStopped
+    p, ports, mmio, memory = platform()
+    with pytest.raises(GuestStopped) as stop:
+        ports.write(0x604, 2, 1 << 13)                           # SLP_TYP 0 (\_S5) | SLP_EN
+    assert stop.value.status == 0 and "S5" in stop.value.reason

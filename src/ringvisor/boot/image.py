@@ -42,10 +42,11 @@ def detect(data: bytes, path: str) -> str:
 
 
 def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[str, ...] = (),
-         fmt: str = "auto", reserved_linear: int = 0) -> CpuState:
+         fmt: str = "auto", reserved_linear: int = 0, apic: bool = False) -> CpuState:
     """`reserved_linear`: bytes at the top of the linear address space the
     guest must leave alone (a monitor's region); kernels that can be told so
-    are told (Linux: reservetop=), the others are assumed not to go there."""
+    are told (Linux: reservetop=), the others are assumed not to go there.
+    `apic`: the machine has local and I/O APICs (Linux's defaults leave them on)."""
     data = read_file(path)
     name = os.path.basename(path)
     kind = detect(data, path) if fmt == "auto" else fmt
@@ -57,7 +58,7 @@ def load(path: str, memory, layout: Layout, cmdline: str = "", modules: tuple[st
         if len(modules) > 1:
             raise GuestImageError("a Linux kernel takes one initrd (--initrd), not several modules")
         initrd = (modules[0], read_file(modules[0], "initrd")) if modules else None
-        return linux.load(data, name, memory, layout, linux.command_line(cmdline, reserved_linear), initrd)
+        return linux.load(data, name, memory, layout, linux.command_line(cmdline, reserved_linear, apic), initrd)
     if modules or cmdline:
         raise GuestImageError("a flat binary takes no command line or modules")
     return flat.load(data, name, memory, layout, real_mode=(kind == "flat16"))

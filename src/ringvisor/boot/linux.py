@@ -42,6 +42,10 @@ SOFT_CPU_HZ, DEBIAN_KERNEL_HZ = 100_000_000, 250
 DEFAULT_CMDLINE = ("console=ttyS0", "acpi=off", "pci=off", "noapic", "nolapic", "noisapnp",
                    "pnpbios=off", "cryptomgr.notests", "mitigations=off", "no_timer_check",
                    f"lpj={SOFT_CPU_HZ // DEBIAN_KERNEL_HZ}")
+# On the pc machine (local and I/O APICs, MP and ACPI tables) the APICs are
+# there: Linux finds them through the MP table (ACPI stays off: its AML
+# interpreter costs boot time and gives the soft platform nothing more).
+APIC_OFF = ("noapic", "nolapic")
 NO_DEFAULTS = "nodefaults"           # a user word that drops DEFAULT_CMDLINE
 RESERVETOP = "reservetop"            # linear space at the top Linux leaves alone
 _WORD = re.compile(r'(?:[^\s"]+|"[^"]*")+')
@@ -51,10 +55,11 @@ def _key(word: str) -> str:
     return word.split("=", 1)[0]
 
 
-def command_line(user: str, reserved_linear: int = 0) -> str:
+def command_line(user: str, reserved_linear: int = 0, apic: bool = False) -> str:
     """ringvisor's defaults extended by the user's words: a parameter the
     user gives (`console=tty0`, `lpj=1000000`, `noapic`) replaces the default
-    of the same name, and the word `nodefaults` drops every default.
+    of the same name, and the word `nodefaults` drops every default. With
+    `apic` (the pc machine) the defaults leave the APICs on.
 
     `reserved_linear` (the top of the linear address space a monitor keeps)
     is not a default but a fact of the machine: `reservetop=` is added even
@@ -66,7 +71,8 @@ def command_line(user: str, reserved_linear: int = 0) -> str:
         words = [w for w in words if w != NO_DEFAULTS]
     else:
         named = {_key(w) for w in words}
-        words = [w for w in DEFAULT_CMDLINE if _key(w) not in named] + words
+        defaults = [w for w in DEFAULT_CMDLINE if not (apic and w in APIC_OFF)]
+        words = [w for w in defaults if _key(w) not in named] + words
     if reserved_linear:
         given = [w for w in words if _key(w) == RESERVETOP]
         if not given:

@@ -49,6 +49,7 @@ class PcDescription:
     reset_port: int = RESET_PORT
     hpet_base: int | None = None
     x2apic: bool = False             # the CPUs offer x2APIC mode (CPUID.1:ECX[21])
+    tsc_deadline: bool = True        # the APIC timer's TSC-deadline mode (CPUID.1:ECX[24])
     cpu_signature: int = CPU_SIGNATURE
     cpu_features: int = CPU_FEATURES
     oem_id: str = "RVISOR"

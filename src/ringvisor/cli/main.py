@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("auto", "multiboot", "linux", "flat", "flat16"), default="auto",
                      help="guest image format (default: detect)")
     run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
+    run.add_argument("--cpus", type=int, default=1, metavar="N", help="soft engine, native: N CPUs "
+                     "on the pc machine, interleaved in deterministic quanta (default 1)")
+    run.add_argument("--machine", choices=("pc", "isa"), help="soft engine: pc (local and I/O "
+                     "APICs, ACPI and MP tables, fw_cfg; the default under native) or isa (the 1990 PC: "
+                     "8259, 8254, 16550; the default under the monitors)")
     run.add_argument("--timeout", type=float, help="stop the guest after this many seconds")
     run.add_argument("--serial", default="stdio", help="where the console goes: stdio or file:PATH")
     run.add_argument("--stats", action="store_true", help="print exit statistics after the run")

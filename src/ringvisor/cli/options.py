@@ -62,6 +62,7 @@ def vm_config(args) -> VmConfig:
     paging = getattr(args, "paging", None)
     if paging and (technique, engine) != ("hw", "soft"):
         raise ConfigError("--paging applies to --technique hw on the soft engine only")
+    machine, cpus = machine_options(args, engine, technique)
     modules, image_format = linux_boot_options(args)
     if image_format == "linux" and technique == "pv":
         raise ConfigError("a stock Linux kernel is not written for ringvisor's PV ABI: run it with "
@@ -74,7 +75,33 @@ def vm_config(args) -> VmConfig:
     return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
                     modules=modules, image_format=image_format, timeout=args.timeout,
-                    paging=paging or "ept")
+                    paging=paging or "ept", machine=machine, cpus=cpus)
+
+
+def machine_options(args, engine: str, technique: str) -> tuple[str | None, int]:
+    """(--machine, --cpus), refused in one line where they cannot apply."""
+    machine, cpus = getattr(args, "machine", None), getattr(args, "cpus", 1)
+    if cpus < 1:
+        raise ConfigError(f"--cpus {cpus}: a machine has at least one CPU")
+    if engine == "kvm":
+        if machine:
+            raise ConfigError("--machine applies to the soft engine (KVM's in-kernel irqchip is the kvm "
+                              "engine's machine)")
+        if cpus > 1:
+            raise ConfigError(f"--cpus {cpus}: the kvm engine drives one vCPU; several CPUs run on "
+                              "--engine soft --technique native")
+        return None, 1
+    if technique != "native":
+        if machine == "pc":
+            raise ConfigError(f"--machine pc: the {technique} monitor does not virtualize the local and "
+                              "I/O APICs yet; it runs on the isa machine")
+        if cpus > 1:
+            raise ConfigError(f"--cpus {cpus}: the {technique} monitor runs one vCPU (its virtual CPU, "
+                              "shadow page tables and traps are per guest, not per vCPU); several CPUs "
+                              "run under --technique native")
+    if cpus > 1 and machine == "isa":
+        raise ConfigError(f"--cpus {cpus}: several CPUs need local APICs: use the pc machine")
+    return machine, cpus
 
 
 def linux_boot_options(args) -> tuple[tuple[str, ...], str]:

@@ -52,6 +52,8 @@ def _print_soft(console, s) -> None:
                   f"({p['idle_virtual_seconds']:.3f} s halted, {p['halts_skipped']:,} halts skipped)")
     irqs = ", ".join(f"IRQ{irq} x{n:,}" for irq, n in p["interrupts_by_irq"].items()) or "none"
     console.print(f"interrupts delivered: {irqs}")
+    for cpu in s.get("cpus", []):
+        console.print(cpu_line(cpu), highlight=False, soft_wrap=True, markup=False)
     monitor = s.get("monitor")
     if monitor:
         table = Table(title="monitor", title_justify="left")
@@ -60,6 +62,12 @@ def _print_soft(console, s) -> None:
         for name, value in _flatten(monitor):
             table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
         console.print(table)
+
+
+def cpu_line(cpu: dict) -> str:
+    """One CPU's line, for scripts: `cpu<N> instructions=<count> key=value ...`."""
+    rest = " ".join(f"{k}={v}" for k, v in cpu.items() if k not in ("cpu", "instructions"))
+    return f"cpu{cpu['cpu']} instructions={cpu['instructions']} {rest}"
 
 
 def _flatten(d: dict, prefix: str = ""):

@@ -9,7 +9,10 @@ INT3/INTO), or `Interrupted` when the instruction budget (`max_instructions`,
 default `slice`) is spent so the machine can service device time.
 External interrupts are sampled between instructions (between blocks on the
 compiled path, which is architecturally equivalent) when EFLAGS.IF=1 and no
-interrupt shadow (STI, MOV SS, POP SS) is in effect.
+interrupt shadow (STI, MOV SS, POP SS) is in effect. With a local APIC
+(`attach_apic`) the APIC is that interrupt input; an NMI it latched is taken
+at the same boundaries whatever IF says, and blocks further NMIs until IRET;
+an INIT or SIPI ends `run()` (Interrupted) for the machine to restart the CPU.
 
 In VMX non-root operation (`cpu.vmx` set by cpu/vmx/operation.py) a VM
 exit leaves `run()` as a `VmExitSignal`, with EIP at the instruction that
@@ -18,7 +21,7 @@ exited (or past it, for the trap-like exits); see cpu/vmx/.
 from __future__ import annotations
 
 
-from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault, Core, GP
+from ringvisor.cpu.core import CS, IF, NMI, RF, TF, CpuFault, Core, GP
 from ringvisor.cpu.isa.decoder import NeedMore, decode
 from ringvisor.cpu.semantics.interrupts import EXC, EXT, SOFT, TripleFault, exception, HAS_ERROR_CODE
 from ringvisor.cpu.semantics.protection import CHECKED, check
@@ -36,6 +39,8 @@ class SoftEngine(Core):
     def __init__(self, memory, ports, mmio, interrupts=None):
         super().__init__(memory, ports, mmio)
         self.interrupts = interrupts
+        self.apic = None                # the CPU's local APIC (attach_apic), on the pc machine
+        self.nmi_blocked = False        # from an NMI's delivery to the next IRET
         self.instructions = 0
         self.intercept = 0              # bit n set: exception vector n exits as Fault
         self.halted = False
@@ -62,8 +67,15 @@ class SoftEngine(Core):
         self.cr0, self.cr2, self.cr3, self.cr4, self.efer = st.cr0, st.cr2, st.cr3, st.cr4, st.efer
         self.halted = False
         self.shadow = False
+        self.nmi_blocked = False
         self.recache_all()
         self.flush_tlb()
+
+    def attach_apic(self, apic) -> None:
+        """Give the CPU its local APIC (devices/lapic.py): it becomes the
+        CPU's interrupt input (INTR through the APIC, ExtINT included), and
+        RDMSR/WRMSR/CPUID consult it (cpu/semantics/system.py)."""
+        self.apic = self.interrupts = apic
 
     def fpu_error(self) -> None:
         """FERR# with CR0.NE=0: the PC turns it into IRQ13 and the instruction
@@ -141,15 +153,26 @@ class SoftEngine(Core):
         target = self.instructions + budget
         self.dev_epoch += 1                 # memory may have changed since the last run
         intr = self.interrupts
+        apic = self.apic
         while True:
             if self.instructions >= target and not self.halted:
                 return Interrupted()
             single = False
+            if apic is not None and (apic.init_pending or apic.sipi_vector is not None):
+                return Interrupted()        # INIT/SIPI: the machine restarts this CPU
             if self.shadow:
                 # The shadowed instruction runs alone when an interrupt (or
                 # an interrupt window) waits for the boundary after it.
                 self.shadow = False
                 single = intr is not None and intr.pending()
+            elif apic is not None and apic.nmi_pending and not self.nmi_blocked and self.vmx is None:
+                # NMI: regardless of IF; blocked until the handler's IRET.
+                apic.take_nmi()
+                self.nmi_blocked, self.halted = True, False
+                try:
+                    exception(self, NMI, None, EXT)
+                except TripleFault:
+                    return Shutdown()
             elif intr is not None and (self.flags & IF or self.vmx is not None) and intr.pending():
                 try:
                     if self.vmx is not None:

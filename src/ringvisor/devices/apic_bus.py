@@ -125,19 +125,21 @@ class ApicBus:
             targets = [a for a in self.apics if a is not source]
         else:
             targets = [a for a in self.apics if a.matches(dest, logical, wide)]
-        self._deliver(targets, mode, vector, False)
+        for apic in self._deliver(targets, mode, vector, False):
+            apic.stats.ipis_received += 1
 
     def deliver(self, dest: int, logical: bool, mode: int, vector: int, level: bool = False) -> None:
         """An interrupt message from an I/O APIC."""
         self._deliver([a for a in self.apics if a.matches(dest, logical)], mode, vector, level)
 
-    def _deliver(self, targets: list[LocalApic], mode: int, vector: int, level: bool) -> None:
+    def _deliver(self, targets: list[LocalApic], mode: int, vector: int, level: bool) -> list[LocalApic]:
         if mode == Delivery.LOWEST:
             targets = self._lowest_priority(targets, vector)
         for apic in targets:
             apic.accept(mode, vector, level)
         if targets:
             self.messages[Delivery(mode).name] += 1
+        return targets
 
     @staticmethod
     def _lowest_priority(targets: list[LocalApic], vector: int) -> list[LocalApic]:

@@ -54,7 +54,8 @@ from typing import Callable
 
 from ringvisor.devices.apic_defs import *  # noqa: F401,F403  (the register map, re-exported)
 from ringvisor.devices.apic_defs import (
-    BASE_ADDRESS_MASK, BASE_BSP, BASE_ENABLE, BASE_EXTD, DEFAULT_BASE, ERROR, ESR_ILLEGAL_REGISTER,
+    BASE_ADDRESS_MASK, BASE_BSP, BASE_ENABLE, BASE_EXTD, CPUID1_ECX_TSC_DEADLINE, CPUID1_ECX_X2APIC,
+    CPUID1_EDX_APIC, DEFAULT_BASE, ERROR, ESR_ILLEGAL_REGISTER,
     ESR_RECEIVE_ILLEGAL_VECTOR, ESR_SEND_ILLEGAL_VECTOR, ICR_LEVEL_ASSERT, ICR_LOGICAL, ICR_WRITABLE,
     LINT0, LINT1, LVT, LVT_BY_OFFSET, LVT_LEVEL, LVT_MASKED, LVT_REMOTE_IRR, LVT_TIMER_MODE_SHIFT,
     MAX_LVT, MODE_NAMES, MSR_APIC_BASE, MSR_TSC_DEADLINE, READABLE, SPURIOUS_RESET, SVR_ENABLE,
@@ -85,6 +86,7 @@ class ApicStats:
     accepted: Counter = field(default_factory=Counter)    # vectors put in the IRR
     delivered: Counter = field(default_factory=Counter)   # vectors acknowledged by the CPU
     ipis_sent: Counter = field(default_factory=Counter)   # by delivery mode name
+    ipis_received: int = 0      # IPIs from a local APIC (not I/O APIC messages) that reached this one
     dropped: int = 0            # fixed interrupts to a software-disabled APIC
     spurious: int = 0
     nmis: int = 0
@@ -571,6 +573,18 @@ class LocalApic:
             self._error(ESR_SEND_ILLEGAL_VECTOR)
         else:
             self.accept(Delivery.FIXED, vector)
+
+
+def cpuid1(apic: LocalApic, ebx: int, ecx: int, edx: int) -> tuple[int, int, int]:
+    """CPUID.1's EBX, ECX, EDX with this APIC reported (SDM vol. 2 CPUID):
+    EDX.APIC follows IA32_APIC_BASE.EN, as on hardware."""
+    ebx = (ebx & 0x00FFFFFF) | cpuid1_ebx_id(apic)
+    edx = edx | CPUID1_EDX_APIC if apic.hw_enabled else edx & ~CPUID1_EDX_APIC
+    if apic.tsc_deadline_supported:
+        ecx |= CPUID1_ECX_TSC_DEADLINE
+    if apic.x2apic_supported:
+        ecx |= CPUID1_ECX_X2APIC
+    return ebx, ecx, edx
 
 
 def cpuid1_ebx_id(apic: LocalApic) -> int:

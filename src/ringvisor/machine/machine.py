@@ -60,12 +60,15 @@ class Machine:
         self.result: RunResult | None = None
         self.trace = None              # a machine.trace.Trace (ringvisor run --trace)
         self.platform = None           # the soft engine's PIC, PIT and clock
-        self.pic = None
+        self.pic = None                # the soft CPU's interrupt input (8259 pair, or the BSP's APIC)
+        self.smp = None                # machine/smp.py's SoftCpus, with several CPUs
+        self.reporting_cpu = None      # the CPU a crash report describes, if not the first
         self.engine = make_engine(self)
         try:
             self._attach_devices()
             state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
-                               config.modules, config.image_format, config.reserved_linear)
+                               config.modules, config.image_format, config.reserved_linear,
+                               apic=self.platform is not None and self.platform.pc is not None)
             self.engine.set_state(state)
         except BaseException:
             self.engine.close()
@@ -167,7 +170,11 @@ class Machine:
                 self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
 
     def _crash(self, what: str, insn: bytes = b"") -> None:
-        state = self.engine.get_state()
+        engine = self.engine
+        if self.reporting_cpu is not None:
+            engine = self.reporting_cpu.engine
+            what = f"cpu{self.reporting_cpu.index}: {what}"
+        state = engine.get_state()
         translate = getattr(getattr(self.engine, "vcpu", None), "translate", None)
         if translate is None and state.protected and state.cr0 & CR0_PG:
             translate = report.page_walk(state, self.memory)
@@ -178,7 +185,7 @@ class Machine:
         """The watchdog's sign of life: exits on KVM; on the soft engine,
         instructions retired plus halts skipped (it never blocks inside run)."""
         if self.platform is not None:
-            return self.platform.engine.instructions + self.platform.idle_skips
+            return sum(cpu.instructions for cpu in self.platform.cpus) + self.platform.idle_skips
         counts = getattr(getattr(self.engine, "vcpu", None), "exit_counts", None)
         return sum(counts) if counts else 0
 
@@ -189,6 +196,11 @@ class Machine:
         platform.engine.slice = platform.budget(SLICE)
         exit = self.engine.run()
         platform.sync()
+        if exit.__class__ is X.Interrupted and platform.pc is not None:
+            apic = platform.pc.interrupts
+            if apic.init_pending:
+                platform.reset("INIT to the bootstrap processor")
+            apic.take_sipi()                 # a SIPI finds the BSP running: ignored
         return exit
 
     def attach_trace(self, trace) -> None:
@@ -217,6 +229,10 @@ class Machine:
 
     def run(self) -> RunResult:
         run = self.engine.run if self.platform is None else self._run_soft
+        if self.platform is not None and len(self.platform.cpus) > 1:
+            from ringvisor.machine.smp import SoftCpus
+            self.smp = SoftCpus(self)
+            run = self.smp.run_round
         if self.trace is not None:
             run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
@@ -245,10 +261,16 @@ class Machine:
                  "unknown_accesses": [{"bus": b, "access": a, "address": x, "count": n}
                                       for (b, a, x), n in sorted((self.ports.unknown + self.mmio.unknown).items())]}
         if self.platform is not None:
-            cpu = self.platform.engine
-            stats["instructions"] = cpu.instructions
-            stats["mips"] = cpu.instructions / wall / 1e6 if wall > 0 else 0.0
+            cpu = self.platform.cpus[0]
+            instructions = sum(c.instructions for c in self.platform.cpus)
+            stats["instructions"] = instructions
+            stats["mips"] = instructions / wall / 1e6 if wall > 0 else 0.0
             stats["platform"] = self.platform.statistics()
+            if self.smp is not None:
+                stats["cpus"] = self.smp.statistics()
+            elif self.platform.pc is not None:
+                from ringvisor.machine.smp import cpu_statistics
+                stats["cpus"] = [cpu_statistics(cpu, self.platform.pc.interrupts, index=0)]
             if cpu is not e:
                 stats["monitor"] = e.statistics()
         if e.name == "kvm":

@@ -51,7 +51,8 @@ class PcPlatform:
                  tsc: Callable[[], int] | None = None, memory_map=(), cmdline: bytes | None = None):
         self.desc = desc
         self.apic_bus = ApicBus(mmio)
-        self.lapics = [LocalApic(apic_id, bsp=i == 0, clock=clock, tsc=tsc, extint=pic, x2apic=desc.x2apic)
+        self.lapics = [LocalApic(apic_id, bsp=i == 0, clock=clock, tsc=tsc, extint=pic, x2apic=desc.x2apic,
+                                 tsc_deadline=desc.tsc_deadline)
                        for i, apic_id in enumerate(desc.apic_ids)]
         for apic in self.lapics:
             self.apic_bus.attach(apic)

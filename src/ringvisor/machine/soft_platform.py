@@ -43,6 +43,11 @@ class _Clocked:
 RTC_IRQ = 8
 
 
+def acpi_power_off() -> None:
+    """The guest entered ACPI S5 (soft off): the run ends with status 0."""
+    raise GuestStopped(0, "ACPI power-off (S5)")
+
+
 def guest_reset(source: str) -> None:
     """A reset request from the guest: the run ends with status 0."""
     raise GuestStopped(0, f"guest reset ({source})")
@@ -56,8 +61,13 @@ class SoftPlatform:
         block, fw_cfg, the HPET if described, and the firmware tables
         (machine/pc_platform.py); it needs the MMIO bus and guest memory.
         `reset(source)` is what a guest's reset request does (end the run)."""
-        self.engine = engine
-        self.idle_ns = 0                  # virtual time skipped while halted
+        self.engine = engine              # the CPU running now (switch_to)
+        self.reset = reset
+        self._cpus = None                 # every CPU's engine, the BSP first (set_cpus)
+        self.current = 0
+        self.idle_ns = 0                  # virtual time the running CPU skipped while halted
+        self._idle = [0]                  # the same, per CPU (for the ones not running)
+        self.device_ns = 0                # where the shared timers are: never backwards
         self.idle_skips = 0
         self.pic = PicPair()
         self.pc = None
@@ -66,10 +76,11 @@ class SoftPlatform:
         if pc is not None:
             from ringvisor.machine.pc_platform import PcPlatform
             self.pc = PcPlatform(pc, ports=ports, mmio=mmio, memory=memory, pic=self.pic,
-                                 clock=lambda: self.now_ns() if self.engine is not None else 0,
+                                 clock=lambda: self.clock_ns() if self.engine is not None else 0,
                                  tsc=lambda: self.engine.tsc() if self.engine is not None else 0,
                                  memory_map=memory_map, cmdline=cmdline)
             self.pc.on_reset = on_reset                           # it owns 0xCF9 and 0x92
+            self.pc.on_power_off = acpi_power_off
             irq0 = self.pc.pit_line
         else:
             reset_control.register(ports, on_reset)
@@ -91,14 +102,56 @@ class SoftPlatform:
             return self.pc.irq_line(irq)
         return self.pic.irq_line(irq)
 
+    def set_cpus(self, engines: list) -> None:
+        """The machine's CPUs (several on the pc machine with --cpus N), the
+        bootstrap processor first; each keeps its own virtual clock."""
+        self._cpus = list(engines)
+        self._idle = [0] * len(self.cpus)
+        self.switch_to(0)
+
+    @property
+    def cpus(self) -> list:
+        return self._cpus if self._cpus is not None else [self.engine]
+
+    def switch_to(self, index: int) -> None:
+        """Make CPU `index` the running one: its clock is the platform's
+        present, its APIC answers at 0xFEE00000."""
+        self._idle[self.current] = self.idle_ns
+        self.current, self.engine = index, self.cpus[index]
+        self.idle_ns = self._idle[index]
+        if self.pc is not None:
+            self.pc.apic_bus.current = index
+
+    def cpu_now_ns(self, index: int) -> int:
+        idle = self.idle_ns if index == self.current else self._idle[index]
+        return self.cpus[index].instructions * NS_PER_INSTRUCTION + idle
+
+    def idle_cpu(self, index: int, ns: int) -> None:
+        """CPU `index` spent `ns` halted (or waiting for a SIPI): its clock
+        and its TSC move on, as a sleeping processor's TSC does."""
+        if index == self.current:
+            self.idle_ns += ns
+        else:
+            self._idle[index] += ns
+        self.cpus[index].tsc_offset += ns // NS_PER_INSTRUCTION
+
     def now_ns(self) -> int:
         return self.engine.instructions * NS_PER_INSTRUCTION + self.idle_ns
+
+    def clock_ns(self) -> int:
+        """The present the devices see: the running CPU's clock, but never
+        behind the shared timers (with several CPUs each runs its quantum
+        from the same start, one after the other)."""
+        return max(self.now_ns(), self.device_ns)
 
     def sync(self) -> None:
         """Bring the timers (PIT, RTC, and the APIC-era ones) to the CPU's present."""
         self._advance_to(self.now_ns())
 
     def _advance_to(self, ns: int) -> None:
+        if ns < self.device_ns:
+            return
+        self.device_ns = ns
         self.pit.advance_to(ns)
         self.rtc.advance_to(ns)
         if self.pc is not None:
@@ -128,10 +181,9 @@ class SoftPlatform:
         nxt = self.next_event_ns()
         if nxt is None:
             return False
-        skipped = max(0, nxt - self.now_ns())
-        self.idle_ns += skipped
+        for index in range(len(self.cpus)):
+            self.idle_cpu(index, max(0, nxt - self.cpu_now_ns(index)))
         self.idle_skips += 1
-        self.engine.tsc_offset += skipped // NS_PER_INSTRUCTION
         self._advance_to(nxt)
         return True
 
@@ -153,8 +205,9 @@ class SoftPlatform:
         return log
 
     def statistics(self) -> dict:
+        self._idle[self.current] = self.idle_ns
         return {"virtual_seconds": self.now_ns() / 1e9,
-                "idle_virtual_seconds": self.idle_ns / 1e9,
+                "idle_virtual_seconds": self._idle[0] / 1e9,
                 "halts_skipped": self.idle_skips,
                 "timer_interrupts": self.pit.stats.irq_pulses,
                 "interrupts_by_irq": dict(sorted(self.pic.delivered.items())),

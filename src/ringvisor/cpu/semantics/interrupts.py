@@ -218,6 +218,7 @@ def popped_flags(cpu, new: int, osz: int, iret: bool) -> int:
 
 @sem("IRET")
 def iret(cpu, ins):
+    cpu.nmi_blocked = False        # NMI blocking ends with IRET (SDM 6.7.1)
     if cpu.vmx is not None:
         cpu.vmx.iret()             # virtual-NMI blocking ends with IRET (VMX non-root)
     osz = ins.osz

@@ -2,6 +2,11 @@
 HLT, CLI/STI, PUSHF/POPF, IN/OUT, CPUID, RDTSC, RDMSR/WRMSR, SYSENTER/
 SYSEXIT, UD2, INVD (WAIT and the x87 escapes: fpu.py).
 
+With a local APIC attached (`cpu.apic`, on the pc machine) RDMSR/WRMSR ask it
+about the MSRs it owns before raising #GP, and CPUID.1 reports it (the APIC
+flag while IA32_APIC_BASE.EN is set, the initial APIC ID in EBX[31:24], the
+TSC-deadline timer and x2APIC where the APIC offers them).
+
 This CPU reports a Pentium II class IA-32 with its x87 FPU (family 6, model
 5) and the features the soft CPU implements, no more. The TSC counts retired
 instructions (one tick per instruction, plus the offset WRMSR(0x10) sets),
@@ -14,6 +19,8 @@ from ringvisor.cpu.core import (CR0_EM, CR0_MP, CR0_TS, CS, IF, NM, RF, SS, VM, 
 from ringvisor.cpu.semantics.interrupts import popped_flags
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu_state import Segment
+from ringvisor.devices.apic_defs import ApicMsrFault
+from ringvisor.devices.lapic import cpuid1 as apic_cpuid1
 
 VENDOR = b"GenuineIntel"
 CPUID_SIGNATURE = 0x00000652       # family 6, model 5, stepping 2 (a Pentium II, Deschutes)
@@ -107,6 +114,9 @@ def cpuid(cpu, ins):
     if leaf not in table:
         leaf = max(k for k in table if k < 0x80000000)
     a, b, c, d = table[leaf]
+    apic = getattr(cpu, "apic", None)
+    if leaf == 1 and apic is not None:
+        b, c, d = apic_cpuid1(apic, b, c, d)
     r[0], r[3], r[1], r[2] = a, b, c, d
 
 
@@ -128,7 +138,9 @@ def rdmsr(cpu, ins):
     elif n == MSR_PLATFORM_ID:
         v = PLATFORM_ID << 50
     else:
-        raise gp(0)
+        v = _apic_msr(cpu, n, None)
+        if v is None:
+            raise gp(0)
     cpu.r[0], cpu.r[2] = v & 0xFFFFFFFF, (v >> 32) & 0xFFFFFFFF
 
 
@@ -140,8 +152,21 @@ def wrmsr(cpu, ins):
         cpu.tsc_offset = v - cpu.instructions
     elif n in (MSR_SYSENTER_CS, MSR_SYSENTER_ESP, MSR_SYSENTER_EIP):
         cpu.msr[n] = v & 0xFFFFFFFF
-    elif n != MSR_BIOS_SIGN_ID:
+    elif n != MSR_BIOS_SIGN_ID and not _apic_msr(cpu, n, v):
         raise gp(0)
+
+
+def _apic_msr(cpu, index: int, value: int | None):
+    """The local APIC's MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, the x2APIC
+    registers): RDMSR (value None) gives the value or None, WRMSR True if
+    the APIC took it. None/False, or the APIC's ApicMsrFault, is #GP(0)."""
+    apic = getattr(cpu, "apic", None)
+    if apic is None:
+        return None
+    try:
+        return apic.read_msr(index) if value is None else apic.write_msr(index, value)
+    except ApicMsrFault:
+        raise gp(0) from None
 
 
 def _flat(sel: int, code: bool, dpl: int) -> Segment:
