@@ -47,6 +47,7 @@ class SoftEngine(Core):
         self.slice = 200_000
         self.use_blocks = True
         self.last_exception: tuple[int, int | None] | None = None
+        self.debug = None               # a cpu.debug.DebugUnit while a debugger is attached
         from ringvisor.cpu.compiler.blocks import BlockCache
         self.blocks = BlockCache(self)
 
@@ -141,6 +142,7 @@ class SoftEngine(Core):
         target = self.instructions + budget
         self.dev_epoch += 1                 # memory may have changed since the last run
         intr = self.interrupts
+        debug = self.debug
         while True:
             if self.instructions >= target and not self.halted:
                 return Interrupted()
@@ -165,6 +167,9 @@ class SoftEngine(Core):
                     return Interrupted()
             if self.halted:
                 return Halt()
+            if debug is not None:
+                debug.boundary(self)            # a DebugStop leaves run() here
+                single = single or debug.single
             try:
                 if self.flags & TF:
                     # Single-step: a #DB trap after each instruction that began with TF=1.

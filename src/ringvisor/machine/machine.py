@@ -60,6 +60,7 @@ class Machine:
         self.trace = None              # a machine.trace.Trace (ringvisor run --trace)
         self.platform = None           # the soft engine's PIC, PIT and clock
         self.pic = None
+        self.started: float | None = None  # the first run() (a debugger may run the guest in parts)
         self.engine = make_engine(self)
         try:
             self._attach_devices()
@@ -186,9 +187,10 @@ class Machine:
         so timer interrupts arrive at the same instruction on every run."""
         platform = self.platform
         platform.engine.slice = platform.budget(SLICE)
-        exit = self.engine.run()
-        platform.sync()
-        return exit
+        try:
+            return self.engine.run()
+        finally:
+            platform.sync()             # also when a debugger's stop leaves run() early
 
     def attach_trace(self, trace) -> None:
         """`ringvisor run --trace`: the machine's exits, and the monitor's
@@ -220,7 +222,9 @@ class Machine:
             run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
-        start = time.perf_counter()
+        if self.started is None:
+            self.started = time.perf_counter()
+        start = self.started
         try:
             while True:
                 exit = run()

@@ -157,9 +157,14 @@ class BlockCache:
         interrupt with IF=1)."""
         cpu = self.cpu
         intr = cpu.interrupts
+        debug = cpu.debug if cpu.debug is not None and cpu.debug.breakpoints else None
+        first = True
         while True:
             if cpu.mode_epoch != self.mode_seen:
                 self._switch_mode()
+            if debug is not None and not first:
+                debug.boundary(cpu)           # (the engine checked the first one)
+            first = False
             eip = cpu.eip
             b = self.fast.get(eip)
             if b is None:
@@ -218,9 +223,17 @@ class BlockCache:
         cpu.eip, cpu.instructions, cpu.flags = eip, ic, f
         r[:] = eax, ecx, edx, ebx, esp, ebp, esi, edi
 
+    def breakpoints_changed(self) -> None:
+        """A debugger's breakpoints changed: no trace may run over one, so
+        every lookup is made again (`_lookup` refuses breakpoint pages)."""
+        self._forget_lookups()
+
     def _lookup(self, eip: int):
         cpu = self.cpu
         lin = (cpu.sbase[CS] + eip) & 0xFFFFFFFF
+        debug = cpu.debug
+        if debug is not None and lin >> 12 in debug.pages:
+            return None                       # stepped, each instruction checked for a breakpoint
         try:
             p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
         except CpuFault:
