@@ -157,12 +157,12 @@ class BlockCache:
         interrupt with IF=1)."""
         cpu = self.cpu
         intr = cpu.interrupts
-        debug = cpu.debug if cpu.debug is not None and cpu.debug.breakpoints else None
+        debug = cpu.debug
         first = True
         while True:
             if cpu.mode_epoch != self.mode_seen:
                 self._switch_mode()
-            if debug is not None and not first:
+            if debug is not None and not first and (debug.breakpoints or debug.stop_requested):
                 debug.boundary(cpu)           # (the engine checked the first one)
             first = False
             eip = cpu.eip

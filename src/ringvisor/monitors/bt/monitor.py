@@ -158,11 +158,16 @@ class BtMonitor(TrapMonitor):
         so that the CPU stops at the guest's address: blocks end before them."""
         base = self.kernel_cs.base if self.kernel_cs is not None else 0
         stops = frozenset((a - base) & 0xFFFFFFFF for a in linear)
+        real = self.real.get_state()
+        here = self._guest_view(real.copy()) if self._in_cache(real) else None
+        dropped = 0
         for g in stops - self.debug_stops:
             phys = self._code_phys(g) if self.kernel_cs is not None else None
             if phys is not None:
-                self._drop_code(phys & ~0xFFF, phys & 0xFFF, (phys & 0xFFF) + 1)
+                dropped += self._drop_code(phys & ~0xFFF, phys & 0xFFF, (phys & 0xFFF) + 1)
         self.debug_stops = stops
+        if dropped and here is not None:
+            self._resume(here)          # the CPU stood in the cache: where the guest's EIP is now
 
     def masked_reason(self) -> str:
         return ("Its POPF, STI and IRET are all callouts here, so it is spinning with interrupts "
