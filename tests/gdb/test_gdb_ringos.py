@@ -29,10 +29,10 @@ def free_port() -> int:
 class Run:
     """`ringvisor run ... --gdb 127.0.0.1:PORT` in the background."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, engine: str | None = "soft"):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ringvisor", "run", "--engine", "soft", *args,
+            [sys.executable, "-m", "ringvisor", "run", *(["--engine", engine] if engine else []), *args,
              "--gdb", f"127.0.0.1:{self.port}", "--timeout", "100"],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)

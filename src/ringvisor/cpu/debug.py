@@ -23,17 +23,10 @@ from __future__ import annotations
 from typing import Callable
 
 from ringvisor.cpu.core import CS, Core
+from ringvisor.exits import DebugStop
 
 M32 = 0xFFFFFFFF
 READ, WRITE = "read", "write"
-
-
-class DebugStop(Exception):
-    """Why the CPU stopped: 'breakpoint', 'watch', 'step' or 'interrupt'."""
-
-    def __init__(self, kind: str, address: int | None = None, access: str | None = None):
-        super().__init__(kind)
-        self.kind, self.address, self.access = kind, address, access
 
 
 def flat_eip(cpu) -> int:

@@ -31,6 +31,9 @@ def run_with_gdb(machine, config, address: str, wait: bool):
     target = make_target(machine, config)
     server = GdbServer(target, host, port)
     server.listen()
+    if getattr(target, "int3_refused", False):
+        from ringvisor.gdb.kvm_target import PVM_INT3
+        server.log(f"gdb: {PVM_INT3} (four at most, watchpoints included)")
     try:
         if wait:
             server.log("waiting for gdb before the guest's first instruction (--gdb-wait)")

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import time
 
-from ringvisor.cpu.debug import DebugStop, DebugUnit, flat_eip
+from ringvisor.cpu.debug import DebugUnit, flat_eip
 from ringvisor.cpu_state import CpuState
 from ringvisor.errors import GuestCrashed
+from ringvisor.exits import DebugStop
+from ringvisor.gdb import selectors
 from ringvisor.gdb.linear import LinearMemory
 from ringvisor.gdb.target import (BreakpointHit, Crashed, Exited, Interrupted, Stepped, Stop,
                                   TargetError, WatchKind, Watchpoint, WatchpointHit)
 
 SEGMENTS = CpuState.SEGMENTS
-CR0_PE, EFLAGS_VM = 1, 1 << 17
 
 
 class SoftTarget:
@@ -46,18 +47,7 @@ class SoftTarget:
     def write_registers(self, state: CpuState) -> None:
         if self.monitored:
             return self._write_through_monitor(state)
-        old = self.engine.get_state()
-        for name in SEGMENTS:
-            seg, before = getattr(state, name), getattr(old, name)
-            if seg.selector == before.selector:
-                continue
-            if state.cr0 & CR0_PE and not state.eflags & EFLAGS_VM:
-                raise TargetError(f"{name}: loading a protected-mode selector from gdb is not "
-                                  "supported (set it in real or virtual-8086 mode)")
-            seg = seg.copy()
-            seg.base = seg.selector << 4
-            setattr(state, name, seg)
-        self.cpu.set_state(state)
+        self.cpu.set_state(selectors.reloaded(self.engine.get_state(), state))
 
     def _write_through_monitor(self, state: CpuState) -> None:
         from ringvisor.monitors.common.debugview import STATUS_FLAGS, WRITABLE
