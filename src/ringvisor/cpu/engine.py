@@ -169,7 +169,6 @@ class SoftEngine(Core):
                 return Halt()
             if debug is not None:
                 debug.boundary(self)            # a DebugStop leaves run() here
-                single = single or debug.single
             try:
                 if self.flags & TF:
                     # Single-step: a #DB trap after each instruction that began with TF=1.
