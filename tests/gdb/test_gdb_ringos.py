@@ -83,10 +83,12 @@ SESSION = [
 ]
 
 
-@pytest.mark.parametrize("technique", ["native", "trap", "bt", "pv"])
+@pytest.mark.parametrize("technique", ["native", "trap", "bt", "pv", "hw", "hw-shadow"])
 def test_break_step_watch_detach_and_the_guest_finishes(gdb_binary, technique):
     elf = RINGOS_PV if technique == "pv" else RINGOS
-    run = Run("--technique", technique, "--gdb-wait")
+    paging = ("--paging", "shadow") if technique == "hw-shadow" else ()
+    technique = technique.split("-")[0]
+    run = Run("--technique", technique, *paging, "--gdb-wait")
     out = gdb(gdb_binary, run.port, elf, SESSION)
     status, console, err = run.finish()
     assert "in _start ()" in out                                  # stopped before the first instruction
@@ -105,6 +107,8 @@ def test_break_step_watch_detach_and_the_guest_finishes(gdb_binary, technique):
     assert f"--technique {technique}" in out
     if technique in ("trap", "bt", "pv"):
         assert re.search(r"traps\s+[\d,]+", out)
+    elif technique == "hw":
+        assert re.search(r"exits_by_reason\.io_instruction\s+[\d,]+", out), out   # VM exits
     else:
         assert "no monitor counters" in out
     assert "[Inferior 1 (Remote target) detached]" in out

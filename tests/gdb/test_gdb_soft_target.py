@@ -26,7 +26,7 @@ def machine_for(technique: str):
     return machine, SoftTarget(machine, technique), symbols(kernel), output
 
 
-@pytest.mark.parametrize("technique", ["native", "trap", "bt", "pv"])
+@pytest.mark.parametrize("technique", ["native", "trap", "bt", "pv", "hw"])
 def test_breakpoint_step_and_the_guests_own_view(technique):
     machine, target, sym, output = machine_for(technique)
     try:

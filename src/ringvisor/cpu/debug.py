@@ -47,6 +47,7 @@ class DebugUnit:
         self._skip: int | None = None             # the resume's first EIP: its breakpoint is passed
         self._skip_retired = 0
         self._step_from = None
+        self._armed = False
         self._last_guest = False
         self._last_count = 0
         self._hit = None                          # (address, access) of the instruction running
@@ -74,11 +75,19 @@ class DebugUnit:
         (as x86's RF does), and a step stops at the next guest boundary."""
         cpu = self.cpu
         self.step = step
+        self._last_guest = False
+        self._hit = self._pending = None
+        # Where the guest is now; unknown while the CPU holds another state
+        # (the host's, between VM exits): then at the first guest boundary.
+        self._armed = self.guest_eip(cpu) is None
+        if not self._armed:
+            self._arm(cpu)
+
+    def _arm(self, cpu) -> None:
+        self._armed = False
         self._skip = self.guest_eip(cpu)
         self._skip_retired = self.guest_retired
         self._step_from = (self.guest_retired, cpu.instructions, cpu.segs[CS].selector, cpu.eip)
-        self._last_guest = False
-        self._hit = self._pending = None
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -103,6 +112,8 @@ class DebugUnit:
         self._last_guest, self._last_count = g is not None, count
         if g is None:
             return
+        if self._armed:
+            self._arm(cpu)
         if self._pending is not None:
             address, access = self._pending
             self._pending = None

@@ -8,7 +8,7 @@ connect; when gdb kills the guest the run ends as a stopped guest (exit 4).
 """
 from __future__ import annotations
 
-from ringvisor.errors import ConfigError, GuestCrashed
+from ringvisor.errors import GuestCrashed
 from ringvisor.gdb.address import parse_address
 from ringvisor.gdb.server import GdbServer
 from ringvisor.gdb.target import Crashed, Exited
@@ -19,9 +19,6 @@ def make_target(machine, config):
     if config.engine == "kvm":
         from ringvisor.gdb.kvm_target import KvmTarget
         return KvmTarget(machine, config.technique)
-    if config.technique == "hw":
-        raise ConfigError("--gdb: the hw technique on the soft engine cannot be debugged yet (the "
-                          "guest's state lives in the VMCS while it runs); use native, trap, bt or pv")
     from ringvisor.gdb.soft_target import SoftTarget
     return SoftTarget(machine, config.technique)
 
