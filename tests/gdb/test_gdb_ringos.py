@@ -6,6 +6,7 @@ run: nothing."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -164,3 +165,20 @@ def test_a_bad_address_is_one_line_and_exit_2():
     assert result.stderr.strip() == "ringvisor: --gdb 'localhost:99999': the port must be a number " \
                                     "from 1 to 65535"
 
+
+
+def test_ctrl_c_in_gdb_stops_the_running_guest(gdb_binary):
+    run = Run("--technique", "trap", "--workload", "compute", "--cmdline", "iters=100", "--gdb-wait")
+    argv = [gdb_binary, "-batch", "-nx", "-ex", "set remotetimeout 30",
+            "-ex", f"target remote 127.0.0.1:{run.port}", "-ex", "continue",
+            "-ex", "monitor info registers", "-ex", "detach", str(RINGOS)]
+    gdb_proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.5)                                   # the guest is running by now
+    gdb_proc.send_signal(signal.SIGINT)               # what Ctrl-C at gdb's terminal does
+    out, _ = gdb_proc.communicate(timeout=TIMEOUT)
+    status, console, err = run.finish()
+    assert "Program received signal SIGINT, Interrupt." in out, out
+    assert "CPL 0" in out or "CPL 3" in out
+    assert "[Inferior 1 (Remote target) detached]" in out
+    assert status == 0 and "ringos: exit status 0" in console
