@@ -120,10 +120,11 @@ def test_break_step_watch_detach_and_the_guest_finishes(gdb_binary, technique):
 
 
 def test_attach_to_a_running_guest_and_detach(gdb_binary):
-    run = Run("--technique", "bt", "--workload", "compute")
-    time.sleep(0.5)
+    run = Run("--technique", "bt", "--workload", "compute", "--cmdline", "iters=100")
+    banner = run.proc.stdout.readline()               # the guest runs
     out = gdb(gdb_binary, run.port, RINGOS, ["p $pc", "monitor info exits", "detach"])
     status, console, err = run.finish()
+    console = banner + console
     assert re.search(r"\$1 = \(void \(\*\)\(\)\) 0x[0-9a-f]+", out), (out, err)
     assert "guest instructions:" in out
     assert "[Inferior 1 (Remote target) detached]" in out
@@ -174,10 +175,12 @@ def test_ctrl_c_in_gdb_stops_the_running_guest(gdb_binary):
             "-ex", "monitor info registers", "-ex", "detach", str(RINGOS)]
     gdb_proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
-    time.sleep(1.5)                                   # the guest is running by now
+    banner = run.proc.stdout.readline()               # the guest prints: gdb has said continue
+    time.sleep(0.3)
     gdb_proc.send_signal(signal.SIGINT)               # what Ctrl-C at gdb's terminal does
     out, _ = gdb_proc.communicate(timeout=TIMEOUT)
     status, console, err = run.finish()
+    console = banner + console
     assert "Program received signal SIGINT, Interrupt." in out, out
     assert "CPL 0" in out or "CPL 3" in out
     assert "[Inferior 1 (Remote target) detached]" in out
