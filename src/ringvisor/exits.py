@@ -81,6 +81,15 @@ class DebugExit(Exit):
 
 
 @dataclass(slots=True)
+class Debug(Exit):
+    """KVM_EXIT_DEBUG: a guest debugging event KVM intercepted for a debugger
+    (exception 1 with DR6, or 3 for an int3), `pc` its linear address."""
+    exception: int = 0
+    pc: int = 0
+    dr6: int = 0
+
+
+@dataclass(slots=True)
 class Unknown(Exit):
     reason: int = 0
     detail: dict = field(default_factory=dict)
@@ -93,3 +102,15 @@ class GuestStopped(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status, self.reason = status, reason
+
+
+class DebugStop(Exception):
+    """A debugger's stop (ringvisor.gdb): raised by the engine between two
+    guest instructions, it leaves the vCPU loop with the guest stopped there.
+    `kind` is 'breakpoint', 'watch', 'step' or 'interrupt'; `address` the
+    breakpoint's or the watched data's linear address; `access` 'read' or
+    'write' for a watchpoint."""
+
+    def __init__(self, kind: str, address: int | None = None, access: str | None = None):
+        super().__init__(kind)
+        self.kind, self.address, self.access = kind, address, access

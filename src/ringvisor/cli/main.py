@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "guest instruction and what the monitor did ('-' for stderr)")
     run.add_argument("--trace-limit", type=int, default=10_000, metavar="N",
                      help="stop tracing after N lines (default 10000)")
+    run.add_argument("--gdb", nargs="?", const="127.0.0.1:1234", metavar="[HOST:]PORT",
+                     help="serve gdb's remote protocol there (default 127.0.0.1:1234, loopback "
+                     "only: whoever connects controls the guest); as QEMU's -s")
+    run.add_argument("--gdb-wait", action="store_true", help="stop before the first guest "
+                     "instruction until gdb connects (implies --gdb); as QEMU's -S")
     run.set_defaults(handler="ringvisor.cli.run:command")
 
     compare = sub.add_parser("compare", help="the bundled guest under every technique available here, "

@@ -9,19 +9,25 @@ import sys
 from ringvisor.cli import consoles, stats_view
 from ringvisor.cli.options import vm_config
 from ringvisor.errors import ConfigError
+from ringvisor.gdb.address import DEFAULT
 from ringvisor.machine.trace import Trace
 from ringvisor.vm import build_machine
 
 
-def run_guest(config, serial: str = "stdio", trace=None):
+def run_guest(config, serial: str = "stdio", trace=None, gdb: str | None = None,
+              gdb_wait: bool = False):
     """Boot `config` with its console on `serial` (keyboard input reaches the
-    UART, Ctrl-A x quits); the machine is torn down however the run ends."""
+    UART, Ctrl-A x quits); the machine is torn down however the run ends.
+    With `gdb` ([HOST:]PORT) a GDB stub serves the guest (docs/gdb.md)."""
     with consoles.open_console(serial) as console:
         machine = build_machine(config, console.write)
         try:
             machine.attach_trace(trace)
             console.on_quit = machine.request_quit
             console.attach(machine.uart)
+            if gdb is not None:
+                from ringvisor.gdb.attach import run_with_gdb
+                return run_with_gdb(machine, config, gdb, gdb_wait)
             return machine.run()
         finally:
             machine.close()
@@ -48,7 +54,8 @@ def open_trace(path: str | None, limit: int):
 def command(args) -> int:
     config = vm_config(args)
     with open_trace(args.trace, args.trace_limit) as trace:
-        result = run_guest(config, args.serial, trace)
+        gdb = args.gdb if args.gdb is not None or not args.gdb_wait else DEFAULT
+        result = run_guest(config, args.serial, trace, gdb, args.gdb_wait)
     if args.stats:
         stats_view.print_stats(result)
     if args.json:

@@ -52,6 +52,7 @@ class SoftEngine(Core):
         self.slice = 200_000
         self.use_blocks = True
         self.last_exception: tuple[int, int | None] | None = None
+        self.debug = None               # a cpu.debug.DebugUnit while a debugger is attached
         from ringvisor.cpu.compiler.blocks import BlockCache
         self.blocks = BlockCache(self)
 
@@ -154,6 +155,7 @@ class SoftEngine(Core):
         self.dev_epoch += 1                 # memory may have changed since the last run
         intr = self.interrupts
         apic = self.apic
+        debug = self.debug
         while True:
             if self.instructions >= target and not self.halted:
                 return Interrupted()
@@ -188,6 +190,8 @@ class SoftEngine(Core):
                     return Interrupted()
             if self.halted:
                 return Halt()
+            if debug is not None:
+                debug.boundary(self)            # a DebugStop leaves run() here
             try:
                 if self.flags & TF:
                     # Single-step: a #DB trap after each instruction that began with TF=1.

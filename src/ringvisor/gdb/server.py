@@ -190,7 +190,8 @@ class GdbServer:
             reader.join(timeout=5)
         if channel.bad_packets:
             self.debug(f"gdb: {channel.bad_packets} packets with bad checksums were refused")
-        self.log(_end_line(end))
+        if end.how != "killed":              # the run's own end line says it
+            self.log(_end_line(end))
         return end
 
     def _loop(self, session: Session, events: queue.Queue) -> SessionEnd:

@@ -245,15 +245,20 @@ class Session:
         if len(fields) != 3:
             raise Malformed("Z/z takes TYPE,ADDR,KIND")
         kind, address, size = _int(fields[0]), _int(fields[1]), _int(fields[2])
-        if kind == 0:
-            self.software = _toggle(self.software, address, insert)
-            self.target.set_breakpoints(self.software, self.hardware)
-            return b"OK"
-        if kind == 1:
-            if insert and address not in self.hardware and not self._slot_free():
+        if kind in (0, 1):
+            software, hardware = self.software, self.hardware
+            if kind == 0:
+                software = _toggle(software, address, insert)
+            else:
+                if insert and address not in hardware and not self._slot_free():
+                    return E_NOSPC
+                hardware = _toggle(hardware, address, insert)
+            try:
+                self.target.set_breakpoints(software, hardware)
+            except TargetError as e:
+                self.log(f"gdb: breakpoint refused: {e}")
                 return E_NOSPC
-            self.hardware = _toggle(self.hardware, address, insert)
-            self.target.set_breakpoints(self.software, self.hardware)
+            self.software, self.hardware = software, hardware
             return b"OK"
         if kind in WATCH_KINDS:
             if size <= 0:

@@ -42,6 +42,7 @@ _TABLE = [
     ("KVM_SET_CPUID2",                 _WRITE,            0x90, S.kvm_cpuid2_header),
     ("KVM_GET_VCPU_EVENTS",            _READ,             0x9F, S.kvm_vcpu_events),
     ("KVM_SET_VCPU_EVENTS",            _WRITE,            0xA0, S.kvm_vcpu_events),
+    ("KVM_SET_GUEST_DEBUG",            _WRITE,            0x9B, S.kvm_guest_debug),
     ("KVM_GET_TSC_KHZ",                _NONE,             0xA3, None),
     ("KVM_ENABLE_CAP",                 _WRITE,            0xA3, S.kvm_enable_cap),
     ("KVM_GET_STATS_FD",               _NONE,             0xCE, None),
@@ -69,6 +70,7 @@ EXIT_REASONS = {
     27: "HYPERV", 29: "X86_RDMSR", 30: "X86_WRMSR", 31: "DIRTY_RING_FULL", 33: "X86_BUS_LOCK",
     34: "XEN", 37: "NOTIFY", 39: "MEMORY_FAULT",
 }
+EXIT_DEBUG = 4
 EXIT_IO, EXIT_HLT, EXIT_MMIO, EXIT_SHUTDOWN, EXIT_FAIL_ENTRY, EXIT_INTR = 2, 5, 6, 8, 9, 10
 EXIT_INTERNAL_ERROR, EXIT_SYSTEM_EVENT = 17, 24
 EXIT_IO_IN, EXIT_IO_OUT = 0, 1
@@ -86,3 +88,7 @@ PIT_SPEAKER_DUMMY = 1
 MP_STATE_RUNNABLE, MP_STATE_HALTED = 0, 3
 
 API_VERSION = 12
+
+# KVM_SET_GUEST_DEBUG control bits (x86).
+GUESTDBG_ENABLE, GUESTDBG_SINGLESTEP = 0x1, 0x2
+GUESTDBG_USE_SW_BP, GUESTDBG_USE_HW_BP = 0x10000, 0x20000

@@ -148,6 +148,14 @@ class kvm_run_head(Struct):
 EXIT_UNION_OFFSET = C.sizeof(kvm_run_head)       # 32
 
 
+class kvm_guest_debug(Struct):
+    _fields_ = [("control", u32), ("pad", u32), ("debugreg", u64 * 8)]
+
+
+class kvm_debug_exit_arch(Struct):
+    _fields_ = [("exception", u32), ("pad", u32), ("pc", u64), ("dr6", u64), ("dr7", u64)]
+
+
 class kvm_run_io(Struct):
     _fields_ = [("direction", u8), ("size", u8), ("port", u16), ("count", u32), ("data_offset", u64)]
 

@@ -45,7 +45,8 @@ class Vcpu:
                           I.EXIT_SHUTDOWN: lambda: X.Shutdown("triple fault"),
                           I.EXIT_INTERNAL_ERROR: self._exit_internal,
                           I.EXIT_FAIL_ENTRY: self._exit_fail_entry,
-                          I.EXIT_SYSTEM_EVENT: self._exit_system_event}
+                          I.EXIT_SYSTEM_EVENT: self._exit_system_event,
+                          I.EXIT_DEBUG: self._exit_debug}
         # The coalesced-I/O ring, when the kernel offers one, sits a few pages in.
         page = vm.check_extension(I.KVM_CAP_COALESCED_MMIO)
         self.ring_u32 = None
@@ -119,6 +120,18 @@ class Vcpu:
         mmio.address, mmio.size, mmio.write = m.phys_addr, m.len, bool(m.is_write)
         mmio.data = self._mmio_data[:m.len]
         return mmio
+
+    def _exit_debug(self) -> X.Debug:
+        d = S.kvm_debug_exit_arch.from_buffer(self.run_area, _IO)
+        return X.Debug(d.exception, d.pc & 0xFFFFFFFF, d.dr6)
+
+    def set_guest_debug(self, control: int, debugreg: tuple[int, ...] = ()) -> None:
+        """KVM_SET_GUEST_DEBUG: `control` is I.GUESTDBG_* bits, `debugreg`
+        DR0-DR7 for hardware breakpoints (DR4 and DR5 unused)."""
+        arg = S.kvm_guest_debug(control=control)
+        for i, value in enumerate(debugreg):
+            arg.debugreg[i] = value
+        ioctl_struct(self.fd, I.KVM_SET_GUEST_DEBUG, arg, "KVM_SET_GUEST_DEBUG")
 
     def _exit_internal(self) -> X.InternalError:
         e = S.kvm_run_internal.from_buffer_copy(self.run_area, _IO)

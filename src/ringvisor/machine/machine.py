@@ -63,6 +63,7 @@ class Machine:
         self.pic = None                # the soft CPU's interrupt input (8259 pair, or the BSP's APIC)
         self.smp = None                # machine/smp.py's SoftCpus, with several CPUs
         self.reporting_cpu = None      # the CPU a crash report describes, if not the first
+        self.started: float | None = None  # the first run() (a debugger may run the guest in parts)
         self.engine = make_engine(self)
         try:
             self._attach_devices()
@@ -194,8 +195,10 @@ class Machine:
         so timer interrupts arrive at the same instruction on every run."""
         platform = self.platform
         platform.engine.slice = platform.budget(SLICE)
-        exit = self.engine.run()
-        platform.sync()
+        try:
+            exit = self.engine.run()
+        finally:
+            platform.sync()             # also when a debugger's stop leaves run() early
         if exit.__class__ is X.Interrupted and platform.pc is not None:
             apic = platform.pc.interrupts
             if apic.init_pending:
@@ -237,7 +240,9 @@ class Machine:
             run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
-        start = time.perf_counter()
+        if self.started is None:
+            self.started = time.perf_counter()
+        start = self.started
         try:
             while True:
                 exit = run()

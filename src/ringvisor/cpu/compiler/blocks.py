@@ -166,9 +166,25 @@ class BlockCache:
         interrupt with IF=1)."""
         cpu = self.cpu
         intr = cpu.interrupts
+        debug = cpu.debug
+        first = True
         while True:
             if cpu.mode_epoch != self.mode_seen:
                 self._switch_mode()
+            if debug is not None:
+                if not first and (debug.breakpoints or debug.stop_requested or debug.single):
+                    debug.boundary(cpu)       # (the engine checked the first one)
+                if debug.single:
+                    # Stepping or watching data: one instruction at a time
+                    # through the accessors, never a compiled trace.
+                    first = False
+                    self._interpret_one(cpu.eip)
+                    if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & (TF | RF):
+                        return
+                    if intr is not None and (cpu.flags & IF or cpu.vmx is not None) and intr.pending():
+                        return
+                    continue
+            first = False
             eip = cpu.eip
             b = self.fast.get(eip)
             if b is None:
@@ -227,9 +243,31 @@ class BlockCache:
         cpu.eip, cpu.instructions, cpu.flags = eip, ic, f
         r[:] = eax, ecx, edx, ebx, esp, ebp, esi, edi
 
+    def _interpret_one(self, eip: int) -> None:
+        """One instruction, decoded once per place (Cold), never compiled."""
+        cpu = self.cpu
+        lin = (cpu.sbase[CS] + eip) & 0xFFFFFFFF
+        try:
+            p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
+        except CpuFault:
+            return cpu.step()                 # which raises the fault with this EIP
+        key = (p, eip, self.mode)
+        cold = self.cold.get(key)
+        if cold is None:
+            cold = self.cold[key] = Cold(cpu, p, eip)
+        interpret(cpu, cold, eip)
+
+    def breakpoints_changed(self) -> None:
+        """A debugger's breakpoints changed: no trace may run over one, so
+        every lookup is made again (`_lookup` refuses breakpoint pages)."""
+        self._forget_lookups()
+
     def _lookup(self, eip: int):
         cpu = self.cpu
         lin = (cpu.sbase[CS] + eip) & 0xFFFFFFFF
+        debug = cpu.debug
+        if debug is not None and lin >> 12 in debug.pages:
+            return None                       # stepped, each instruction checked for a breakpoint
         try:
             p = cpu.translate(lin, 0, cpu.user) if cpu.pg else lin
         except CpuFault:

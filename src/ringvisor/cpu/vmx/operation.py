@@ -26,6 +26,7 @@ from ringvisor.cpu.vmx.nonroot import NonRoot, window_pin
 from ringvisor.cpu.vmx.state import load_guest, load_host, save_guest
 from ringvisor.cpu.vmx.vmcs import VMERR, FIELDS, VmxInstructionError
 from ringvisor.errors import GuestCrashed
+from ringvisor.exits import DebugStop
 
 HOST_TIMER_VECTOR = 0xEC
 _F = FIELDS
@@ -148,6 +149,8 @@ def _run(cpu, vmcs) -> VmExit:
     except VmExitSignal as sig:
         signal = sig
         vectoring = getattr(sig, "vectoring", None) or (0, 0)
+    except DebugStop as stop:
+        signal, debug_stop = None, stop     # a debugger stopped the guest between two instructions
     finally:
         cpu.vmx = None
         cpu.interrupts = nr.host_pin
@@ -163,6 +166,13 @@ def _run(cpu, vmcs) -> VmExit:
         (C.BLOCKING_BY_NMI if nr.nmi_blocked else 0)
     if timer is not None and nr.exit_controls & C.EXIT_SAVE_PREEMPTION_TIMER:
         f[_F["VMX_PREEMPTION_TIMER_VALUE"]] = max(0, timer - (cpu.instructions - start))
+    if signal is None:
+        # Not an exit the VMM sees: the guest state goes back into the VMCS
+        # (the next VMRESUME goes on from it), the host's into the CPU.
+        f[_F["VM_ENTRY_INTR_INFO_FIELD"]] &= ~C.INTR_VALID
+        _tlb_exit(cpu, tag)
+        load_host(cpu, vmcs)
+        raise debug_stop
     f[_F["VM_EXIT_REASON"]] = signal.reason
     f[_F["EXIT_QUALIFICATION"]] = signal.qualification
     f[_F["GUEST_LINEAR_ADDRESS"]] = signal.gla

@@ -34,6 +34,7 @@ Guest user code (virtual CPL 3) runs directly, as under trap.
 """
 from __future__ import annotations
 
+from ringvisor.cpu.core import CS
 from ringvisor.cpu.isa.decoder import NeedMore
 from ringvisor.cpu_state import Segment
 from ringvisor.monitors.bt import adaptive as bt_adaptive, classify as C
@@ -87,6 +88,7 @@ class BtMonitor(TrapMonitor):
         self.adapted: dict[int, int] = {}         # pte-store sites (guest EIP) -> stores in a row elsewhere
         self.unadapted: dict[int, int] = {}       # site -> times it went back to being copied
         self.stepper.on_code_write = self._code_written
+        self.debug_stops: frozenset[int] = frozenset()    # a debugger's breakpoints (guest EIPs)
 
     # --- into the guest's view ----------------------------------------------------------------
     def _in_cache(self, st) -> bool:
@@ -132,6 +134,40 @@ class BtMonitor(TrapMonitor):
                        "be read to complete it", st)
         st.esp = (st.esp + 4) & 0xFFFFFFFF
         return value
+
+    # --- a debugger's view: guest boundaries in the cache, breakpoints never translated ------
+    def debug_eip(self, cpu) -> int | None:
+        """Inside the cache, only where the translation of a guest instruction
+        begins (never inside a rewritten sequence or the glue)."""
+        if cpu.cpl == 0:
+            return None
+        if cpu.segs[CS].selector != self.tc_cs.selector:
+            return (cpu.sbase[CS] + cpu.eip) & 0xFFFFFFFF
+        tc = cpu.eip
+        if tc == self.miss_at:
+            g = self.pending_eip
+        else:
+            g = self.tc.back.get(tc)
+            if g is None or self.tc.at.get(g) != tc:
+                return None
+        return (self.kernel_cs.base + g) & 0xFFFFFFFF
+
+    def debug_breakpoints(self, linear: frozenset[int]) -> None:
+        """The guest instructions at these addresses run from the guest's own
+        code at ring 1 (one step, as a STEP callout), never from the cache,
+        so that the CPU stops at the guest's address: blocks end before them."""
+        base = self.kernel_cs.base if self.kernel_cs is not None else 0
+        stops = frozenset((a - base) & 0xFFFFFFFF for a in linear)
+        real = self.real.get_state()
+        here = self._guest_view(real.copy()) if self._in_cache(real) else None
+        dropped = 0
+        for g in stops - self.debug_stops:
+            phys = self._code_phys(g) if self.kernel_cs is not None else None
+            if phys is not None:
+                dropped += self._drop_code(phys & ~0xFFF, phys & 0xFFF, (phys & 0xFFF) + 1)
+        self.debug_stops = stops
+        if dropped and here is not None:
+            self._resume(here)          # the CPU stood in the cache: where the guest's EIP is now
 
     def masked_reason(self) -> str:
         return ("Its POPF, STI and IRET are all callouts here, so it is spinning with interrupts "
@@ -196,6 +232,8 @@ class BtMonitor(TrapMonitor):
             return super()._emulate(st, vector, code)          # a real #GP/#NP
         if site in (MISS, LOOKUP_MISS):
             self.bt.callouts[site] += 1
+            if st.eip in self.debug_stops:
+                return self._resume(st)           # runs directly (see debug_breakpoints)
             tc = self._lookup(st.eip)
             if tc is None:
                 tc = self._translate(st.eip)      # a fetch fault here is the guest's, at its EIP
@@ -223,6 +261,9 @@ class BtMonitor(TrapMonitor):
     def _chain(self, st, site):
         """An exit stub ran: translate its target and patch the jump."""
         target = site.guest
+        if target in self.debug_stops:
+            st.eip = target
+            return self._resume(st)                # left as a stub: runs directly
         self.tc.unwait(site)                       # patched here, not when the target is installed
         if self._lookup(target) is None:
             self._translate(target)
@@ -269,7 +310,7 @@ class BtMonitor(TrapMonitor):
         ahead = 0
         while work and ahead < AHEAD:
             t = work.pop()
-            if t in self.tc.at or t > self.kernel_cs.limit:
+            if t in self.tc.at or t > self.kernel_cs.limit or t in self.debug_stops:
                 continue
             phys = self._code_phys(t)
             if phys is None or (phys & ~0xFFF) not in self.shadow.protected:
@@ -296,7 +337,9 @@ class BtMonitor(TrapMonitor):
         def frame_of(g):
             return self.gmmu.walk((base + g) & 0xFFFFFFFF, False, False) & ~0xFFF
 
-        d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at, self.rets, self.adapted)
+        stops = self.debug_stops
+        d = translate(eip, fetch, frame_of, lambda g: g in self.tc.at or g in stops, self.rets,
+                      self.adapted)
         b = self.tc.install(d)
         for f in b.frames:
             self.shadow.protect(f)
@@ -387,7 +430,8 @@ class BtMonitor(TrapMonitor):
             self.kernel_cs = st.cs.copy()
             # One instruction at ring 1, TF set, as trap would; a #PF it took
             # (a fill, a lifted PTE) resumes it there, not in the cache.
-            if self.step_direct or (self.trap_direct and self.stepper.active):
+            if self.step_direct or (self.trap_direct and self.stepper.active) or \
+                    st.eip in self.debug_stops:
                 self.step_direct = False
                 if self.stepper.step is None:
                     self.stepper.step = Step()

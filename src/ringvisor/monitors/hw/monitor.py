@@ -31,6 +31,8 @@ from ringvisor.cpu.vmx.vmcs import VmxInstructionError
 from ringvisor.errors import GuestCrashed
 from ringvisor.exits import Interrupted
 from ringvisor.machine import report
+from ringvisor.cpu.core import CS
+from ringvisor.monitors.common import debugview
 from ringvisor.monitors.common import region as R_
 from ringvisor.monitors.hw import fpu, handlers, setup
 from ringvisor.monitors.hw.setup import CR0_NE
@@ -94,6 +96,22 @@ class HwMonitor:
 
     def close(self) -> None:
         self.cpu.close()
+
+    # --- a debugger's view (ringvisor.gdb) ------------------------------------------------
+    def debug_eip(self, cpu) -> int | None:
+        """The guest's linear EIP while the CPU is in VMX non-root operation
+        (a debugger's stop there saves the guest state into the VMCS)."""
+        if cpu.vmx is None:
+            return None
+        return (cpu.sbase[CS] + cpu.eip) & 0xFFFFFFFF
+
+    def debug_set_registers(self, view) -> None:
+        """What debugview.WRITABLE lists, into the VMCS and the CPU's GPRs."""
+        st = self.get_state()
+        debugview.apply(st, view)
+        r, v = self.cpu.r, self.vmcs
+        r[0], r[1], r[2], r[3], r[5], r[6], r[7] = st.eax, st.ecx, st.edx, st.ebx, st.ebp, st.esi, st.edi
+        v["GUEST_RSP"], v["GUEST_RIP"], v["GUEST_RFLAGS"] = st.esp, st.eip, st.eflags
 
     def run(self):
         """Enter the guest until the machine's slice ends (the preemption

@@ -28,6 +28,7 @@ from ringvisor.errors import GuestCrashed
 from ringvisor.exits import GuestStopped, Halt, Interrupted
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
+from ringvisor.monitors.common import debugview
 from ringvisor.monitors.common import real_tables as T
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common.delivery import vector_name
@@ -110,6 +111,18 @@ class PvMonitor:
 
     def close(self) -> None:
         self.engine.close()
+
+    # --- a debugger's view (ringvisor.gdb) ------------------------------------------------
+    debug_eip = staticmethod(debugview.guest_eip)
+
+    def debug_set_registers(self, view: CpuState) -> None:
+        """A debugger changed what debugview.WRITABLE lists of the guest's view."""
+        if self.blocked is not None:
+            debugview.apply(self.blocked, view)   # the state the guest wakes up with
+            return
+        st = self.real.get_state()
+        debugview.apply(st, view)
+        self._resume(st)
 
     def run(self):
         target = self.real.instructions + self.engine.slice

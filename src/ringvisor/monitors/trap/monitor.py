@@ -28,6 +28,7 @@ from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
 from ringvisor.monitors.common import cut_limit
+from ringvisor.monitors.common import debugview
 from ringvisor.monitors.common import emulate as E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
@@ -107,6 +108,18 @@ class TrapMonitor:
 
     def close(self) -> None:
         self.engine.close()
+
+    # --- a debugger's view (ringvisor.gdb) ------------------------------------------------
+    debug_eip = staticmethod(debugview.guest_eip)
+
+    def debug_set_registers(self, view: CpuState) -> None:
+        """A debugger changed what debugview.WRITABLE lists of the guest's view."""
+        st = self._guest_view(self.real.get_state())
+        debugview.apply(st, view)
+        self._resume(st)
+
+    def _guest_view(self, st: CpuState, count: bool = False) -> CpuState:
+        return st
 
     def run(self):
         """Run the guest until the slice the machine set is spent, or the
