@@ -15,6 +15,7 @@ EFLAGS_IF = 1 << 9
 CR0_PE = 1 << 0
 CR0_ET = 1 << 4
 CR0_PG = 1 << 31
+CR0_AFTER_RESET = 0x60000010   # CD, NW, ET (SDM Table 9-1)
 
 
 @dataclass
@@ -100,6 +101,17 @@ class CpuState:
 
     GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")   # encoding order
     SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")                    # encoding order
+
+    @classmethod
+    def after_reset(cls, signature: int) -> "CpuState":
+        """The registers after RESET or INIT (SDM vol. 3A 9.1.1, Table 9-1):
+        real mode at F000:FFF0 with CS.base FFFF0000, so the first fetch is at
+        FFFFFFF0 (the top of the firmware ROM) until the first far jump loads
+        CS the real-mode way; CR0 60000010 (CD, NW, ET), GDTR and IDTR limit
+        FFFF, EDX the processor signature (CPUID.1:EAX), the rest zero."""
+        cs = Segment(selector=0xF000, base=0xFFFF0000, limit=0xFFFF, type=11)
+        return cls(eip=0xFFF0, edx=signature, cs=cs, cr0=CR0_AFTER_RESET,
+                   gdt=TableRegister(0, 0xFFFF), idt=TableRegister(0, 0xFFFF))
 
     @classmethod
     def protected_flat(cls, eip: int, **gprs: int) -> "CpuState":
