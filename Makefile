@@ -69,6 +69,11 @@ bench-mips: bench-deps
 
 bench: bench-exits bench-mips
 
+# Debian's SeaBIOS POSTing on the soft engine (run --bios) beside QEMU's TCG.
+bench-bios: install
+	@test -f /usr/share/seabios/bios.bin || apt-get install -y -qq seabios
+	$(BIN)/python bench/bios_post.py
+
 # The soft engine on ringos's workloads and Debian's Linux boot (after `make linux`);
 # SOFT_BASELINE=DIR compares with another checkout (before/after a change).
 bench-soft: install
