@@ -74,6 +74,15 @@ def test_bios_with_what_it_replaces_is_one_line(tmp_path, extra, pattern):
     assert len(err.splitlines()) == 1 and pattern in err, err
 
 
+def test_halt_ok_under_a_monitor_is_one_line():
+    proc = ringvisor("--engine", "soft", "--technique", "trap", "--halt-ok")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert err.splitlines() == ["ringvisor: --halt-ok applies to guests on bare hardware (--technique "
+                                "native, or hw on the kvm engine); the trap monitor reports a guest's "
+                                "cli; hlt itself"]
+
+
 @pytest.mark.parametrize("size, pattern", [
     (None, "does not exist"),
     (0, "empty file"),

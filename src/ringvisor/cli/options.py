@@ -65,6 +65,9 @@ def vm_config(args) -> VmConfig:
     paging = getattr(args, "paging", None)
     if paging and (technique, engine) != ("hw", "soft"):
         raise ConfigError("--paging applies to --technique hw on the soft engine only")
+    if getattr(args, "halt_ok", False) and engine == "soft" and technique != "native":
+        raise ConfigError(f"--halt-ok applies to guests on bare hardware (--technique native, or hw on "
+                          f"the kvm engine); the {technique} monitor reports a guest's cli; hlt itself")
     machine, cpus = machine_options(args, engine, technique)
     modules, image_format = linux_boot_options(args)
     if image_format == "linux" and technique == "pv":
