@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-containers clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-containers bench-bios clean
 
 install: $(STAMP) guests
 
