@@ -53,6 +53,15 @@ def test_tasks_run_on_every_cpu_and_the_shootdown_works(ringos, cpus):
     assert all(c["startups"] == 1 for c in stats[1:])
 
 
+def test_the_mp_table_when_acpi_is_off(ringos):
+    """acpi=off: the CPUs come from the MP spec's configuration table."""
+    result, out = run(ringos, "workload=tasks iters=1 acpi=off", 3)
+    assert result.status == 0, out
+    assert "ringos: smp: 3 CPUs in the MP table;" in out
+    assert "[init] CPUs that ran tasks: cpu0 cpu1 cpu2 (every CPU: yes)" in out
+    assert "tlb shootdown: ok" in out
+
+
 def test_without_the_shootdown_the_other_cpu_reads_stale_data(ringos):
     """The control: the same run with the IPI left out. The reader's TLB
     still maps the page, so it reads the frame's poison after the unmap."""

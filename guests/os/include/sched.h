@@ -18,7 +18,6 @@ struct task {
 	int exit_status;
 	struct cpu *on_cpu;        /* the CPU running it, or NULL */
 	unsigned home;             /* the CPU whose queue it is on (smp.h) */
-	uint32_t cpus_ran;         /* bit n: it ran on CPU n */
 };
 
 #define current (this_cpu()->cur)

@@ -40,6 +40,7 @@ extern struct cpu cpus[MAX_CPUS];
 extern unsigned ncpus;                 /* CPUs online */
 extern bool smp_on;                    /* more than one CPU was started */
 extern bool smp_shootdown;             /* cmdline shootdown=0 leaves it out (the test's control) */
+extern bool smp_no_acpi;               /* cmdline acpi=off: the MP table, not the MADT */
 extern uint32_t tlb_shootdowns, resched_ipis;
 
 unsigned arch_cpu_index(void);         /* native SMP: this CPU's index */

@@ -81,10 +81,8 @@ void schedule(void)
 	c->cur = next;
 	prev->on_cpu = NULL;
 	next->on_cpu = c;
-	if (next != c->idle) {
+	if (next != c->idle)
 		c->user_dispatches++;
-		next->cpus_ran |= 1u << c->index;
-	}
 	if (next->kstack)
 		arch_set_kernel_stack((uint32_t)next->kstack + KSTACK_SIZE);
 	arch_load_pgdir((uint32_t)(next->pgdir ? next->pgdir : kernel_pgdir));

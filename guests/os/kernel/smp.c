@@ -12,6 +12,7 @@ struct cpu cpus[MAX_CPUS];
 unsigned ncpus = 1;
 bool smp_on;
 bool smp_shootdown = true;
+bool smp_no_acpi;
 uint32_t tlb_shootdowns, resched_ipis;
 
 static struct spinlock big_lock;

@@ -97,8 +97,6 @@ static bool from_madt(uint32_t bsp_id)
 	if (!rsdp)
 		return false;
 	const uint8_t *rsdt = (const uint8_t *)*(const uint32_t *)(rsdp + 16);
-	if ((uint32_t)rsdt < 0x100000 && memcmp(rsdt, "RSDT", 4))
-		return false;
 	uint32_t len = *(const uint32_t *)(rsdt + 4);
 	if (memcmp(rsdt, "RSDT", 4) || len < 36 || len > 4096 || !sum_ok(rsdt, len))
 		return false;
@@ -165,7 +163,7 @@ void apic_detect(void)
 	if (!(d & (1u << 9)))
 		return;                         /* no local APIC: uniprocessor */
 	cpus[0].apic_id = b >> 24;
-	if (!from_madt(cpus[0].apic_id) && !from_mp_table(cpus[0].apic_id))
+	if (!(smp_no_acpi ? false : from_madt(cpus[0].apic_id)) && !from_mp_table(cpus[0].apic_id))
 		found = 1;
 	if (found < 2 || !lapic_phys)
 		found = 1;
@@ -243,13 +241,20 @@ void apic_devices_init(unsigned hz)
 		apic_ticks_per_tick);
 }
 
+/* Interrupts are off (the kernel's rule): nothing else uses the ICR
+ * between the two writes. */
+static void icr(uint32_t apic_id, uint32_t low)
+{
+	while (rd(APIC_ICRLO) & ICR_PENDING)
+		cpu_relax();
+	wr(APIC_ICRHI, apic_id << 24);
+	wr(APIC_ICRLO, low);
+}
+
 void arch_send_ipi(unsigned index, unsigned vector)
 {
 	uint32_t flags = arch_irq_save();
-	while (rd(APIC_ICRLO) & ICR_PENDING)
-		cpu_relax();
-	wr(APIC_ICRHI, cpus[index].apic_id << 24);
-	wr(APIC_ICRLO, ICR_ASSERT | ICR_FIXED | vector);
+	icr(cpus[index].apic_id, ICR_ASSERT | ICR_FIXED | vector);
 	arch_irq_restore(flags);
 }
 
@@ -263,14 +268,6 @@ static void wait_ticks(uint32_t n)
 	uint32_t t = ticks;
 	while (ticks - t < n)
 		arch_idle(), arch_irq_disable();   /* the BSP's APIC timer wakes it */
-}
-
-static void icr(uint32_t apic_id, uint32_t low)
-{
-	while (rd(APIC_ICRLO) & ICR_PENDING)
-		cpu_relax();
-	wr(APIC_ICRHI, apic_id << 24);
-	wr(APIC_ICRLO, low);
 }
 
 bool arch_start_ap(unsigned index)
@@ -295,6 +292,7 @@ bool arch_start_ap(unsigned index)
 	gdtr->limit = GDT_ENTRIES * sizeof(uint64_t) - 1;
 	gdtr->base = (uint32_t)gdt_page;
 	c->index = index;
+	c->cur_pd = (uint32_t)kernel_pgdir;              /* what the trampoline loads */
 	ap_boot_esp = (uint32_t)stack + PAGE_SIZE;
 	ap_boot_index = index;
 	ap_boot_cr3 = (uint32_t)kernel_pgdir;
