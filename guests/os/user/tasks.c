@@ -16,11 +16,15 @@
 
 static volatile uint32_t work_sink;
 
-/* Every task has its own copy of the data: each asks the kernel. */
-static void on_cpu(void)
+/* " on cpuN" with several CPUs, else nothing. (Every task has its own
+ * copy of the data: each asks the kernel.) A line goes out in one write,
+ * so that lines of tasks on other CPUs never cut into it. */
+static const char *on_cpu(char *buf, size_t size)
 {
+	buf[0] = '\0';
 	if (kstat(STAT_NCPUS) > 1)
-		printf(" on cpu%d", kstat(STAT_CPU));
+		snprintf(buf, size, " on cpu%d", kstat(STAT_CPU));
+	return buf;
 }
 
 /* Burn CPU until n timer ticks have passed, asking the time less and less
@@ -42,11 +46,10 @@ static void spin_ticks(uint32_t n)
 static int spinner(int lines)
 {
 	int pid = getpid();
+	char cpu[16];
 	for (int i = 1; i <= lines; i++) {
 		spin_ticks(1);
-		printf("[task %d] spin %d", pid, i);
-		on_cpu();
-		printf("\n");
+		printf("[task %d] spin %d%s\n", pid, i, on_cpu(cpu, sizeof(cpu)));
 	}
 	return lines;
 }
@@ -55,13 +58,13 @@ static int sleeper(int lines)
 {
 	int pid = getpid();
 	uint32_t *heap = (uint32_t *)USER_HEAP_BASE;
+	char cpu[16];
 	for (int i = 1; i <= lines; i++) {
 		uint32_t *page = heap + (i - 1) * (PAGE_SIZE / 4);
 		uint32_t was = *page;       /* first touch: a fresh zero page */
 		*page = (uint32_t)i;
-		printf("[task %d] sleep %d (heap page %d was %u)", pid, i, i, was);
-		on_cpu();
-		printf("\n");
+		printf("[task %d] sleep %d (heap page %d was %u)%s\n", pid, i, i, was,
+		       on_cpu(cpu, sizeof(cpu)));
 		sleep_ms(30);
 	}
 	return lines;

@@ -6,7 +6,8 @@
  * Each CPU's local APIC timer, calibrated against the PIT, drives its
  * scheduler tick; IPIs wake idle CPUs and shoot down TLB entries; APs are
  * started with INIT-SIPI-SIPI (Intel MP spec B.4) into a real-mode
- * trampoline in a low page (trampoline.S). */
+ * trampoline in a low page (trampoline.S). The I/O APIC the tables name
+ * carries COM1's interrupt to the BSP (the 8259s are masked). */
 #include "devices.h"
 #include "kernel.h"
 #include "layout.h"
@@ -35,11 +36,12 @@
 #define LVT_MASKED    0x10000
 #define LVT_PERIODIC  0x20000
 
-/* The APIC page is mapped into the kernel's scratch window (shared by every
- * address space), uncached: the last page of the window. */
-#define LAPIC_VIRT (SCRATCH_BASE + 0x3ff000u)
+/* The APIC pages are mapped into the kernel's scratch window (shared by
+ * every address space), uncached: its last two pages. */
+#define LAPIC_VIRT  (SCRATCH_BASE + 0x3ff000u)
+#define IOAPIC_VIRT (SCRATCH_BASE + 0x3fe000u)
 
-static uint32_t lapic_phys;
+static uint32_t lapic_phys, ioapic_phys, com1_gsi = COM1_IRQ;
 static const char *table_name = "";
 static uint32_t apic_ticks_per_tick;     /* APIC timer counts (divide by 16) per scheduler tick */
 static volatile uint32_t *lapic;         /* physical before paging, then LAPIC_VIRT */
@@ -106,9 +108,14 @@ static bool from_madt(uint32_t bsp_id)
 		if (memcmp(t, "APIC", 4) || tlen < 44 || tlen > 65536 || !sum_ok(t, tlen))
 			continue;
 		lapic_phys = *(const uint32_t *)(t + 36);
-		for (const uint8_t *e = t + 44; e + 2 <= t + tlen && e[1] >= 2; e += e[1])
+		for (const uint8_t *e = t + 44; e + 2 <= t + tlen && e[1] >= 2; e += e[1]) {
 			if (e[0] == 0 && e[1] >= 8 && (*(const uint32_t *)(e + 4) & 1))
 				add_cpu(e[3], bsp_id);          /* processor local APIC, enabled */
+			else if (e[0] == 1 && e[1] >= 12 && !*(const uint32_t *)(e + 8) && !ioapic_phys)
+				ioapic_phys = *(const uint32_t *)(e + 4);   /* I/O APIC from GSI 0 */
+			else if (e[0] == 2 && e[1] >= 10 && e[2] == 0 && e[3] == COM1_IRQ)
+				com1_gsi = *(const uint32_t *)(e + 4);      /* ISA override */
+		}
 		table_name = "MADT";
 		return true;
 	}
@@ -137,14 +144,22 @@ static bool from_mp_table(uint32_t bsp_id)
 		return false;
 	lapic_phys = *(const uint32_t *)(cfg + 36);
 	const uint8_t *e = cfg + 44;
+	uint32_t isa_buses = 0;                         /* bit n: bus n is ISA */
 	for (unsigned i = 0; i < count && e < cfg + len; i++) {
 		if (e[0] == 0) {                        /* processor, 20 bytes */
 			if (e[3] & 1)
 				add_cpu(e[1], bsp_id);
 			e += 20;
-		} else {
-			e += 8;                         /* bus, I/O APIC, interrupt assignments */
+			continue;
 		}
+		if (e[0] == 1 && e[1] < 32 && !memcmp(e + 2, "ISA", 3))
+			isa_buses |= 1u << e[1];        /* bus */
+		else if (e[0] == 2 && (e[3] & 1) && !ioapic_phys)
+			ioapic_phys = *(const uint32_t *)(e + 4);   /* I/O APIC, enabled */
+		else if (e[0] == 3 && e[1] == 0 && e[4] < 32 && (isa_buses >> e[4] & 1) &&
+			 e[5] == COM1_IRQ)
+			com1_gsi = e[7];                /* I/O interrupt: COM1's pin */
+		e += 8;
 	}
 	table_name = "MP table";
 	return true;
@@ -239,6 +254,18 @@ void apic_devices_init(unsigned hz)
 	kprintf("ringos: smp: %u CPUs in the %s; local APIC timer %u Hz, %u counts a tick "
 		"(divide by 16, calibrated against the PIT)\n", found, table_name, hz,
 		apic_ticks_per_tick);
+	if (ioapic_phys && com1_gsi < 24) {
+		/* COM1 through the I/O APIC to the BSP: fixed, physical, edge,
+		 * active high (ISA), unmasked; the console is interrupt-driven. */
+		pte = pte_get(kernel_pgdir, IOAPIC_VIRT, false);
+		arch_set_pte(pte, (ioapic_phys & ~0xfffu) | PTE_P | PTE_W | 0x18);
+		volatile uint32_t *io = (volatile uint32_t *)(IOAPIC_VIRT + (ioapic_phys & 0xfff));
+		io[0] = 0x11 + 2 * com1_gsi;
+		io[4] = cpus[0].apic_id << 24;
+		io[0] = 0x10 + 2 * com1_gsi;
+		io[4] = IRQ_BASE + COM1_IRQ;
+		uart_enable_irq();
+	}
 }
 
 /* Interrupts are off (the kernel's rule): nothing else uses the ICR

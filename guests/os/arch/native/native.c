@@ -84,8 +84,8 @@ void arch_cpu_init(void)
 void arch_devices_init(unsigned hz)
 {
 	if (apic_smp()) {
-		/* Several CPUs: each local APIC's timer ticks; the console
-		 * stays polled, under the console lock. */
+		/* Several CPUs: each local APIC's timer ticks; COM1 comes
+		 * through the I/O APIC. */
 		apic_devices_init(hz);
 		return;
 	}
@@ -108,6 +108,11 @@ void arch_irq(struct trapframe *tf)
 	if (tf->vector == VEC_RESCHED) {        /* the idle loop looks again */
 		arch_eoi();
 		atomic_inc(&this_cpu()->ipis_received);
+		return;
+	}
+	if (apic_smp() && irq == COM1_IRQ) {    /* through the I/O APIC */
+		arch_eoi();
+		uart_isr();
 		return;
 	}
 	if (pic_spurious(irq))
