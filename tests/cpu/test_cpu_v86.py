@@ -434,3 +434,54 @@ def test_cpuid_does_not_report_vme_and_cr4_vme_is_reserved():
     e = rig.run()
     assert rig.cpu.r[6] & 2 == 0
     assert isinstance(e, Fault) and e.vector == 13
+
+
+# --- VMX non-root: a virtual-8086 guest (SDM 26.3.1.2) --------------------------------
+def _v86_vmx_guest(code: str):
+    from vmx_rig import VmxRig
+    from ringvisor.cpu.semantics.segments import v86_segment
+    from ringvisor.cpu.vmx.state import set_guest_segment
+    rig = VmxRig("hlt")
+    rig.write(lin(V86_CS, V86_IP), asm(code, org=V86_IP, bits=16))
+    v = rig.vmcs
+    for name, sel in (("ES", V86_ES), ("CS", V86_CS), ("SS", V86_SS), ("DS", V86_DS),
+                      ("FS", V86_FS), ("GS", V86_GS)):
+        set_guest_segment(v, name, v86_segment(sel))
+    v["GUEST_RFLAGS"], v["GUEST_RIP"], v["GUEST_RSP"] = 0x2 | VM | 3 << 12, V86_IP, V86_SP
+    return rig
+
+
+def test_vmx_runs_a_v86_guest_and_its_exits_keep_the_v86_state():
+    rig = _v86_vmx_guest("mov ax, 0x1234\nmov ds, ax\ncpuid\nmov bx, ds\ncpuid")
+    exit = rig.enter()
+    assert exit.reason == 10, exit                          # CPUID exits unconditionally
+    v = rig.vmcs
+    assert v["GUEST_RFLAGS"] & VM and v["GUEST_RIP"] == V86_IP + 5
+    assert (v["GUEST_DS_SELECTOR"], v["GUEST_DS_BASE"], v["GUEST_DS_LIMIT"]) == (0x1234, 0x12340,
+                                                                                   0xFFFF)
+    assert v["GUEST_CS_AR_BYTES"] == 0xF3 and v["GUEST_DS_AR_BYTES"] == 0xF3
+    rig.resume_after(exit)
+    exit = rig.enter()                                      # the saved state passes the checks
+    assert exit.reason == 10 and rig.cpu.r[3] & 0xFFFF == 0x1234
+
+
+@pytest.mark.parametrize("field,value,rule", [
+    ("GUEST_CS_AR_BYTES", 0xFB, "CS: access rights of a virtual-8086 guest"),
+    ("GUEST_SS_BASE", 0x1234, "SS: base of a virtual-8086 guest"),
+    ("GUEST_DS_LIMIT", 0xFFFFF, "DS: limit of a virtual-8086 guest"),
+])
+def test_vmx_entry_checks_of_a_v86_guest(field, value, rule):
+    rig = _v86_vmx_guest("cpuid")
+    rig.vmcs[field] = value
+    exit = rig.enter()
+    assert exit.entry_failure and exit.detail.startswith(rule), exit.detail
+
+
+def test_vmx_v86_guest_needs_cr0_pe_even_unrestricted():
+    from vmx_rig import C
+    rig = _v86_vmx_guest("cpuid")
+    rig.controls(proc2=C.SEC_ENABLE_EPT | C.SEC_UNRESTRICTED_GUEST)
+    rig.vmcs["EPT_POINTER"] = rig.ept()
+    rig.vmcs["GUEST_CR0"] = 0x30                         # PE and PG clear: allowed unrestricted
+    exit = rig.enter()
+    assert exit.entry_failure and exit.detail.startswith("RFLAGS.VM set with CR0.PE clear")
