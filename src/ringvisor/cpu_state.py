@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 # EFLAGS bits the loaders need (the soft CPU has the full table).
 EFLAGS_RESERVED_1 = 1 << 1
 EFLAGS_IF = 1 << 9
+EFLAGS_VM = 1 << 17
 
 CR0_PE = 1 << 0
 CR0_ET = 1 << 4
@@ -123,6 +124,13 @@ class CpuState:
         return bool(self.cr0 & CR0_PE)
 
     @property
+    def virtual8086(self) -> bool:
+        return self.protected and bool(self.eflags & EFLAGS_VM)
+
+    @property
     def cpl(self) -> int:
-        # The processor keeps CS.RPL equal to the CPL.
+        # The processor keeps CS.RPL equal to the CPL; virtual-8086 mode runs
+        # at CPL 3 whatever the 8086-style CS selector says.
+        if self.virtual8086:
+            return 3
         return self.cs.selector & 3 if self.protected else 0

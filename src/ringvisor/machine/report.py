@@ -61,8 +61,13 @@ def page_walk(state: CpuState, memory):
 
 def describe(state: CpuState, memory=None, translate=None, insn: bytes = b"") -> str:
     s = state
-    bitness = 32 if (s.protected and s.cs.db) else 16
-    mode = "real mode" if not s.protected else f"protected mode, CPL {s.cpl}, {bitness}-bit code"
+    bitness = 32 if (s.protected and s.cs.db and not s.virtual8086) else 16
+    if not s.protected:
+        mode = "real mode"
+    elif s.virtual8086:
+        mode = "virtual-8086 mode, CPL 3, 16-bit code"
+    else:
+        mode = f"protected mode, CPL {s.cpl}, {bitness}-bit code"
     if s.protected and s.cr0 & CR0_PG:
         mode += ", paging on"
     lines = [f"  {mode}",

@@ -232,7 +232,7 @@ def iret(cpu, ins):
     smask = 0xFFFFFFFF if cpu.stack32 else 0xFFFF
     sp = cpu.r[4] & smask
     if cpu.flags & VM:
-        v86.iret_in_v86(cpu, osz)
+        _iret_in_v86(cpu, osz)
         return
     if cpu.pe and cpu.flags & NT:
         from ringvisor.cpu.semantics import task
@@ -276,3 +276,21 @@ def iret(cpu, ins):
     cpu.eip = eip
     cpu.flags = newf
     nullify_outer(cpu)
+
+
+def _iret_in_v86(cpu, osz: int) -> None:
+    """IRET executed in virtual-8086 mode (SDM IRET, RETURN-FROM-VIRTUAL-
+    8086-MODE): at IOPL 3 a real-mode style return that cannot change IOPL
+    or VM (popped_flags at CPL 3); below IOPL 3 #GP(0), for the
+    virtual-8086 monitor to emulate."""
+    if cpu.iopl < 3:
+        raise gp(0)
+    eip = cpu.rd(SS, cpu.r[4] & 0xFFFF, osz)
+    sel = cpu.rd(SS, (cpu.r[4] + osz) & 0xFFFF, 2)
+    fl = cpu.rd(SS, (cpu.r[4] + 2 * osz) & 0xFFFF, osz)
+    if eip > cpu.segs[CS].limit:
+        raise gp(0)
+    cpu.set_seg(CS, transfer._real_cs(cpu, sel))
+    cpu.eip = eip
+    cpu.sp_add(3 * osz)
+    cpu.flags = popped_flags(cpu, fl, osz, True)

@@ -1,8 +1,8 @@
 """Virtual-8086 mode (SDM vol. 3A ch. 20, "8086 Emulation"; vol. 2 IRET and
 INT n): entering it (IRET at CPL 0 popping EFLAGS.VM=1; a task switch to a
-TSS whose EFLAGS has VM=1: task.py), the IRET that stays in it, and
-interrupts and exceptions out of it to a ring-0 handler through an
-interrupt or trap gate.
+TSS whose EFLAGS has VM=1: task.py) and interrupts and exceptions out of
+it to a ring-0 handler through an interrupt or trap gate. The IRET that
+stays in it is interrupts.py's (a real-mode style return at IOPL 3).
 
 In virtual-8086 mode CPL is 3 and every segment register is loaded the
 real-mode way (`segments.v86_segment`). The IOPL-sensitive instructions
@@ -48,25 +48,6 @@ def iret_to_v86(cpu, sp: int, smask: int, eip: int, cs: int, eflags: int) -> Non
         raise gp(0)
     selectors = {CS: cs & 0xFFFF, SS: ss, **dict(zip(_POPPED_SEGS, segs))}
     enter(cpu, eflags & EFLAGS_WRITABLE, selectors, esp, eip)
-
-
-def iret_in_v86(cpu, osz: int) -> None:
-    """IRET executed in virtual-8086 mode (RETURN-FROM-VIRTUAL-8086-MODE):
-    at IOPL 3 a real-mode style return that cannot change IOPL or VM;
-    below IOPL 3 #GP(0), for the virtual-8086 monitor to emulate."""
-    if cpu.iopl < 3:
-        raise gp(0)
-    from ringvisor.cpu.semantics.interrupts import popped_flags
-    sp = cpu.r[4] & 0xFFFF
-    eip = cpu.rd(SS, sp, osz)
-    sel = cpu.rd(SS, (sp + osz) & 0xFFFF, 2)
-    fl = cpu.rd(SS, (sp + 2 * osz) & 0xFFFF, osz)
-    if eip > cpu.segs[CS].limit:
-        raise gp(0)
-    cpu.set_seg(CS, v86_segment(sel))
-    cpu.eip = eip
-    cpu.sp_add(3 * osz)
-    cpu.flags = popped_flags(cpu, fl, osz, True)     # CPL 3: IOPL and VM stay
 
 
 def deliver_from_v86(cpu, gate, code_desc, sel: int, code: int | None, ext: int,
