@@ -25,11 +25,12 @@ def handler_at(vector: int) -> int:
 
 
 def v86_rig(v86_code: str, blocks: bool, iopl: int = 0, extra_flags: int = 0,
-            handlers: dict[int, str] | None = None, gate_dpl: dict[int, int] | None = None) -> Rig:
+            handlers: dict[int, str] | None = None, gate_dpl: dict[int, int] | None = None,
+            interrupts=None) -> Rig:
     """A ring-0 kernel that IRETs to `v86_code` at V86_CS:V86_IP; every IDT
     vector has a 32-bit interrupt gate to a ring-0 `hlt` unless `handlers`
     gives its code."""
-    rig = Rig()
+    rig = Rig(interrupts=interrupts)
     rig.cpu.use_blocks = blocks
     rig.standard_gdt()
     rig.gdt[10] = desc(0, 0xFFFFFFFF, 0xF)                 # 0x50 conforming ring-0 code
@@ -364,6 +365,77 @@ def test_16bit_gate_from_v86_pushes_words(blocks):
     assert words[:2] == (V86_IP + 2, V86_CS) and words[3:] == (V86_SP, V86_SS, V86_ES, V86_DS,
                                                               V86_FS, V86_GS)
     assert rig.cpu.r[4] == STACK0 - 18
+
+
+class Pic:
+    def __init__(self):
+        self.vector = None
+
+    def pending(self):
+        return self.vector is not None
+
+    def acknowledge(self):
+        v, self.vector = self.vector, None
+        return v
+
+
+@both
+def test_external_interrupt_from_v86_ignores_the_gate_dpl(blocks):
+    pic = Pic()
+    rig = v86_rig("inc ax\njmp .-1", blocks, iopl=0, extra_flags=IF, gate_dpl={0x20: 0},
+                  interrupts=pic)
+    assert not isinstance(rig.run(500), Halt)
+    assert rig.cpu.flags & VM
+    pic.vector = 0x20
+    assert isinstance(rig.run(), Halt)
+    c = rig.cpu
+    assert c.eip == handler_at(0x20) + 1 and not c.flags & (VM | IF)
+    eip, cs, fl, esp, ss, es, ds, fs, gs = frame(rig, 9)
+    assert cs == V86_CS and eip in (V86_IP, V86_IP + 1) and fl & (VM | IF) == VM | IF
+    assert not fl & RF and (esp, ss, gs) == (V86_SP, V86_SS, V86_GS)
+
+
+@both
+def test_iret_to_v86_beyond_0xffff_is_gp0_in_protected_mode(blocks):
+    rig = v86_rig("int3", blocks, iopl=3)
+    # The kernel's IRET frame with EIP 0x10000: #GP(0) at the IRET, at CPL 0.
+    kernel = (f"push 0\npush 0\npush 0\npush 0\npush {V86_SS}\npush {V86_SP}\n"
+              f"push {0x20002 | 0x3000}\npush {V86_CS}\npush 0x10000\niretd")
+    rig.protected(kernel)
+    rig.intercept(13)
+    e = rig.run()
+    assert isinstance(e, Fault) and (e.vector, e.error_code) == (13, 0)
+    c = rig.cpu
+    assert not c.flags & VM and c.cpl == 0 and c.r[4] == STACK0 - 36
+    assert c.eip == CODE + len(asm(kernel)) - 1                # at the IRET
+
+
+@both
+def test_iret_to_v86_past_the_stack_limit_is_ss0(blocks):
+    rig = v86_rig("int3", blocks, iopl=3)
+    # Only EIP, CS, EFLAGS below the top of a 64 KiB-limited ring-0 stack.
+    rig.gdt[11] = desc(0, 0xFFFF, 0x3, g=False)                 # 0x58: data, limit 0xFFFF
+    rig.flush_gdt()
+    rig.protected(f"mov ax, 0x58\nmov ss, ax\nmov esp, 0x10000 - 12\npush {V86_IP}\n"
+                  f"mov dword ptr [esp+4], {V86_CS}\nmov dword ptr [esp+8], 0x23002\n"
+                  "pop eax\nsub esp, 4\niretd")
+    rig.intercept(12)
+    e = rig.run()
+    assert isinstance(e, Fault) and (e.vector, e.error_code) == (12, 0)
+    assert not rig.cpu.flags & VM and rig.cpu.cpl == 0
+
+
+@both
+def test_a_fault_while_leaving_v86_rolls_everything_back(blocks):
+    rig = v86_rig("mov ax, 7\nint 0x21", blocks, iopl=3)
+    rig.mem.write(TSS + 8, b"\0\0")                            # SS0 null
+    rig.intercept(10)
+    e = rig.run()
+    assert isinstance(e, Fault) and (e.vector, e.error_code) == (10, 0)   # #TS(EXT=0) for INT n
+    c = rig.cpu
+    assert c.flags & VM and c.cpl == 3 and not c.code32 and c.eip == V86_IP + 3
+    assert c.segs[1].selector == V86_CS and c.segs[3].selector == V86_DS
+    assert c.r[4] & 0xFFFF == V86_SP
 
 
 # --- entry by task switch ---------------------------------------------------------
