@@ -64,6 +64,27 @@ class TableRegister:
         return TableRegister(self.base, self.limit)
 
 
+EFER_LMA = 1 << 10
+
+
+@dataclass(frozen=True)
+class LongModeView:
+    """What the 32-bit fields of a CpuState cannot hold of a guest in IA-32e
+    mode (EFER.LMA: the kvm engine can run one): the full 64-bit registers,
+    RIP and RFLAGS, CS.L (64-bit code or compatibility mode), CR2/CR3 and
+    the 64-bit bases. Filled by the engine that saw them, read by reports."""
+    gprs: dict[str, int]            # rax rbx rcx rdx rsi rdi rsp rbp r8 ... r15
+    rip: int
+    rflags: int
+    cs_l: bool
+    cr2: int
+    cr3: int
+    fs_base: int
+    gs_base: int
+    gdt_base: int
+    idt_base: int
+
+
 @dataclass
 class CpuState:
     eax: int = 0
@@ -91,6 +112,7 @@ class CpuState:
     cr3: int = 0
     cr4: int = 0
     efer: int = 0
+    long_mode: LongModeView | None = None   # set for an IA-32e guest (EFER.LMA)
 
     def copy(self) -> "CpuState":
         """A shallow copy (the segments are shared, as with dataclasses.replace,
