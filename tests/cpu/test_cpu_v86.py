@@ -189,6 +189,18 @@ def test_popf_and_iret_in_v86_keep_iopl_and_vm(blocks):
 
 
 @both
+def test_iret_in_v86_ignores_nt(blocks):
+    # In virtual-8086 mode IRET is the 8086 return even with NT=1 (SDM IRET:
+    # the VM test comes before the NT test): no task switch.
+    code = f"push 0x3202\npush 0x{V86_CS:x}\npush OFFSET done\niret\ndone:\nint3"
+    rig = v86_rig(code, blocks, iopl=3, extra_flags=NT)
+    assert isinstance(rig.run(), Halt)
+    assert rig.cpu.eip == handler_at(3) + 1 and rig.cpu.tr.selector == TSSSEL
+    eip, cs, fl = frame(rig, 3)
+    assert fl & VM and fl & IF and not fl & NT             # the popped image had NT clear
+
+
+@both
 def test_pushf_clears_vm_and_rf_in_the_image(blocks):
     rig = v86_rig("pushfd\npop eax\nint3", blocks, iopl=3)
     assert isinstance(rig.run(), Halt)
