@@ -11,12 +11,20 @@
  * The program also takes an INT3 straight through a DPL-3 trap gate (not
  * IOPL-sensitive), writes through a 16-bit address that wraps at 64 KiB,
  * reads it back through another segment:offset naming the same byte, and
- * uses a 0x66-prefixed 32-bit immediate. At INT 0x20 the monitor checks
- * what it saw and prints
- *     v86: hello from virtual-8086 mode
- *     v86 gp=N cli=1 sti=1 int21=M int3=1 result=0x0000d123 wrap=0x0000beef
- *         ds=0x00003000 es=0x00002fff null_ds=1 vm_frames=1 vif=1 verdict=ok
- * (one line) and exits 0 (1 on any mismatch, 2 on an unexpected trap). */
+ * uses a 0x66-prefixed 32-bit immediate, and writes port 0x80: the TSS
+ * has no I/O permission bitmap, so that OUT traps with #GP(0) whatever
+ * IOPL is, and the monitor emulates it.
+ *
+ * With iopl=3 on the command line the program runs at IOPL 3: CLI and STI
+ * then run without trapping (the real IF changes), INT 0x21 and INT 0x20
+ * go straight through DPL-3 gates to the monitor, and only the OUT traps.
+ *
+ * At INT 0x20 the monitor checks what it saw and prints (one line)
+ *     v86 iopl=0 gp=38 cli=1 sti=1 int21=34 int3=1 out80=1 result=0x0000d123
+ *         wrap=0x0000beef ds=0x00003000 es=0x00002fff null_ds=1 vm_frames=1
+ *         if=1 verdict=ok
+ * after the program's "v86: hello from virtual-8086 mode", and exits 0 (1
+ * on any mismatch, 2 on an unexpected trap). */
 #include "lib.h"
 
 typedef unsigned long long u64;
@@ -40,10 +48,10 @@ struct frame {
     u32 eip, cs, eflags, esp, ss, es, ds, fs, gs;
 };
 
-static u32 gp, cli, sti, int21, int3, vif = 1, null_ds = 1, vm_frames = 1;
+static u32 iopl, gp, cli, sti, int21, int3, out80, vif = 1, null_ds = 1, vm_frames = 1;
 u32 handler_ds;                 /* DS as the CPU left it at the handler's entry */
 
-extern char v86_begin[], v86_end[], gp_entry[], bp_entry[];
+extern char v86_begin[], v86_end[], gp_entry[], bp_entry[], int20_entry[], int21_entry[];
 
 /* The 8086 program; position-independent (copied to V86_CS:0). */
 __asm__(".text\n"
@@ -74,6 +82,8 @@ __asm__(".text\n"
         "incw %si\n\t"
         "jmp 1b\n"
         "2:\n\t"
+        "movb $0x42, %al\n\t"
+        "outb %al, $0x80\n\t"                   /* no I/O bitmap: #GP(0) */
         "movw %di, %ax\n\t"
         "int $0x20\n"
         "v86_msg: .asciz \"v86: hello from virtual-8086 mode\\n\"\n"
@@ -82,6 +92,14 @@ __asm__(".text\n"
         /* Handlers: DS/ES are null on entry from virtual-8086 mode. */
         "gp_entry:\n\t"
         "pushl $13\n\t"
+        "jmp trap_common\n"
+        "int20_entry:\n\t"
+        "pushl $0\n\t"
+        "pushl $0x20\n\t"
+        "jmp trap_common\n"
+        "int21_entry:\n\t"
+        "pushl $0\n\t"
+        "pushl $0x21\n\t"
         "jmp trap_common\n"
         "bp_entry:\n\t"
         "pushl $0\n\t"
@@ -113,14 +131,24 @@ static u64 gate(void *handler, u32 type_dpl)
     return (h & 0xffff) | (u64)0x08 << 16 | (u64)type_dpl << 40 | (u64)(h >> 16) << 48;
 }
 
+static void unexpected(struct frame *f, const char *what);
+
 static void finish(struct frame *f)
 {
     u32 result = f->eax & 0xFFFF;
     u32 wrap = *(volatile u16 *)0x30001;
+    /* The program's IF after its STI: the monitor's virtual IF at IOPL 0,
+     * the real one in the frame at IOPL 3. */
+    u32 if_ = iopl == 3 ? f->eflags >> 9 & 1 : vif;
+    u32 traps = iopl == 3 ? 1 : 1 + 1 + 34 + 1 + 1;   /* (cli, sti, int 0x21 x34,) out, (int 0x20) */
+    u32 sensitive = iopl == 3 ? 0 : 1;
     int ok = result == 0xD123 && wrap == 0xBEEF && f->ds == 0x3000 && f->es == 0x2FFF
-             && cli == 1 && sti == 1 && int3 == 1 && int21 == 34 && null_ds && vm_frames
-             && vif == 1 && f->ss == V86_SS && f->esp == V86_SP;
-    puts("v86 gp=");
+             && gp == traps && cli == sensitive && sti == sensitive && int3 == 1 && int21 == 34
+             && out80 == 1 && null_ds && vm_frames && if_ == 1 && f->ss == V86_SS
+             && f->esp == V86_SP && (f->eflags >> 12 & 3) == iopl;
+    puts("v86 iopl=");
+    put_dec(iopl);
+    puts(" gp=");
     put_dec(gp);
     puts(" cli=");
     put_dec(cli);
@@ -130,6 +158,8 @@ static void finish(struct frame *f)
     put_dec(int21);
     puts(" int3=");
     put_dec(int3);
+    puts(" out80=");
+    put_dec(out80);
     puts(" result=");
     put_hex(result);
     puts(" wrap=");
@@ -142,10 +172,24 @@ static void finish(struct frame *f)
     put_dec(null_ds);
     puts(" vm_frames=");
     put_dec(vm_frames);
-    puts(" vif=");
-    put_dec(vif);
+    puts(" if=");
+    put_dec(if_);
     puts(ok ? " verdict=ok\n" : " verdict=WRONG\n");
     exit(ok ? 0 : 1);
+}
+
+/* INT 0x21 (AH=2: print DL) and INT 0x20 (the end), reached through their
+ * DPL-3 gates at IOPL 3 or emulated from the #GP at IOPL 0. */
+static void dos_call(struct frame *f, u32 n)
+{
+    if (n == 0x20)
+        finish(f);
+    if (n == 0x21 && (f->eax >> 8 & 0xFF) == 2) {
+        putc(f->edx & 0xFF);
+        int21++;
+        return;
+    }
+    unexpected(f, "INT n");
 }
 
 static void unexpected(struct frame *f, const char *what)
@@ -176,6 +220,10 @@ void __attribute__((used)) monitor(struct frame *f)
         int3++;
         return;
     }
+    if (f->vector == 0x20 || f->vector == 0x21) {
+        dos_call(f, f->vector);
+        return;
+    }
     gp++;
     if (f->err != 0)
         unexpected(f, "#GP error code");
@@ -193,14 +241,13 @@ void __attribute__((used)) monitor(struct frame *f)
         return;
     case 0xCD:                                  /* INT n */
         f->eip += 2;
-        if (ip[1] == 0x20)
-            finish(f);
-        if (ip[1] == 0x21 && (f->eax >> 8 & 0xFF) == 2) {
-            putc(f->edx & 0xFF);
-            int21++;
-            return;
-        }
-        break;
+        dos_call(f, ip[1]);
+        return;
+    case 0xE6:                                  /* OUT imm8, AL */
+        if (ip[1] == 0x80)
+            out80++;
+        f->eip += 2;
+        return;
     }
     unexpected(f, "#GP");
 }
@@ -231,6 +278,9 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     tss[25] = v86_tss[25] = sizeof(tss) << 16;      /* I/O map base past the limit */
     idt[3] = gate(bp_entry, 0xEF);                  /* trap gate, DPL 3 */
     idt[13] = gate(gp_entry, 0x8E);                 /* interrupt gate, DPL 0 */
+    idt[0x20] = gate(int20_entry, 0xEE);            /* interrupt gates, DPL 3 */
+    idt[0x21] = gate(int21_entry, 0xEE);
+    iopl = arg(mbi, "iopl", 0) == 3 ? 3 : 0;
     struct { u16 limit; u32 base; } __attribute__((packed))
         g = { 5 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
@@ -241,16 +291,16 @@ int kmain(u32 magic, struct multiboot_info *mbi)
         *dst++ = *p;
     if (entry_is_task(mbi)) {
         v86_tss[8] = 0;                             /* EIP */
-        v86_tss[9] = EFLAGS_VM | 2;                 /* EFLAGS: VM, IOPL 0, IF clear */
+        v86_tss[9] = EFLAGS_VM | iopl << 12 | 2;    /* EFLAGS: VM, IOPL, IF clear */
         v86_tss[14] = V86_SP;                       /* ESP */
         v86_tss[19] = V86_CS;                       /* ES CS SS DS FS GS at 0x48 */
         v86_tss[20] = V86_SS;
         __asm__ volatile("ljmp $0x20, $0");
         return 3;
     }
-    /* IRET to V86_CS:0 with VM=1, IOPL 0, IF clear (the virtual IF is the monitor's). */
+    /* IRET to V86_CS:0 with VM=1, IOPL 0 or 3, IF clear. */
     __asm__ volatile("pushl $0\n pushl $0\n pushl $0\n pushl $0\n"
                      "pushl %0\n pushl %1\n pushl %2\n pushl %3\n pushl $0\n iret"
-                     :: "i"(V86_SS), "i"(V86_SP), "i"(EFLAGS_VM | 2), "i"(V86_CS));
+                     :: "i"(V86_SS), "i"(V86_SP), "r"(EFLAGS_VM | iopl << 12 | 2), "i"(V86_CS));
     return 3;
 }
