@@ -2,7 +2,8 @@
 TSS or task gate, INT/exceptions through a task gate, and IRET with NT=1
 back to the linked task. Busy bits, the back link, EFLAGS.NT and CR0.TS
 behave as the SDM's task-switch steps; a TSS whose EFLAGS has VM=1 starts
-a virtual-8086 task (8086-style segments, CPL 3: v86.py); 16-bit TSSs are not supported (#TS when met)."""
+a virtual-8086 task (8086-style segments, CPL 3: v86.py); 16-bit TSSs are
+not supported (#TS when met)."""
 from __future__ import annotations
 
 from ringvisor.cpu.core import CR0_TS, CS, DS, ES, FS, GS, NP, NT, SS, TS, VM, CpuFault, gp
