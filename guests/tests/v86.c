@@ -281,6 +281,11 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     idt[0x20] = gate(int20_entry, 0xEE);            /* interrupt gates, DPL 3 */
     idt[0x21] = gate(int21_entry, 0xEE);
     iopl = arg(mbi, "iopl", 0) == 3 ? 3 : 0;
+    /* The program sets IF (for real at IOPL 3): no device interrupts, which
+     * this kernel has no handlers for (a BIOS, as under QEMU, leaves the
+     * PIT running on IRQ 0). */
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
     struct { u16 limit; u32 base; } __attribute__((packed))
         g = { 5 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
