@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 # EFLAGS bits the loaders need (the soft CPU has the full table).
 EFLAGS_RESERVED_1 = 1 << 1
 EFLAGS_IF = 1 << 9
+EFLAGS_VM = 1 << 17
 
 CR0_PE = 1 << 0
 CR0_ET = 1 << 4
@@ -64,6 +65,27 @@ class TableRegister:
         return TableRegister(self.base, self.limit)
 
 
+EFER_LMA = 1 << 10
+
+
+@dataclass(frozen=True)
+class LongModeView:
+    """What the 32-bit fields of a CpuState cannot hold of a guest in IA-32e
+    mode (EFER.LMA: the kvm engine can run one): the full 64-bit registers,
+    RIP and RFLAGS, CS.L (64-bit code or compatibility mode), CR2/CR3 and
+    the 64-bit bases. Filled by the engine that saw them, read by reports."""
+    gprs: dict[str, int]            # rax rbx rcx rdx rsi rdi rsp rbp r8 ... r15
+    rip: int
+    rflags: int
+    cs_l: bool
+    cr2: int
+    cr3: int
+    fs_base: int
+    gs_base: int
+    gdt_base: int
+    idt_base: int
+
+
 @dataclass
 class CpuState:
     eax: int = 0
@@ -91,6 +113,7 @@ class CpuState:
     cr3: int = 0
     cr4: int = 0
     efer: int = 0
+    long_mode: LongModeView | None = None   # set for an IA-32e guest (EFER.LMA)
 
     def copy(self) -> "CpuState":
         """A shallow copy (the segments are shared, as with dataclasses.replace,
@@ -135,6 +158,13 @@ class CpuState:
         return bool(self.cr0 & CR0_PE)
 
     @property
+    def virtual8086(self) -> bool:
+        return self.protected and bool(self.eflags & EFLAGS_VM)
+
+    @property
     def cpl(self) -> int:
-        # The processor keeps CS.RPL equal to the CPL.
+        # The processor keeps CS.RPL equal to the CPL; virtual-8086 mode runs
+        # at CPL 3 whatever the 8086-style CS selector says.
+        if self.virtual8086:
+            return 3
         return self.cs.selector & 3 if self.protected else 0

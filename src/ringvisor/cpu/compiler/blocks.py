@@ -7,7 +7,8 @@ and decoder as the interpreter and compiled into one Python function
 is spent, or an interrupt is pending at a loop head.
 
 * Cache key: (physical address, EIP, the mode: every segment cache, code
-  and stack size, CPL, PE, PG). Generated code bakes in the segment caches
+  and stack size, CPL, PE, PG, EFLAGS.VM: virtual-8086 code never shares
+  traces with protected-mode code of the same segment caches). Generated code bakes in the segment caches
   (flat segments take the fast memory path). Lookups go through a per-mode
   dict EIP -> trace, valid while the mode and the TLB are unchanged: Core
   counts mode changes in `mode_epoch`, and a TLB flush or INVLPG clears it.
@@ -23,6 +24,7 @@ is spent, or an interrupt is pending at a loop head.
 """
 from __future__ import annotations
 
+from ringvisor.cpu.architecture import VM
 from ringvisor.cpu.compiler import inline
 from ringvisor.cpu.compiler.codegen import Leave, generate
 from ringvisor.cpu.compiler.coldpath import Cold, interpret
@@ -151,7 +153,8 @@ class BlockCache:
         cpu = self.cpu
         self.mode_seen = cpu.mode_epoch
         self.mode = (tuple(cpu.sbase), tuple(cpu.slo), tuple(cpu.shi), tuple(cpu.sread),
-                     tuple(cpu.swrite), cpu.code32, cpu.stack32, cpu.cpl, cpu.pe, cpu.pg)
+                     tuple(cpu.swrite), cpu.code32, cpu.stack32, cpu.cpl, cpu.pe, cpu.pg,
+                     cpu.flags & VM)
         fast = self.modes.get(self.mode)
         if fast is None:
             if len(self.modes) >= MAX_MODES:
