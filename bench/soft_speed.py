@@ -10,7 +10,8 @@ Workloads (each run is a fresh process, the soft engine, technique native):
   the console shows `linux guest ready`; figures: seconds to that line and
   instructions retired by then (MIPS = their ratio).
 
-`--baseline DIR` runs the same workloads with DIR/src on the import path (a
+`--machine isa|pc` picks the soft engine's machine (default: ringvisor's,
+the pc machine). `--baseline DIR` runs the same workloads with DIR/src on the import path (a
 second worktree or checkout, e.g. `git worktree add /tmp/base main`); runs of
 the two trees alternate so machine load hits both alike. Figures are medians
 of --runs runs, by wall time and by the process's CPU time; the ratio is this
