@@ -30,7 +30,7 @@ from ringvisor.cpu.compiler.codegen import Leave, generate
 from ringvisor.cpu.compiler.coldpath import Cold, interpret
 from ringvisor.cpu.compiler.memcode import FastPages
 from ringvisor.cpu.compiler.recover import recover
-from ringvisor.cpu.compiler.trace import discover
+from ringvisor.cpu.compiler.trace import MAX_STEPS, discover
 from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault
 from ringvisor.cpu.flags import PARITY
 from ringvisor.cpu.semantics.protection import check
@@ -191,7 +191,7 @@ class BlockCache:
             eip = cpu.eip
             b = self.fast.get(eip)
             if b is None:
-                b = self._lookup(eip)
+                b = self._lookup(eip, target)
             elif b.seen != cpu.dev_epoch:
                 if cpu.mm[b.lo:b.hi] != b.code:
                     self._drop(b)             # written behind our back
@@ -241,8 +241,14 @@ class BlockCache:
             if ic >= target or pend is not None and f & 0x200 and pend():
                 break
             b = fast.get(eip)
-            if b is None or b.seen != cpu.dev_epoch or b.n > target - ic:
+            if b is None or b.n > target - ic:
                 break
+            if b.seen != cpu.dev_epoch:
+                # The first entry since a device access or run(): are the
+                # bytes still those compiled? (Stay in the chain if so.)
+                if cpu.mm[b.lo:b.hi] != b.code:
+                    break                     # run() drops it
+                b.seen = cpu.dev_epoch
         cpu.eip, cpu.instructions, cpu.flags = eip, ic, f
         r[:] = eax, ecx, edx, ebx, esp, ebp, esi, edi
 
@@ -265,7 +271,7 @@ class BlockCache:
         every lookup is made again (`_lookup` refuses breakpoint pages)."""
         self._forget_lookups()
 
-    def _lookup(self, eip: int):
+    def _lookup(self, eip: int, target: int):
         cpu = self.cpu
         lin = (cpu.sbase[CS] + eip) & 0xFFFFFFFF
         debug = cpu.debug
@@ -282,8 +288,11 @@ class BlockCache:
             if cold is None:
                 cold = self.cold[key] = Cold(cpu, p, eip)
             cold.heat += 1
-            if cold.heat < self.hot:
-                return cold                   # not hot yet: interpret it
+            if cold.heat < self.hot or target - cpu.instructions < MAX_STEPS:
+                # Not hot yet: interpret it. Nor at the end of a slice, where
+                # a new trace could not run: each instruction after would
+                # become hot in turn and be compiled for nothing.
+                return cold
             del self.cold[key]
             b = self.compile(key, p, eip)
             if b is None:
