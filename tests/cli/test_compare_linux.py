@@ -71,3 +71,99 @@ def test_the_estimate_names_every_boot_and_adds_up_their_minutes():
     high = linux_guest.MINUTES["native"][1] + linux_guest.MINUTES["hw-ept"][1]
     assert text.startswith("2 boot(s) of Debian's kernel (native, hw-ept)")
     assert f"about {low}-{high} minutes" in text
+
+
+# Recorded 2026-12-06: Debian's kernel natively on the soft engine, `rdinit-nanobench=200`
+# (the console's nanobench lines; the host was loaded, so the times are inflated).
+NATIVE_LINES = [
+    'linux guest ready: Linux 6.1.0-50-686',
+    'nanobench syscall iters=200 cycles_per_iter=254688 tsc_begin=178842511231 tsc_end=178893448965',
+    'nanobench in iters=200 cycles_per_iter=33534 tsc_begin=178988896873 tsc_end=178995603721',
+    'nanobench call/ret iters=200 cycles_per_iter=25931 tsc_begin=179172041123 tsc_end=179177227510',
+    'nanobench pgfault iters=200 cycles_per_iter=5583246 tsc_begin=179287552834 tsc_end=180404202192',
+    'nanobench divzero iters=200 cycles_per_iter=5325500 tsc_begin=182000927770 tsc_end=183066027836',
+    'nanobench mprotect iters=200 cycles_per_iter=5999574 tsc_begin=183137047584 tsc_end=184336962452',
+    'nanobench exit status 0',
+]
+# the RDTSC log's entries at and beside those reads: (host ns, traps so far)
+NATIVE_LOG = [
+    (1788425031780, 0),
+    (1788425112310, 0),
+    (1788425263324, 0),
+    (1788934355938, 0),
+    (1788934489657, 0),
+    (1789003260851, 0),
+    (1789888698109, 0),
+    (1789888968730, 0),
+    (1789956037210, 0),
+    (1789998408280, 0),
+    (1791720193151, 0),
+    (1791720411234, 0),
+    (1791772275106, 0),
+    (1792463012125, 0),
+    (1792875269053, 0),
+    (1792875528348, 0),
+    (1793080382588, 0),
+    (1803973610356, 0),
+    (1804042021927, 0),
+    (1806560167512, 0),
+    (1820009051718, 0),
+    (1820009277703, 0),
+    (1820039539352, 0),
+    (1830660150557, 0),
+    (1830660278366, 0),
+    (1830852392841, 0),
+    (1831370180856, 0),
+    (1831370475843, 0),
+    (1831511527124, 0),
+    (1843369530062, 0),
+    (1843369624522, 0),
+    (1843774148537, 0),
+]
+
+
+def test_the_parser_finds_each_loop_in_the_rdtsc_log_by_its_values():
+    bench = linux_guest.parse(NATIVE_LINES, NATIVE_LOG)
+    assert list(bench) == ["syscall", "in", "call/ret", "pgfault", "divzero", "mprotect"]
+    # syscall: its reads are the log's 2nd and 5th entries kept here (Linux read the TSC in between)
+    assert bench["syscall"]["ns_per_iter"] == (1788934489657 - 1788425112310) / 200
+    for name, e in bench.items():
+        assert e["traps_per_iter"] == 0, name
+        # the program's own cycles (host ns / 10, floored per read) agree with the log's ns
+        assert abs(e["guest_cycles_per_iter"] * 10 - e["ns_per_iter"]) < 20, name
+
+
+def test_traps_and_exits_by_reason_are_differenced_between_the_two_reads():
+    lines = ["nanobench syscall iters=10 cycles_per_iter=50 tsc_begin=100 tsc_end=600"]
+    log = [(990, 7), (1000, 7), (3000, 20), (6005, 27), (7000, 30)]
+    reasons = [None, {"io_instruction": 3}, None, {"io_instruction": 5, "cpuid": 10}, None]
+    e = linux_guest.parse(lines, log, reasons)["syscall"]
+    assert e["ns_per_iter"] == 500.5 and e["traps_per_iter"] == 2.0
+    assert e["exits_per_iter_by_reason"] == {"io_instruction": 0.2, "cpuid": 1.0}
+
+
+@pytest.mark.parametrize("lines, message", [
+    (NATIVE_LINES[:1], "printed no nanobench lines"),
+    (["nanobench: mmap2 failed (too many iterations for the memory?)", "nanobench exit status 1"],
+     "nanobench exited with status 1: nanobench: mmap2 failed"),
+    (["nanobench syscall iters=200 cycles_per_iter=1 tsc_begin=5 tsc_end=205"],
+     "its RDTSC value 5 is not in the log"),
+])
+def test_a_run_that_did_not_measure_is_an_error_not_a_figure(lines, message):
+    with pytest.raises(RuntimeError, match=message.replace("?", r"\?").replace("(", r"\(").replace(")", r"\)")):
+        linux_guest.parse(lines, NATIVE_LOG)
+
+
+def test_the_table_for_linux_has_no_mips_or_probe_rows_and_shows_the_papers_figures():
+    from rich.console import Console
+    bench = linux_guest.parse(NATIVE_LINES, NATIVE_LOG)
+    for e in bench.values():
+        e["ratio_to_native"] = 1.0
+    doc = {"guest": "linux", "unavailable": {}, "techniques": {
+        "native": {"command": "...", "nanobench": bench, "skipped": {"in": "ioperm(0x21) refused"}}}}
+    console = Console(width=200, record=True)
+    console.print(report.table(doc))
+    text = console.export_text()
+    assert "compute MIPS" not in text and "probe" not in text
+    assert "mprotect" in text and "1,093 / 3,927 / 11,242" in text       # pgfault, the paper's three
+    assert report.notes(doc) == ["native: in not measured: ioperm(0x21) refused"]
