@@ -31,11 +31,12 @@ SKIPPED = re.compile(r"^nanobench (\S+) skipped: (.*)$")
 FAILED = re.compile(r"^nanobench exit status ([1-9]\d*)$")
 NOT_FOR_LINUX = {"hw-shadow+pv": "enlighten=1 is ringos's paravirtual MMU hint; Debian's kernel does "
                                  "not take it"}
-# Minutes for one boot, the nanobenchmarks (--iters 200) and the reset on this
-# host (2 shared vCPUs, other work beside), measured 2026-12-06 (docs/compare.md):
-# what the estimate printed before the first boot adds up.
-MINUTES = {"native": (4, 9), "trap-ring1": (8, 25), "trap-ring3": (8, 25), "bt": (8, 25),
-           "hw-shadow": (8, 25), "hw-ept": (6, 15)}
+# CPU minutes for one boot, the nanobenchmarks (--iters 200) and the reset,
+# measured on this host's 2.6 GHz EPYC vCPUs on 2026-12-06 (docs/compare.md):
+# the estimate printed before the first boot adds them up. On a shared host
+# the wall time is longer by the load (32 min for native at a load of 13).
+MINUTES = {"native": (3, 5), "trap-ring1": (7, 12), "trap-ring3": (7, 12), "bt": (8, 14),
+           "hw-shadow": (7, 12), "hw-ept": (4, 7)}
 MAX_ITERS = 8000           # pgfault maps ITERS fresh pages at once, in 64 MiB with the kernel
 
 
@@ -69,7 +70,7 @@ def estimate(techniques) -> str:
     low = sum(MINUTES.get(t.name, (10, 25))[0] for t in techniques)
     high = sum(MINUTES.get(t.name, (10, 25))[1] for t in techniques)
     return (f"{len(techniques)} boot(s) of Debian's kernel ({', '.join(t.name for t in techniques)}): "
-            f"about {low}-{high} minutes on 2 shared cores")
+            f"about {low}-{high} minutes of CPU time, longer in wall time on a busy host")
 
 
 class Boot:
@@ -91,7 +92,7 @@ class Boot:
             out.extend(data)
             self._milestones(bytes(out[-200:]))
         machine = build_machine(config, console)
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         try:
             by_reason = getattr(machine.engine, "exits_by_name", None)
             self.reasons: list[dict] = []
@@ -104,6 +105,7 @@ class Boot:
             result = machine.run()
         finally:
             self.seconds = time.monotonic() - start
+            self.cpu_seconds = time.process_time() - cpu
             machine.close()
         self.lines = out.decode("latin-1").replace("\r", "").splitlines()
         if result.status != 0:
@@ -165,7 +167,7 @@ def measure_technique(t: Technique, iters: int, progress=None) -> dict:
     boot = Boot(t, iters, progress=progress)
     entry = {"command": f"ringvisor run guests/linux/build/vmlinuz --initrd "
                         f"guests/linux/build/initrd.cpio.gz {t.command} --cmdline rdinit-nanobench={iters}",
-             "boot_seconds": round(boot.seconds, 1),
+             "boot_seconds": round(boot.seconds, 1), "boot_cpu_seconds": round(boot.cpu_seconds, 1),
              "nanobench": parse(boot.lines, boot.tsc_log, boot.reasons)}
     missing = skipped(boot.lines)
     if missing:
