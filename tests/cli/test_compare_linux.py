@@ -221,3 +221,32 @@ def test_a_recorded_hw_ept_run_exits_only_for_in_and_the_timer():
         assert set(e["exits_per_iter_by_reason"]) <= {"io_instruction", "preemption_timer", "interrupt_window"}
         assert 0 < e["traps_per_iter"] < 0.5, name
         assert e["traps_per_iter"] == pytest.approx(sum(e["exits_per_iter_by_reason"].values()))
+
+
+def test_the_command_prints_the_table_and_writes_the_json_for_linux(fake_build, monkeypatch, tmp_path, capsys):
+    import json
+    from argparse import Namespace
+    from ringvisor.cli import compare as compare_cli
+    chosen = []
+
+    def measured(techniques, iters, progress=None):
+        chosen.extend(t.name for t in techniques)
+        progress("1 boot(s) of Debian's kernel (native): ...")
+        bench = linux_guest.parse(NATIVE_LINES, NATIVE_LOG)
+        for e in bench.values():
+            e["ratio_to_native"] = 1.0
+        return {"guest": "linux", "unavailable": {}, "techniques": {"native": {
+            "command": "ringvisor run ...", "boot_seconds": 1.0, "boot_cpu_seconds": 1.0, "nanobench": bench}}}
+    monkeypatch.setattr(linux_guest, "compare", measured)
+    doc_path = tmp_path / "linux.json"
+    args = Namespace(guest="linux", iters=None, rounds=4, chart=None, json=str(doc_path), only="native")
+    assert compare_cli.command(args) == 0
+    assert chosen == ["native"]
+    out = capsys.readouterr()
+    assert "compare --guest linux: 1 boot(s)" in out.err
+    assert "pgfault" in out.out and "compute MIPS" not in out.out
+    assert "linux: guests/linux/nanobench.c, a process of Debian's i386 kernel" in out.out
+    doc = json.loads(doc_path.read_text())
+    assert doc["guest"] == "linux" and doc["iters"] == 200 and "rounds" not in doc
+    assert set(doc["techniques"]["native"]["nanobench"]) == {"syscall", "in", "call/ret", "pgfault", "divzero",
+                                                             "mprotect"}
