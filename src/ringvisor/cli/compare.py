@@ -47,7 +47,7 @@ def command(args) -> int:
         refuse_if_nothing_can_run(chosen, linux_guest.refusal)
         with say.status("measuring") as status:
             def progress(what):
-                say.print(f"compare --guest linux: {what}")
+                say.print(f"compare --guest linux: {what}", soft_wrap=True)
                 status.update(f"measuring {what}")
             doc = linux_guest.compare(chosen, args.iters, progress=progress)
     else:
