@@ -32,13 +32,13 @@ FAILED = re.compile(r"^nanobench exit status ([1-9]\d*)$")
 NOT_FOR_LINUX = {"hw-shadow+pv": "enlighten=1 is ringos's paravirtual MMU hint; Debian's kernel does "
                                  "not take it"}
 # CPU minutes for one boot, the nanobenchmarks (--iters 200) and the reset on
-# this host's 2.6 GHz EPYC vCPUs: native, hw-ept and trap-ring1 measured on
-# 2026-12-06 (docs/compare.md; about 3.4, 3.3 and 5.7 min), the others scaled by
+# this host's 2.6 GHz EPYC vCPUs: native, hw-ept, trap-ring1 and hw-shadow measured
+# on 2026-12-06 (docs/compare.md; about 3.4, 3.3, 5.7 and 4.4 min), the others scaled by
 # their boot times in `make test-linux`. The estimate printed before the first
 # boot adds them up; on a shared host the wall time is longer by the load (32
 # min for native at a load average of 13).
 MINUTES = {"native": (3, 5), "hw-ept": (3, 5), "trap-ring1": (5, 8), "trap-ring3": (5, 8),
-           "bt": (6, 10), "hw-shadow": (5, 9)}
+           "bt": (6, 10), "hw-shadow": (4, 6)}
 MAX_ITERS = 8000           # pgfault maps ITERS fresh pages at once, in 64 MiB with the kernel
 
 
