@@ -39,10 +39,12 @@ test: install
 linux:
 	$(MAKE) -C guests/linux PYTHON=$(PYTHON)
 
-# Debian's kernel booting on the soft engine: minutes, so not part of `make test`.
+# Debian's kernel booting on the soft engine, and `compare --guest linux` (native, trap-ring1,
+# hw-ept: RINGVISOR_LINUX_COMPARE): minutes each, so not part of `make test`.
 .PHONY: test-linux
 test-linux: install linux
-	RINGVISOR_LINUX_BOOT=1 $(BIN)/python -m pytest -q -s tests/boot/test_linux_boot.py tests/boot/test_linux.py < /dev/null
+	RINGVISOR_LINUX_BOOT=1 $(BIN)/python -m pytest -q -s tests/boot/test_linux_boot.py tests/boot/test_linux.py \
+		tests/boot/test_linux_compare.py < /dev/null
 
 # Differential testing of the soft CPU against /dev/kvm: a long hypothesis
 # campaign (RINGVISOR_FUZZ_EXAMPLES cases per CPL), not part of `make test`.

@@ -2,9 +2,10 @@
 """Build ringvisor's Linux initramfs: a gzip-compressed cpio archive in the
 "newc" format the kernel unpacks (Documentation/driver-api/early-userspace/
 buffer-format.rst), holding a static busybox, its applet links, /init and
-/dev/console. Written in Python so no root (mknod) or cpio tool is needed.
+/dev/console, and any further programs in /bin under their own names (the
+Linux nanobench). Written in Python so no root (mknod) or cpio tool is needed.
 
-usage: mkinitramfs.py BUSYBOX INIT OUTPUT
+usage: mkinitramfs.py BUSYBOX INIT OUTPUT [PROGRAM...]
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def applets(busybox: str) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def build(busybox: str, init: str) -> bytes:
+def build(busybox: str, init: str, programs: tuple[str, ...] = ()) -> bytes:
     a = Archive()
     for d in DIRS:
         a.add(d, stat.S_IFDIR | 0o755)
@@ -66,15 +67,18 @@ def build(busybox: str, init: str) -> bytes:
             a.add(path, stat.S_IFLNK | 0o777, target.encode())
     with open(init, "rb") as f:
         a.add("init", stat.S_IFREG | 0o755, f.read())
+    for program in programs:
+        with open(program, "rb") as f:
+            a.add(f"bin/{os.path.basename(program)}", stat.S_IFREG | 0o755, f.read())
     return a.finish()
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 4:
+    if len(argv) < 4:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    _, busybox, init, output = argv
-    archive = build(busybox, init)
+    _, busybox, init, output, *programs = argv
+    archive = build(busybox, init, tuple(programs))
     tmp = output + ".tmp"
     with open(tmp, "wb") as f:
         # mtime=0: the same inputs give the same bytes.

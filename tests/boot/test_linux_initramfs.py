@@ -76,3 +76,22 @@ def test_init_prints_the_ready_line_and_ends_with_a_reset():
     assert script.startswith("#!/bin/sh\n")
     assert 'echo "linux guest ready: $(uname -sr)"' in script
     assert "rdinit-shell" in script and script.rstrip().endswith("reboot -f")
+
+
+def test_further_programs_land_in_bin_under_their_own_names(tmp_path):
+    busybox = tmp_path / "busybox"
+    busybox.write_text("#!/bin/sh\n[ \"$1\" = --list-full ] && printf 'bin/sh\\n'\n")
+    busybox.chmod(0o755)
+    program = tmp_path / "nanobench"
+    program.write_bytes(b"\x7fELF stand-in")
+    out = tmp_path / "initrd.cpio.gz"
+    subprocess.run([sys.executable, str(LINUX / "mkinitramfs.py"), str(busybox), str(LINUX / "init"), str(out),
+                    str(program)], check=True)
+    entry = read_newc(gzip.decompress(out.read_bytes()))["bin/nanobench"]
+    assert stat.S_ISREG(entry["mode"]) and entry["mode"] & 0o111 and entry["data"] == program.read_bytes()
+
+
+def test_init_runs_nanobench_when_the_command_line_asks():
+    script = (LINUX / "init").read_text()
+    assert '*" rdinit-nanobench "*|*" rdinit-nanobench="*)' in script
+    assert '/bin/nanobench "${iters:-200}"' in script and 'echo "nanobench exit status $?"' in script

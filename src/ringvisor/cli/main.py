@@ -71,10 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     compare.add_argument("--chart", metavar="FILE", help="draw each nanobenchmark's host ns per "
                          "iteration and traps per iteration, per technique (.png or .svg)")
-    compare.add_argument("--iters", type=int, default=1000, help="nanobenchmark iterations (default 1000)")
+    compare.add_argument("--guest", choices=("ringos", "linux"), default="ringos",
+                         help="ringos (the bundled guest, default) or linux: Debian's kernel from "
+                         "`make linux`, its nanobenchmarks run as a process, one boot (minutes) per "
+                         "technique; no compute MIPS, no probe")
+    compare.add_argument("--iters", type=int, default=None,
+                         help="nanobenchmark iterations (default 1000; 200 with --guest linux)")
     compare.add_argument("--rounds", type=int, default=4, help="compute rounds of the shorter of the two runs whose difference gives MIPS (the longer runs 5x as many, or 25x or 125x when that is too short to time; default 4)")
     compare.add_argument("--only", metavar="NAMES", help="comma-separated techniques "
-                         "(native, trap-ring1, trap-ring3, bt, pv, hw)")
+                         "(native, trap-ring1, trap-ring3, bt, pv, hw-shadow, hw-shadow+pv, hw-ept, "
+                         "hw, container)")
     compare.set_defaults(handler="ringvisor.cli.compare:command")
 
     demo = sub.add_parser("demo", help="the main job on the bundled guest, for a newcomer")

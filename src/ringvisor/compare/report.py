@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ringvisor.compare import measure
+from ringvisor.compare import measure, paper
 from ringvisor.compare.techniques import ALL, Technique, unavailable
 from ringvisor.errors import RingvisorError
 
@@ -61,6 +61,7 @@ def table(doc: dict) -> Table:
     t.add_column("")
     for n in names:
         t.add_column(n, justify="right")
+    t.add_column(paper.COLUMN, justify="right", style="dim")
     benches = [b for b in BENCH_ORDER if any(b in e["nanobench"] for e in doc["techniques"].values())]
     for b in benches:
         row = []
@@ -72,15 +73,21 @@ def table(doc: dict) -> Table:
             ratio = f" ×{r['ratio_to_native']:.1f}" if r.get("ratio_to_native") else ""
             traps = "?" if r["traps_per_iter"] is None else f"{r['traps_per_iter']:.2f}"
             row.append(f"{r['ns_per_iter']:,.0f} ({traps}){ratio}")
-        t.add_row(b, *row)
-    t.add_row("compute MIPS", *("? (too fast to time, see below)" if doc["techniques"][n]["mips"] is None
-                                else f"{doc['techniques'][n]['mips']:.2f}" for n in names))
-    t.add_row("probe: virtualization visible",
-              *("yes" if doc["techniques"][n]["probe_visible"] else "no" for n in names))
+        t.add_row(b, *row, paper.cell(b))
+    if any("mips" in doc["techniques"][n] for n in names):        # ringos; not Linux's nanobench
+        t.add_row("compute MIPS", *("–" if "mips" not in doc["techniques"][n] else
+                                    "? (too fast to time, see below)" if doc["techniques"][n]["mips"] is None
+                                    else f"{doc['techniques'][n]['mips']:.2f}" for n in names), "")
+        t.add_row("probe: virtualization visible",
+                  *("–" if "probe_visible" not in doc["techniques"][n] else
+                    "yes" if doc["techniques"][n]["probe_visible"] else "no" for n in names), "")
     return t
 
 
 def notes(doc: dict) -> list[str]:
     """Lines printed under the table: why a figure is missing."""
-    return [f"{name}: compute MIPS not measured: {entry.get('mips_note', 'no figure')}"
-            for name, entry in doc["techniques"].items() if entry.get("mips") is None]
+    lines = [f"{name}: compute MIPS not measured: {entry.get('mips_note', 'no figure')}"
+             for name, entry in doc["techniques"].items() if "mips" in entry and entry["mips"] is None]
+    for name, entry in doc["techniques"].items():
+        lines += [f"{name}: {bench} not measured: {why}" for bench, why in entry.get("skipped", {}).items()]
+    return lines
