@@ -273,6 +273,57 @@ def print_traps(row: str, runs: list[dict]) -> None:
             print(f"  {reason:32}{count:>12,}")
 
 
+def report(results: dict[str, list[dict]]) -> None:
+    """The table of medians and ratios, the traps and profiles, and one
+    machine-readable line per row (rows without runs are left out)."""
+    rows = [row for row in results if results[row]]
+
+    def med(row, key):
+        values = [r[key] for r in results[row] if r.get(key) is not None]
+        return median(values) if values else None
+
+    print()
+    print(f"{'row':11}{'runs':>5}{'seconds':>10}{'CPU s':>9}{'instructions':>15}{'CPU MIPS':>10}"
+          f"{'vs native':>11}{'vs qemu':>9}")
+    lines = []
+    for row in rows:
+        cpu, ins = med(row, "cpu"), med(row, "instructions")
+        vs_native = cpu / med("native", "cpu") if "native" in rows and row not in ("native", "qemu") else None
+        vs_qemu = cpu / med("qemu", "cpu") if "qemu" in rows and row != "qemu" else None
+        fmt = lambda v, spec: format(v, spec) if v is not None else "-"
+        print(f"{row:11}{len(results[row]):>5}{med(row, 'seconds'):>10.1f}{cpu:>9.1f}"
+              f"{fmt(ins and int(ins), ',') :>15}{fmt(ins and ins / cpu / 1e6, '.2f'):>10}"
+              f"{fmt(vs_native, '.2f'):>11}{fmt(vs_qemu, '.1f'):>9}")
+        line = (f"linux_boot {row} seconds={med(row, 'seconds'):.1f} cpu_seconds={cpu:.1f} "
+                f"instructions={int(ins) if ins else 'n/a'}")
+        line += f" vs_native={vs_native:.2f}" if vs_native else ""
+        line += f" vs_qemu={vs_qemu:.1f}" if vs_qemu else ""
+        lines.append(line)
+    if "qemu" in rows and med("qemu", "before_kernel_clock") is not None:
+        print(f"\nqemu: about {med('qemu', 'before_kernel_clock'):.1f} s of its {med('qemu', 'seconds'):.1f} s "
+              f"pass before the kernel's clock starts (SeaBIOS, the setup code, the xz decompressor), "
+              f"work ringvisor's loader does on the host")
+    for row in rows:
+        if row != "qemu":
+            print_traps(row, results[row])
+            print_profile(row, results[row])
+    print()
+    for line in lines:
+        print(line)
+
+
+def load_runs(paths: list[str]) -> dict[str, list[dict]]:
+    merged: dict[str, list[dict]] = {}
+    for path in paths:
+        try:
+            runs = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--report {path}: {e}")
+        for row, rs in runs.items():
+            merged.setdefault(row, []).extend(rs)
+    return {row: merged[row] for row in ROWS if merged.get(row)}
+
+
 def run_counts(spec: str, runs: int) -> dict[str, int]:
     """--techniques `native=3,bt=1,qemu`: each row and its number of runs
     (--runs where no `=N` is given)."""
@@ -299,11 +350,16 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     ap.add_argument("--profile", action="store_true", help="sample where ringvisor's time goes")
     ap.add_argument("--json", metavar="FILE", help="write every run's figures as JSON")
+    ap.add_argument("--report", nargs="+", metavar="FILE", help="no runs: the report of runs saved "
+                    "with --json (several files: their rows merged)")
     ap.add_argument("--child", choices=ROWS[:-1], help=argparse.SUPPRESS)
     ap.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.started or time.monotonic(), args.timeout, args.profile)))
+        return 0
+    if args.report:
+        report(load_runs(args.report))
         return 0
     count = run_counts(args.techniques, args.runs)
     rows = list(count)
@@ -327,44 +383,17 @@ def main() -> int:
             results[row].append(r)
             if args.json:           # after every run: a long bench stopped early keeps what it measured
                 Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-        count = f"{r['instructions']:,}" if r.get("instructions") else "n/a"
+        ins = f"{r['instructions']:,}" if r.get("instructions") else "n/a"
         extra = (f"; ~{r['before_kernel_clock']:.1f} s before the kernel's clock"
                  if "before_kernel_clock" in r else "")
         print(f"  {row:10} run {i + 1}: ready after {r['seconds']:7.1f} s ({r['cpu']:7.1f} s CPU), "
-              f"{count} instructions{extra}", flush=True)
+              f"{ins} instructions{extra}", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(one, t) for t in tasks]:
             future.result()
 
-    def med(row, key):
-        values = [r[key] for r in results[row] if r.get(key) is not None]
-        return median(values) if values else None
-
-    print()
-    print(f"{'row':11}{'runs':>5}{'seconds':>10}{'CPU s':>9}{'instructions':>15}{'CPU MIPS':>10}"
-          f"{'vs native':>11}{'vs qemu':>9}")
-    lines = []
-    for row in rows:
-        cpu, ins = med(row, "cpu"), med(row, "instructions")
-        vs_native = cpu / med("native", "cpu") if "native" in results and row != "native" else None
-        vs_qemu = cpu / med("qemu", "cpu") if "qemu" in results and row != "qemu" else None
-        fmt = lambda v, spec: format(v, spec) if v is not None else "-"
-        print(f"{row:11}{len(results[row]):>5}{med(row, 'seconds'):>10.1f}{cpu:>9.1f}"
-              f"{fmt(ins and int(ins), ',') :>15}{fmt(ins and ins / cpu / 1e6, '.2f'):>10}"
-              f"{fmt(vs_native, '.2f'):>11}{fmt(vs_qemu, '.1f'):>9}")
-        line = (f"linux_boot {row} seconds={med(row, 'seconds'):.1f} cpu_seconds={cpu:.1f} "
-                f"instructions={int(ins) if ins else 'n/a'}")
-        line += f" vs_native={vs_native:.2f}" if vs_native else ""
-        line += f" vs_qemu={vs_qemu:.1f}" if vs_qemu else ""
-        lines.append(line)
-    for row in rows:
-        if row != "qemu":
-            print_traps(row, results[row])
-            print_profile(row, results[row])
-    print()
-    for line in lines:
-        print(line)
+    report(results)
     return 0
 
 
