@@ -17,12 +17,9 @@ Rows (--techniques, comma-separated):
   the same kernel, initrd and the command line ringvisor gives its native
   pc machine. QEMU boots the bzImage as a PC does: SeaBIOS, the real-mode
   setup code and the kernel's own xz decompressor run as guest code first.
-  Its instruction count comes from QEMU's insn plugin when Debian's package
+  Its instruction count comes from QEMU's insn plugin when the package
   ships it (libinsn.so; the count runs to the ready line plus the few
-  instructions until QEMU sees SIGTERM), and the seconds before the
-  kernel's clock starts (firmware, setup, decompression) are estimated from
-  the kernel's last printk timestamp before the ready line (TCG's guest
-  clock follows the host's).
+  instructions until QEMU sees SIGTERM); Debian 12's does not.
 
 --profile samples each ringvisor process's stack (SIGPROF every 5 ms of
 its CPU time) and charges each sample to what the innermost recognised
@@ -32,11 +29,17 @@ paging, translation), devices and the platform, or the engine's loop.
 Under bt and trap the monitor's own counters (--stats) give traps by kind
 and the host microseconds per trap.
 
+The kernel's first console line (its serial console coming on, about half
+a second of guest time into the kernel) splits each boot: the CPU time
+after it to the ready line is the same kernel work on both emulators,
+without QEMU's firmware and decompressor and ringvisor's loading.
+
 Figures are medians of --runs runs (`--techniques native=3,bt=1` sets a
 row's own), in round-robin order over the rows, --jobs at once; ratios are by CPU time. Last lines,
 one per row:
     linux_boot <row> seconds=<wall> cpu_seconds=<cpu> instructions=<n|n/a>
-        [vs_native=<cpu ratio>] [vs_qemu=<cpu ratio>]
+        [vs_native=<cpu ratio>] [vs_qemu=<cpu ratio>] [cpu_after_console=<s>]
+        [vs_qemu_after_console=<cpu ratio>]
 """
 from __future__ import annotations
 
@@ -63,7 +66,6 @@ MEMORY = 64 << 20
 ROWS = ("native", "bt", "trap", "trap:3", "hw:ept", "hw:shadow", "qemu")
 PROFILE_PERIOD = 0.005
 ENTRY_OFFSET = 8             # bytecode offsets at a function's entry (RESUME and its preamble)
-PRINTK = re.compile(rb"\[\s*(\d+\.\d+)\]")
 
 # --- the profile: which part of ringvisor a sampled stack belongs to --------------------------
 # Walking from the innermost frame outwards, the first frame that matches a
@@ -130,9 +132,12 @@ def child(row: str, started: float, timeout: float, profile: bool) -> dict:
                       modules=(str(INITRD),), image_format="linux", memory=MEMORY, timeout=timeout)
     seen = bytearray()
     ready: dict = {}
+    first: dict = {}
     machine = None
 
     def console(data: bytes) -> None:
+        if not seen:                # the kernel's serial console is on: its first line
+            first.update(first_seconds=time.monotonic() - started, first_cpu=time.process_time())
         seen.extend(data)
         if not ready and READY in seen[-len(data) - len(READY):]:
             ready.update(seconds=time.monotonic() - started, cpu=time.process_time(),
@@ -149,6 +154,7 @@ def child(row: str, started: float, timeout: float, profile: bool) -> dict:
     if not ready:
         raise SystemExit(f"{row}: no ready line ({result.reason}); last output: "
                          f"{bytes(seen[-300:]).decode(errors='replace')!r}")
+    ready.update(first)
     if sampler:
         ready["profile"] = sampler.stop()
     ready["traces_compiled"] = _traces_compiled(machine)
@@ -205,16 +211,15 @@ def qemu_run(timeout: float) -> dict:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seen = bytearray()
     ready: dict = {}
-    last_printk = None
     try:
-        while not ready:
+        while "cpu" not in ready:
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
                 break
             now = time.monotonic() - start
+            if not seen:
+                ready.update(first_seconds=now, first_cpu=_cpu_seconds(proc.pid))
             seen.extend(chunk)
-            for ts in PRINTK.findall(bytes(chunk)):
-                last_printk = (float(ts), now)
             if READY in seen:
                 ready.update(seconds=now, cpu=_cpu_seconds(proc.pid))
             if now > timeout:
@@ -226,13 +231,11 @@ def qemu_run(timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
-    if not ready:
+    if "cpu" not in ready:
         raise SystemExit(f"qemu: no ready line; last output: {bytes(seen[-300:]).decode(errors='replace')!r}\n"
                          f"{err.decode(errors='replace')[-1000:]}")
     m = re.search(rb"insns: (\d+)", err)
     ready["instructions"] = int(m.group(1)) if m else None
-    if last_printk:
-        ready["before_kernel_clock"] = last_printk[1] - last_printk[0]
     return ready
 
 
@@ -282,27 +285,33 @@ def report(results: dict[str, list[dict]]) -> None:
         values = [r[key] for r in results[row] if r.get(key) is not None]
         return median(values) if values else None
 
+    for row in rows:                # CPU time from the kernel's first console line to the ready line
+        for r in results[row]:
+            if r.get("first_cpu") is not None:
+                r["after_console_cpu"] = r["cpu"] - r["first_cpu"]
+
     print()
     print(f"{'row':11}{'runs':>5}{'seconds':>10}{'CPU s':>9}{'instructions':>15}{'CPU MIPS':>10}"
-          f"{'vs native':>11}{'vs qemu':>9}")
+          f"{'vs native':>11}{'vs qemu':>9}{'CPU s after console':>21}{'vs qemu':>9}")
     lines = []
     for row in rows:
-        cpu, ins = med(row, "cpu"), med(row, "instructions")
+        cpu, ins, after = med(row, "cpu"), med(row, "instructions"), med(row, "after_console_cpu")
+        q_after = med("qemu", "after_console_cpu") if "qemu" in rows else None
+        vs_qemu_after = after / q_after if after is not None and q_after and row != "qemu" else None
         vs_native = cpu / med("native", "cpu") if "native" in rows and row not in ("native", "qemu") else None
         vs_qemu = cpu / med("qemu", "cpu") if "qemu" in rows and row != "qemu" else None
         fmt = lambda v, spec: format(v, spec) if v is not None else "-"
         print(f"{row:11}{len(results[row]):>5}{med(row, 'seconds'):>10.1f}{cpu:>9.1f}"
               f"{fmt(ins and int(ins), ',') :>15}{fmt(ins and ins / cpu / 1e6, '.2f'):>10}"
-              f"{fmt(vs_native, '.2f'):>11}{fmt(vs_qemu, '.1f'):>9}")
+              f"{fmt(vs_native, '.2f'):>11}{fmt(vs_qemu, '.1f'):>9}{fmt(after, '.1f'):>21}"
+              f"{fmt(vs_qemu_after, '.1f'):>9}")
         line = (f"linux_boot {row} seconds={med(row, 'seconds'):.1f} cpu_seconds={cpu:.1f} "
                 f"instructions={int(ins) if ins else 'n/a'}")
         line += f" vs_native={vs_native:.2f}" if vs_native else ""
         line += f" vs_qemu={vs_qemu:.1f}" if vs_qemu else ""
+        line += f" cpu_after_console={after:.1f}" if after is not None else ""
+        line += f" vs_qemu_after_console={vs_qemu_after:.1f}" if vs_qemu_after else ""
         lines.append(line)
-    if "qemu" in rows and med("qemu", "before_kernel_clock") is not None:
-        print(f"\nqemu: about {med('qemu', 'before_kernel_clock'):.1f} s of its {med('qemu', 'seconds'):.1f} s "
-              f"pass before the kernel's clock starts (SeaBIOS, the setup code, the xz decompressor), "
-              f"work ringvisor's loader does on the host")
     for row in rows:
         if row != "qemu":
             print_traps(row, results[row])
@@ -384,8 +393,8 @@ def main() -> int:
             if args.json:           # after every run: a long bench stopped early keeps what it measured
                 Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         ins = f"{r['instructions']:,}" if r.get("instructions") else "n/a"
-        extra = (f"; ~{r['before_kernel_clock']:.1f} s before the kernel's clock"
-                 if "before_kernel_clock" in r else "")
+        extra = (f"; the first console line after {r['first_cpu']:.1f} s CPU"
+                 if r.get("first_cpu") is not None else "")
         print(f"  {row:10} run {i + 1}: ready after {r['seconds']:7.1f} s ({r['cpu']:7.1f} s CPU), "
               f"{ins} instructions{extra}", flush=True)
 

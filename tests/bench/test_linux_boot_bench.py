@@ -83,17 +83,18 @@ def test_the_report_gives_medians_and_ratios_by_cpu_time(tmp_path, capsys):
     import json
     run = lambda cpu, ins=None, **more: {"seconds": 2 * cpu, "cpu": cpu, "instructions": ins, **more}
     (tmp_path / "a.json").write_text(json.dumps({
-        "native": [run(100, 300_000_000), run(120, 300_000_000), run(500, 300_000_000)],
+        "native": [run(cpu, 300_000_000, first_cpu=10.0) for cpu in (100, 120, 500)],
         "trap": [run(240, 300_000_000, monitor={"traps": 1000, "traps_by_kind": {"#GP": 600, "#PF": 400},
                                                   "monitor_host_seconds": 0.1, "monitor_us_per_trap": 100.0})],
         "bt": []}))
-    (tmp_path / "b.json").write_text(json.dumps({"qemu": [run(3.0, before_kernel_clock=2.0)]}))
+    (tmp_path / "b.json").write_text(json.dumps({"qemu": [run(3.0, first_cpu=2.0)]}))
     linux_boot.report(linux_boot.load_runs([str(tmp_path / "a.json"), str(tmp_path / "b.json")]))
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-3:] == [
-        "linux_boot native seconds=240.0 cpu_seconds=120.0 instructions=300000000 vs_qemu=40.0",
+        "linux_boot native seconds=240.0 cpu_seconds=120.0 instructions=300000000 vs_qemu=40.0 "
+        "cpu_after_console=110.0 vs_qemu_after_console=110.0",
         "linux_boot trap seconds=480.0 cpu_seconds=240.0 instructions=300000000 vs_native=2.00 vs_qemu=80.0",
-        "linux_boot qemu seconds=6.0 cpu_seconds=3.0 instructions=n/a"]
+        "linux_boot qemu seconds=6.0 cpu_seconds=3.0 instructions=n/a cpu_after_console=1.0"]
     assert "#GP                                      600" in out
     with pytest.raises(SystemExit):
         linux_boot.load_runs([str(tmp_path / "missing.json")])
