@@ -4,8 +4,10 @@ is not fetched, its arguments, and how it reads a boot's console."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +93,47 @@ def test_verdict_same_and_different():
                     "+ flags\t\t: vme de pse tsc msr cx8 sep pge cmov hypervisor"]
     same, diff = verdict(boot("native", NATIVE), boot("trap", NATIVE.split("linux guest")[0], 1, "time limit"))
     assert not same and diff[-1] == "  (no ready line under trap: time limit)"
+
+
+def _boot_tests():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "boot" / "test_linux.py"
+    spec = importlib.util.spec_from_file_location("linux_loader_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_linux(tmp_path):
+    """A vmlinux (tests/boot/test_linux.py's shape) whose startup code prints
+    a ready line and a model name on COM1 and resets the PC through the
+    i8042, as Debian's kernel and initramfs end: the demo's whole path in
+    well under a second of guest time."""
+    vmlinux = _boot_tests().vmlinux
+    entry = 0x1000000
+    message = b"[    0.000000] Linux version 6.1.0-test\nlinux guest ready: Linux 6.1.0-test\nmodel name\t: tiny\n\0"
+    code = (b"\xbe" + struct.pack("<I", entry + 25) +      # mov esi, message
+            b"\xba\xf8\x03\x00\x00"                       # mov edx, 0x3f8 (COM1)
+            b"\xac\x84\xc0\x74\x03\xee\xeb\xf8"           # lodsb; test al,al; jz +3; out dx,al; jmp lodsb
+            b"\xb0\xfe\xe6\x64"                           # mov al, 0xfe; out 0x64, al: reset
+            b"\xf4\xeb\xfd")                              # hlt; jmp hlt
+    assert len(code) == 25
+    kernel, initrd = tmp_path / "vmlinuz", tmp_path / "initrd.cpio.gz"
+    kernel.write_bytes(vmlinux(entry=entry, text=code + message))
+    initrd.write_bytes(b"070701" + b"0" * 100)
+    return kernel, initrd
+
+
+@pytest.mark.parametrize("monitor", ["bt", "trap"])
+def test_the_demo_boots_natively_and_under_the_monitor_and_gives_its_verdict(tmp_path, monkeypatch, capsys,
+                                                                             monitor):
+    kernel, initrd = tiny_linux(tmp_path)
+    monkeypatch.setattr(demo_linux, "KERNEL", kernel)
+    monkeypatch.setattr(demo_linux, "INITRD", initrd)
+    args = build_parser().parse_args(["demo", "--linux", "--technique", monitor])
+    assert demo_linux.command(args) == 0
+    err = capsys.readouterr().err
+    assert f"{demo_linux.MINUTES['native']} minutes natively and {demo_linux.MINUTES[monitor]} under {monitor}" in err
+    assert err.count("    Linux version 6.1.0-test") == 2                 # each boot's key lines
+    assert err.count("    linux guest ready: Linux 6.1.0-test") == 2
+    assert f"verdict: under {monitor}, same output as native (2 lines of the guest's own report)" in err

@@ -103,7 +103,7 @@ def boot(technique: str, say: Console) -> Boot:
                       modules=(str(INITRD),), image_format="linux", timeout=3 * 3600)
     seen = bytearray()
     with Progress(SpinnerColumn(), TimeElapsedColumn(), TextColumn("{task.description}"),
-                  console=say, transient=True) as progress:
+                  console=say, transient=True, disable=not say.is_terminal) as progress:
         task = progress.add_task("starting", total=None)
 
         def console(data: bytes) -> None:
