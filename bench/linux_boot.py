@@ -121,7 +121,7 @@ class Sampler:
 
 
 # --- one ringvisor boot (in its own process) ---------------------------------------------------
-def child(row: str, started: float, timeout: float, profile: bool) -> dict:
+def child(row: str, started: float, timeout: float, profile: bool, until: bytes = READY) -> dict:
     sampler = Sampler() if profile else None
     if sampler:
         sampler.start()
@@ -139,7 +139,7 @@ def child(row: str, started: float, timeout: float, profile: bool) -> dict:
         if not seen:                # the kernel's serial console is on: its first line
             first.update(first_seconds=time.monotonic() - started, first_cpu=time.process_time())
         seen.extend(data)
-        if not ready and READY in seen[-len(data) - len(READY):]:
+        if not ready and until in seen[-len(data) - len(until):]:
             ready.update(seconds=time.monotonic() - started, cpu=time.process_time(),
                          run_seconds=time.perf_counter() - run_start,
                          instructions=machine.platform.engine.instructions)
@@ -152,7 +152,7 @@ def child(row: str, started: float, timeout: float, profile: bool) -> dict:
     finally:
         machine.close()
     if not ready:
-        raise SystemExit(f"{row}: no ready line ({result.reason}); last output: "
+        raise SystemExit(f"{row}: no {until.decode()!r} line ({result.reason}); last output: "
                          f"{bytes(seen[-300:]).decode(errors='replace')!r}")
     ready.update(first)
     if sampler:
@@ -171,9 +171,9 @@ def _traces_compiled(machine) -> int | None:
     return getattr(blocks, "compiled", None)
 
 
-def ringvisor_run(row: str, timeout: float, profile: bool) -> dict:
+def ringvisor_run(row: str, timeout: float, profile: bool, until: bytes = READY) -> dict:
     cmd = [python(), __file__, "--child", row, "--started", repr(time.monotonic()),
-           "--timeout", str(timeout)] + (["--profile"] if profile else [])
+           "--timeout", str(timeout), "--until", until.decode()] + (["--profile"] if profile else [])
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=timeout + 120)
     if proc.returncode != 0:
@@ -197,7 +197,7 @@ def insn_plugin() -> str | None:
     return None
 
 
-def qemu_run(timeout: float) -> dict:
+def qemu_run(timeout: float, until: bytes = READY) -> dict:
     qemu = shutil.which("qemu-system-i386")
     if not qemu:
         raise SystemExit("qemu-system-i386 not found (apt-get install qemu-system-x86)")
@@ -220,7 +220,7 @@ def qemu_run(timeout: float) -> dict:
             if not seen:
                 ready.update(first_seconds=now, first_cpu=_cpu_seconds(proc.pid))
             seen.extend(chunk)
-            if READY in seen:
+            if until in seen:
                 ready.update(seconds=now, cpu=_cpu_seconds(proc.pid))
             if now > timeout:
                 break
@@ -232,7 +232,7 @@ def qemu_run(timeout: float) -> dict:
             proc.kill()
             _, err = proc.communicate()
     if "cpu" not in ready:
-        raise SystemExit(f"qemu: no ready line; last output: {bytes(seen[-300:]).decode(errors='replace')!r}\n"
+        raise SystemExit(f"qemu: no {until.decode()!r} line; last output: {bytes(seen[-300:]).decode(errors='replace')!r}\n"
                          f"{err.decode(errors='replace')[-1000:]}")
     m = re.search(rb"insns: (\d+)", err)
     ready["instructions"] = int(m.group(1)) if m else None
@@ -355,7 +355,11 @@ def main() -> int:
                     help=f"comma-separated rows, from {', '.join(ROWS)}, each optionally with =RUNS "
                     "(default native,bt,trap,qemu)")
     ap.add_argument("--runs", type=int, default=3, help="runs per row (median; default 3)")
-    ap.add_argument("--timeout", type=float, default=3000.0, help="seconds per run (default 3000)")
+    ap.add_argument("--timeout", type=float, default=14400.0, help="wall seconds per run (default "
+                    "14400: a monitor's boot on a loaded 2-core machine takes over an hour)")
+    ap.add_argument("--until", default=READY.decode(), metavar="TEXT", help="the console text that ends "
+                    "a run (default 'linux guest ready'; e.g. 'printk: console [ttyS0] enabled' for the "
+                    "early boot alone)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
     ap.add_argument("--profile", action="store_true", help="sample where ringvisor's time goes")
     ap.add_argument("--json", metavar="FILE", help="write every run's figures as JSON")
@@ -365,13 +369,15 @@ def main() -> int:
     ap.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.started or time.monotonic(), args.timeout, args.profile)))
+        print(json.dumps(child(args.child, args.started or time.monotonic(), args.timeout, args.profile,
+                               args.until.encode())))
         return 0
     if args.report:
         report(load_runs(args.report))
         return 0
     count = run_counts(args.techniques, args.runs)
     rows = list(count)
+    until = args.until.encode()
     if not KERNEL.is_file() or not INITRD.is_file():
         raise SystemExit("guests/linux/build/vmlinuz or initrd.cpio.gz is missing: `make linux` fetches them")
     sys.path.insert(0, str(ROOT / "src"))
@@ -387,7 +393,9 @@ def main() -> int:
 
     def one(task):
         row, i = task
-        r = qemu_run(args.timeout) if row == "qemu" else ringvisor_run(row, args.timeout, args.profile)
+        r = (qemu_run(args.timeout, until) if row == "qemu" else
+             ringvisor_run(row, args.timeout, args.profile, until))
+        r["until"] = until.decode()
         with lock:
             results[row].append(r)
             if args.json:           # after every run: a long bench stopped early keeps what it measured
