@@ -290,7 +290,8 @@ def report(results: dict[str, list[dict]]) -> None:
             if r.get("first_cpu") is not None:
                 r["after_console_cpu"] = r["cpu"] - r["first_cpu"]
 
-    print()
+    ends = sorted({r.get("until", READY.decode()) for row in rows for r in results[row]})
+    print(f"\nruns end at the console line {' / '.join(repr(e) for e in ends)}")
     print(f"{'row':11}{'runs':>5}{'seconds':>10}{'CPU s':>9}{'instructions':>15}{'CPU MIPS':>10}"
           f"{'vs native':>11}{'vs qemu':>9}{'CPU s after console':>21}{'vs qemu':>9}")
     lines = []
@@ -403,7 +404,7 @@ def main() -> int:
         ins = f"{r['instructions']:,}" if r.get("instructions") else "n/a"
         extra = (f"; the first console line after {r['first_cpu']:.1f} s CPU"
                  if r.get("first_cpu") is not None else "")
-        print(f"  {row:10} run {i + 1}: ready after {r['seconds']:7.1f} s ({r['cpu']:7.1f} s CPU), "
+        print(f"  {row:10} run {i + 1}: the line after {r['seconds']:7.1f} s ({r['cpu']:7.1f} s CPU), "
               f"{ins} instructions{extra}", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
