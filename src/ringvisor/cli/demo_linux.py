@@ -25,9 +25,12 @@ KERNEL, INITRD = BUILD / "vmlinuz", BUILD / "initrd.cpio.gz"
 READY = "linux guest ready"
 MONITORS = ("bt", "trap", "hw")
 DEFAULT_MONITOR = "bt"
-# CPU minutes to the ready line, measured with bench/linux_boot.py (docs/linux.md):
-# what the demo announces before it starts. Wall time on a busy machine is longer.
-MINUTES = {"native": 3, "bt": 8, "trap": 9, "hw": 10}
+# CPU minutes to the ready line, what the demo announces before it starts
+# (docs/linux.md): native measured (179 s); bt and trap estimated from their
+# measured ratio to native up to the kernel's first console line (5.4x,
+# 3.75x); hw from its wall time beside native's (1.12x, docs/monitors.md).
+# Wall time on a busy machine is longer.
+MINUTES = {"native": 3, "bt": 16, "trap": 11, "hw": 4}
 # Printk lines worth showing a newcomer: what the kernel found and was given.
 KEY_LINES = ("Linux version", "Kernel command line:", "BIOS-e820:", "Reserving virtual address space",
              "Memory:", "CPU0:", "x86/fpu:", "printk: console [ttyS0] enabled", "Run /init", "reboot:")
