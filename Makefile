@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-linux bench-containers clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-linux bench-containers bench-bios clean
 
 install: $(STAMP) guests
 
@@ -68,6 +68,11 @@ bench-mips: bench-deps
 	$(BIN)/python bench/mips.py
 
 bench: bench-exits bench-mips
+
+# Debian's SeaBIOS POSTing on the soft engine (run --bios) beside QEMU's TCG.
+bench-bios: install
+	@test -f /usr/share/seabios/bios.bin || apt-get install -y -qq seabios
+	$(BIN)/python bench/bios_post.py
 
 # The soft engine on ringos's workloads and Debian's Linux boot (after `make linux`);
 # SOFT_BASELINE=DIR compares with another checkout (before/after a change).

@@ -10,7 +10,8 @@ Workloads (each run is a fresh process, the soft engine, technique native):
   the console shows `linux guest ready`; figures: seconds to that line and
   instructions retired by then (MIPS = their ratio).
 
-`--baseline DIR` runs the same workloads with DIR/src on the import path (a
+`--machine isa|pc` picks the soft engine's machine (default: ringvisor's,
+the pc machine). `--baseline DIR` runs the same workloads with DIR/src on the import path (a
 second worktree or checkout, e.g. `git worktree add /tmp/base main`); runs of
 the two trees alternate so machine load hits both alike. Figures are medians
 of --runs runs, by wall time and by the process's CPU time; the ratio is this
@@ -38,15 +39,15 @@ WORKLOADS = ("compute", "tasks", "linux")
 
 
 # --- one measurement (in its own process) --------------------------------------------------
-def child(workload: str, timeout: float) -> dict:
+def child(workload: str, timeout: float, machine_kind: str | None = None) -> dict:
     from ringvisor.vm import VmConfig, build_machine
     if workload == "linux":
         config = VmConfig(kernel=str(LINUX / "vmlinuz"), engine="soft", technique="native",
                           modules=(str(LINUX / "initrd.cpio.gz"),), image_format="linux",
-                          timeout=timeout)
+                          timeout=timeout, machine=machine_kind)
     else:
         config = VmConfig(kernel=str(RINGOS), engine="soft", technique="native",
-                          cmdline=f"workload={workload}", timeout=timeout)
+                          cmdline=f"workload={workload}", timeout=timeout, machine=machine_kind)
     seen = bytearray()
     ready: dict = {}
     machine = None
@@ -75,9 +76,10 @@ def child(workload: str, timeout: float) -> dict:
             "instructions": result.stats["instructions"]}
 
 
-def measure(tree: Path, workload: str, timeout: float) -> dict:
+def measure(tree: Path, workload: str, timeout: float, machine_kind: str | None = None) -> dict:
     env = {"PYTHONPATH": str(tree / "src")}
-    proc = subprocess.run([python(), __file__, "--child", workload, "--timeout", str(timeout)],
+    extra = ["--machine", machine_kind] if machine_kind else []
+    proc = subprocess.run([python(), __file__, "--child", workload, "--timeout", str(timeout), *extra],
                           stdin=subprocess.DEVNULL, capture_output=True, env=env,
                           timeout=timeout + 120)
     if proc.returncode != 0:
@@ -93,10 +95,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="runs per workload and tree (median)")
     ap.add_argument("--baseline", type=Path, help="another ringvisor checkout to compare with")
     ap.add_argument("--timeout", type=float, default=1500.0, help="seconds per run")
+    ap.add_argument("--machine", choices=("pc", "isa"),
+                    help="the soft engine's machine (default: ringvisor's, the pc machine)")
     ap.add_argument("--child", choices=WORKLOADS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.timeout)))
+        print(json.dumps(child(args.child, args.timeout, args.machine)))
         return 0
     workloads = [w for w in args.workloads.split(",") if w]
     bad = [w for w in workloads if w not in WORKLOADS]
@@ -111,7 +115,7 @@ def main() -> int:
     for w in workloads:
         for i in range(args.runs):
             for name, tree in trees:
-                r = measure(tree, w, args.timeout)
+                r = measure(tree, w, args.timeout, args.machine)
                 r["mips"] = r["instructions"] / r["seconds"] / 1e6
                 r["cpu_mips"] = r["instructions"] / r["cpu"] / 1e6
                 results.setdefault((name, w), []).append(r)

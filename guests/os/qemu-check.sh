@@ -1,7 +1,8 @@
 #!/bin/sh
 # Developer check: build ringos and run every workload under QEMU TCG,
-# checking the lines each must print. QEMU has a BIOS and an APIC that
-# ringvisor's machine lacks; ringos uses neither.
+# checking the lines each must print. With one CPU ringos uses neither
+# QEMU's BIOS nor its APICs; with -smp 2 and 4 it finds the CPUs in
+# SeaBIOS's MADT and runs on every one (guests/os/README.md).
 #   usage: ./qemu-check.sh        (from guests/os, or anywhere)
 set -u
 cd "$(dirname "$0")"
@@ -13,11 +14,11 @@ OUT=build/qemu-check
 mkdir -p "$OUT"
 fails=0
 
-# run NAME CPU ELF CMDLINE EXPECTED_STATUS
+# run NAME CPU ELF CMDLINE EXPECTED_STATUS [CPUS]
 run() {
-	name=$1 cpu=$2 elf=$3 cmdline=$4 want=$5
+	name=$1 cpu=$2 elf=$3 cmdline=$4 want=$5 smp=${6:-1}
 	log="$OUT/$name.log"
-	timeout 120 "$QEMU" -accel tcg -cpu "$cpu" -m 64 -kernel "$elf" \
+	timeout 120 "$QEMU" -accel tcg -cpu "$cpu" -smp "$smp" -m 64 -kernel "$elf" \
 		-append "$cmdline" -nographic -serial stdio -monitor none \
 		-display none -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=1 >"$log.raw" 2>&1
@@ -86,6 +87,24 @@ fi
 
 run options pentium2 $N "workload=compute iters=1 frobnicate=1" 0 &&
 expect options "^ringos: warning: ignoring unknown option 'frobnicate=1'$"
+
+# Several CPUs: tasks on every CPU, the TLB shootdown, and its control
+# (without the IPI the other CPU's TLB still maps the unmapped page).
+for n in 2 4; do
+	run tasks-smp$n qemu32 $N "workload=tasks iters=2" 0 $n &&
+	expect tasks-smp$n "^ringos: smp: $n CPUs in the MADT; local APIC timer 100 Hz" \
+		'^\[task [0-9]+\] spin 2 on cpu[0-9]+$' \
+		"^\\[init\\] CPUs that ran tasks: .* \\(every CPU: yes\\)$" \
+		"^\\[init\\] $((n - 1)) CPU\\(s\\) acknowledged the TLB shootdown$" \
+		'^tlb shootdown: ok '
+done
+run tasks-smp-stale qemu32 $N "workload=tasks iters=1 shootdown=0" 1 2 &&
+expect tasks-smp-stale '^tlb shootdown: STALE '
+# SeaBIOS 1.16's MP table lists the BSP alone: acpi=off falls back to one CPU.
+run tasks-smp-mptable qemu32 $N "workload=tasks iters=1 acpi=off" 0 2 &&
+expect tasks-smp-mptable '^tasks done: 4 tasks, 3 lines, 1 killed, preemptions>0 yes$'
+if grep -q 'smp' "$OUT/tasks-smp-mptable.log"; then
+	echo "FAIL tasks-smp-mptable: SMP with an MP table of one CPU"; fails=$((fails + 1)); fi
 
 # The PV kernel needs a ringvisor PV monitor; on bare QEMU it must notice
 # and exit with status 5 without printing anything.

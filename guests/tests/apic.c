@@ -6,8 +6,6 @@
  * number of failed checks. */
 #include "lib.h"
 
-typedef unsigned long long u64;
-
 #define APIC 0xFEE00000u
 #define IOAPIC 0xFEC00000u
 #define TRAMPOLINE 0x8000u
@@ -17,7 +15,6 @@ typedef unsigned long long u64;
 #define MAX_CPUS 8
 
 static u64 gdt[3], idt[256];
-struct dtr { u16 limit; u32 base; } __attribute__((packed));
 static struct dtr gdtr, idtr;
 
 volatile u32 ipis[MAX_CPUS], timer_ticks, pit_ticks, alive, ap_ids;
@@ -52,23 +49,11 @@ __asm__(".text\n"
         "timer_entry: lock incl timer_ticks\n movl $0, 0xFEE000B0\n iret\n"
         "pit_entry: lock incl pit_ticks\n movl $0, 0xFEE000B0\n iret\n");
 
-static u64 gate(void *handler)
-{
-    u32 h = (u32)handler;
-    return (h & 0xffff) | (u64)0x08 << 16 | (u64)0x8e << 40 | (u64)(h >> 16) << 48;
-}
-
-static void load_tables(void)
-{
-    __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
-                     " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1"
-                     :: "m"(gdtr), "m"(idtr) : "eax", "memory");
-}
 
 /* The AP's 32-bit entry (from the trampoline, on its own stack). */
 void ap_main(void)
 {
-    load_tables();
+    load_flat_tables(&gdtr, &idtr);
     u32 id = rd(0x20) >> 24;
     wr(0xF0, 0x1FF);                          /* software-enable the APIC */
     __asm__ volatile("lock orl %0, ap_ids" :: "r"(1u << id) : "memory");
@@ -124,12 +109,12 @@ int kmain(u32 magic, struct multiboot_info *mbi)
 {
     gdt[1] = 0x00cf9b000000ffffull;
     gdt[2] = 0x00cf93000000ffffull;
-    idt[V_IPI] = gate(ipi_entry);
-    idt[V_TIMER] = gate(timer_entry);
-    idt[V_PIT] = gate(pit_entry);
+    idt[V_IPI] = int_gate(ipi_entry);
+    idt[V_TIMER] = int_gate(timer_entry);
+    idt[V_PIT] = int_gate(pit_entry);
     gdtr = (struct dtr){ sizeof(gdt) - 1, (u32)gdt };
     idtr = (struct dtr){ sizeof(idt) - 1, (u32)idt };
-    load_tables();
+    load_flat_tables(&gdtr, &idtr);
 
     u32 eax = 1, ebx, ecx, edx;
     __asm__ volatile("cpuid" : "+a"(eax), "=b"(ebx), "=c"(ecx), "=d"(edx));

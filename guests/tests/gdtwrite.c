@@ -13,26 +13,11 @@
  * one that kept the first descriptor reads 0x11111111 twice (exit 1). */
 #include "lib.h"
 
-typedef unsigned long long u64;
-
 static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE;
 static u64 idt[14] __attribute__((aligned(8)));
-static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr, idtr;
+static struct dtr gdtr, idtr;
 static volatile u32 first = 0x11111111, second = 0x22222222;
 
-static u64 descriptor(u32 base, u32 limit_pages, u32 type)
-{
-    /* G=1 (4 KiB units), D=1, present, DPL 0, code/data */
-    u64 lo = (limit_pages & 0xFFFF) | (base & 0xFFFF) << 16;
-    u64 hi = ((base >> 16) & 0xFF) | type << 8 | 1 << 12 | 1 << 15 | (limit_pages & 0xF0000)
-             | 1 << 22 | 1 << 23 | (base & 0xFF000000);
-    return lo | hi << 32;
-}
-
-void gp_stub(void);
-__asm__(".text\n"
-        "gp_stub:\n\t"
-        "call gp_entry\n");
 
 void __attribute__((used, noreturn)) gp_entry(void)
 {
@@ -51,26 +36,18 @@ static u32 read_fs0(void)
 
 u32 kmain(u32 magic, const struct multiboot_info *mbi)
 {
-    gdt[1] = descriptor(0, 0xFFFFF, 0xB);
-    gdt[2] = descriptor(0, 0xFFFFF, 0x3);
+    gdt[1] = seg_descriptor(0, 0xFFFFF, 0xB, 1);
+    gdt[2] = seg_descriptor(0, 0xFFFFF, 0x3, 1);
     gdtr.limit = 4 * 8 - 1;
     gdtr.base = (u32)gdt;
-    u32 handler = (u32)gp_stub;
-    idt[13] = (handler & 0xFFFF) | 0x08 << 16 | (u64)(0x8E00 | (handler & 0xFFFF0000)) << 32;
+    idt[13] = int_gate(gp_entry);
     idtr.limit = sizeof(idt) - 1;
     idtr.base = (u32)idt;
-    __asm__ volatile("lgdt %0\n\t"
-                     "ljmp $0x08, $1f\n"
-                     "1:\n\t"
-                     "movl $0x10, %%eax\n\t"
-                     "movl %%eax, %%ds\n\t"
-                     "movl %%eax, %%es\n\t"
-                     "movl %%eax, %%ss\n\t"
-                     "lidt %1" :: "m"(gdtr), "m"(idtr) : "eax", "memory");
+    load_flat_tables(&gdtr, &idtr);
 
-    gdt[3] = descriptor((u32)&first, 0, 0x3);          /* after LGDT */
+    gdt[3] = seg_descriptor((u32)&first, 0, 0x3, 1);          /* after LGDT */
     u32 a = read_fs0();
-    gdt[3] = descriptor((u32)&second, 0, 0x3);         /* a TLS switch */
+    gdt[3] = seg_descriptor((u32)&second, 0, 0x3, 1);         /* a TLS switch */
     u32 b = read_fs0();
     puts("gdtwrite: fs read ");
     put_hex(a);

@@ -15,8 +15,6 @@
  * It runs with its own GDT and IDT (kernel code 0x08, data 0x10). */
 #include "lib.h"
 
-typedef unsigned long long u64;
-
 volatile u32 hostile_ticks;
 static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE, idt[256];
 static u8 garbage[512];
@@ -34,25 +32,16 @@ void fault_exit(u32 vector)
     exit(vector);
 }
 
-struct dtr { u16 limit; u32 base; } __attribute__((packed));
-
-static u64 gate(void *handler)
-{
-    u32 h = (u32)handler;
-    return (h & 0xffff) | (u64)0x08 << 16 | (u64)0x8e << 40 | (u64)(h >> 16) << 48;
-}
 
 static void tables(void)
 {
     gdt[1] = 0x00cf9b000000ffffull;         /* 0x08: ring-0 code, flat */
     gdt[2] = 0x00cf93000000ffffull;         /* 0x10: ring-0 data, flat */
     struct dtr g = { 3 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
-    idt[13] = gate(gp_entry);
-    idt[14] = gate(pf_entry);
-    idt[0x20] = gate(irq0_entry);
-    __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
-                     " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1"
-                     :: "m"(g), "m"(i) : "eax", "memory");
+    idt[13] = int_gate(gp_entry);
+    idt[14] = int_gate(pf_entry);
+    idt[0x20] = int_gate(irq0_entry);
+    load_flat_tables(&g, &i);
 }
 
 static void timer_on(void)

@@ -8,8 +8,6 @@
  * never ends (a monitor's watchdog reports it). */
 #include "lib.h"
 
-typedef unsigned long long u64;
-
 volatile u32 ticks;
 static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE, idt[256];
 
@@ -18,23 +16,14 @@ __asm__(".text\n"
         "irq0_entry: pushl %eax\n pushl %ecx\n incl ticks\n movl $0x5a5a5a5a, %ecx\n"
         " movb $0x20, %al\n outb %al, $0x20\n addl %ecx, %ecx\n popl %ecx\n popl %eax\n iret\n");
 
-struct dtr { u16 limit; u32 base; } __attribute__((packed));
-
-static u64 gate(void *handler)
-{
-    u32 h = (u32)handler;
-    return (h & 0xffff) | (u64)0x08 << 16 | (u64)0x8e << 40 | (u64)(h >> 16) << 48;
-}
 
 static void setup(void)
 {
     gdt[1] = 0x00cf9b000000ffffull;
     gdt[2] = 0x00cf93000000ffffull;
     struct dtr g = { 3 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
-    idt[0x20] = gate(irq0_entry);
-    __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
-                     " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1"
-                     :: "m"(g), "m"(i) : "eax", "memory");
+    idt[0x20] = int_gate(irq0_entry);
+    load_flat_tables(&g, &i);
     outb(0x20, 0x11); outb(0xa0, 0x11);
     outb(0x21, 0x20); outb(0xa1, 0x28);
     outb(0x21, 4); outb(0xa1, 2);

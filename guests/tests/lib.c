@@ -70,7 +70,7 @@ static u32 gdt[2 * GDT_PAGE_QWORDS] GDT_PAGE = {
     0x0000FFFF, 0x00CFFA00,   /* 0x18 ring-3 code (SYSENTER_CS + 16) */
     0x0000FFFF, 0x00CFF200,   /* 0x20 ring-3 data (SYSENTER_CS + 24) */
 };
-static struct { u16 limit; u32 base; } __attribute__((packed)) gdtr = { 5 * 8 - 1, (u32)gdt };
+static struct dtr gdtr = { 5 * 8 - 1, (u32)gdt };
 
 void ring3_enter(void (*fn)(void), u32 *stack_top)
 {
@@ -86,4 +86,25 @@ void ring3_enter(void (*fn)(void), u32 *stack_top)
         "jmp *%%ebx"
         :: "c"(stack_top), "b"(fn) : "eax", "edx", "memory");
     __builtin_unreachable();
+}
+
+u64 seg_descriptor(u32 base, u32 limit, u32 type, int pages)
+{
+    u64 lo = (limit & 0xFFFF) | (base & 0xFFFF) << 16;
+    u64 hi = ((base >> 16) & 0xFF) | type << 8 | 1 << 12 | 1 << 15 | (limit & 0xF0000)
+             | 1 << 22 | (u64)(pages ? 1 : 0) << 23 | (base & 0xFF000000);
+    return lo | hi << 32;
+}
+
+u64 int_gate(void *handler)
+{
+    u32 h = (u32)handler;
+    return (h & 0xffff) | (u64)0x08 << 16 | (u64)0x8e << 40 | (u64)(h >> 16) << 48;
+}
+
+void load_flat_tables(const struct dtr *gdtr, const struct dtr *idtr)
+{
+    __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
+                     " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1"
+                     :: "m"(*gdtr), "m"(*idtr) : "eax", "memory");
 }

@@ -5,6 +5,7 @@
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
+typedef unsigned long long u64;
 
 struct multiboot_info {
     u32 flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
@@ -37,6 +38,16 @@ static inline void wrmsr(u32 msr, u32 value)
  * in the host kernel's instruction emulator, which has no protected-mode
  * IRET (nor INT n, nor RETF to an outer ring), but does have SYSEXIT. */
 void ring3_enter(void (*fn)(void), u32 *stack_top) __attribute__((noreturn));
+
+/* Descriptor tables of the test kernels. */
+struct dtr { u16 limit; u32 base; } __attribute__((packed));
+/* A present DPL-0 code/data descriptor with D=1; `limit` in 4 KiB pages if
+ * `pages` (G=1), else in bytes. */
+u64 seg_descriptor(u32 base, u32 limit, u32 type, int pages);
+/* A 32-bit ring-0 interrupt gate to `handler` through selector 0x08. */
+u64 int_gate(void *handler);
+/* LGDT, CS reloaded as 0x08 and DS/ES/SS as 0x10, then LIDT. */
+void load_flat_tables(const struct dtr *gdtr, const struct dtr *idtr);
 
 void putc(char c);
 void puts(const char *s);

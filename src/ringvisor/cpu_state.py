@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 # EFLAGS bits the loaders need (the soft CPU has the full table).
 EFLAGS_RESERVED_1 = 1 << 1
 EFLAGS_IF = 1 << 9
+EFLAGS_VM = 1 << 17
 
 CR0_PE = 1 << 0
 CR0_ET = 1 << 4
 CR0_PG = 1 << 31
+CR0_AFTER_RESET = 0x60000010   # CD, NW, ET (SDM Table 9-1)
 
 
 @dataclass
@@ -63,6 +65,27 @@ class TableRegister:
         return TableRegister(self.base, self.limit)
 
 
+EFER_LMA = 1 << 10
+
+
+@dataclass(frozen=True)
+class LongModeView:
+    """What the 32-bit fields of a CpuState cannot hold of a guest in IA-32e
+    mode (EFER.LMA: the kvm engine can run one): the full 64-bit registers,
+    RIP and RFLAGS, CS.L (64-bit code or compatibility mode), CR2/CR3 and
+    the 64-bit bases. Filled by the engine that saw them, read by reports."""
+    gprs: dict[str, int]            # rax rbx rcx rdx rsi rdi rsp rbp r8 ... r15
+    rip: int
+    rflags: int
+    cs_l: bool
+    cr2: int
+    cr3: int
+    fs_base: int
+    gs_base: int
+    gdt_base: int
+    idt_base: int
+
+
 @dataclass
 class CpuState:
     eax: int = 0
@@ -90,6 +113,7 @@ class CpuState:
     cr3: int = 0
     cr4: int = 0
     efer: int = 0
+    long_mode: LongModeView | None = None   # set for an IA-32e guest (EFER.LMA)
 
     def copy(self) -> "CpuState":
         """A shallow copy (the segments are shared, as with dataclasses.replace,
@@ -100,6 +124,17 @@ class CpuState:
 
     GPRS = ("eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi")   # encoding order
     SEGMENTS = ("es", "cs", "ss", "ds", "fs", "gs")                    # encoding order
+
+    @classmethod
+    def after_reset(cls, signature: int) -> "CpuState":
+        """The registers after RESET or INIT (SDM vol. 3A 9.1.1, Table 9-1):
+        real mode at F000:FFF0 with CS.base FFFF0000, so the first fetch is at
+        FFFFFFF0 (the top of the firmware ROM) until the first far jump loads
+        CS the real-mode way; CR0 60000010 (CD, NW, ET), GDTR and IDTR limit
+        FFFF, EDX the processor signature (CPUID.1:EAX), the rest zero."""
+        cs = Segment(selector=0xF000, base=0xFFFF0000, limit=0xFFFF, type=11)
+        return cls(eip=0xFFF0, edx=signature, cs=cs, cr0=CR0_AFTER_RESET,
+                   gdt=TableRegister(0, 0xFFFF), idt=TableRegister(0, 0xFFFF))
 
     @classmethod
     def protected_flat(cls, eip: int, **gprs: int) -> "CpuState":
@@ -123,6 +158,13 @@ class CpuState:
         return bool(self.cr0 & CR0_PE)
 
     @property
+    def virtual8086(self) -> bool:
+        return self.protected and bool(self.eflags & EFLAGS_VM)
+
+    @property
     def cpl(self) -> int:
-        # The processor keeps CS.RPL equal to the CPL.
+        # The processor keeps CS.RPL equal to the CPL; virtual-8086 mode runs
+        # at CPL 3 whatever the 8086-style CS selector says.
+        if self.virtual8086:
+            return 3
         return self.cs.selector & 3 if self.protected else 0

@@ -32,6 +32,8 @@ class VmConfig:
     timeout: float | None = None
     machine: str | None = None     # soft engine: "pc" (APICs, firmware tables) or "isa" (1990 PC)
     cpus: int = 1                  # soft engine, pc machine: CPUs run in deterministic quanta
+    bios: str | None = None        # soft engine, native: a firmware ROM instead of a kernel (boot/firmware.py)
+    halt_ok: bool = False          # a final `cli; hlt` ends the run cleanly
 
     @property
     def machine_kind(self) -> str:
@@ -48,7 +50,8 @@ class VmConfig:
                              cmdline=self.cmdline, modules=self.modules,
                              image_format=self.image_format, timeout=self.timeout,
                              reserved_top=monitors.reserved_top(self.technique, self.engine),
-                             reserved_linear=monitors.reserved_linear(self.technique, self.engine))
+                             reserved_linear=monitors.reserved_linear(self.technique, self.engine),
+                             bios=self.bios, halt_ok=self.halt_ok)
 
 
 def create_engine(config: VmConfig, machine: Machine):
@@ -80,7 +83,8 @@ def _soft_cpus(config: VmConfig, machine: Machine):
         # No TSC-deadline timer: this CPU has no SSE2, and the OSes that use
         # that mode fence the MSR write with MFENCE (Linux: __setup_APIC_LVTT).
         pc = PcDescription(cpus=config.cpus, cpu_signature=CPUID_SIGNATURE,
-                           cpu_features=CPUID_EDX | CPUID1_EDX_APIC, tsc_deadline=False)
+                           cpu_features=CPUID_EDX | CPUID1_EDX_APIC, tsc_deadline=False,
+                           firmware_rom=config.bios is not None)
     elif config.cpus != 1:
         raise ConfigError(f"--cpus {config.cpus}: several CPUs need the pc machine (local APICs)")
     platform = machine.platform = SoftPlatform(

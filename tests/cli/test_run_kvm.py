@@ -103,3 +103,16 @@ def test_an_instruction_the_host_cannot_run_is_reported_with_its_bytes(test_kern
 def test_json_to_an_unwritable_place_is_one_line(test_kernels):
     proc = ringvisor("run", str(test_kernels / "hello.elf"), "--json", "/nonexistent/dir/out.json")
     assert_one_line_error(proc, 2, "cannot write /nonexistent/dir/out.json")
+
+
+def test_a_long_mode_guest_is_reported_in_64_bits(test_kernels):
+    """guests/tests/longmode.c enters IA-32e mode and triple-faults on UD2:
+    the report has the 64-bit registers and disassembles the code as 64-bit,
+    not a truncated 32-bit view (issue 16)."""
+    proc = ringvisor("run", str(test_kernels / "longmode.elf"))
+    assert_one_line_error(proc, 4, "triple fault|internal error")
+    lines = proc.stderr.splitlines()
+    assert lines[1] == "  long mode (IA-32e), 64-bit mode, CPL 0"
+    assert "rax=1122334455667788" in lines[2] and "rcx=1122334455667788" in lines[2]
+    assert "r15=8877665544332211" in lines[5]
+    assert lines[-1].endswith("ud2    [0f 0b]")

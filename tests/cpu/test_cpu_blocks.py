@@ -6,7 +6,7 @@ import struct
 import pytest
 
 from ringvisor.exits import Fault, Halt
-from cpu_rig import CODE, Rig
+from cpu_rig import CODE, Rig, asm
 
 DATA = 0x60000
 REGS = [0, 1, 2, 3, 5, 6, 7]          # never ESP
@@ -151,3 +151,40 @@ def test_stack_write_over_code_in_the_running_block():
         e = rig.run(1000)
         out.append((type(e).__name__, rig.cpu.eip, list(rig.cpu.r), rig.cpu.instructions))
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("paging", [False, True])
+def test_misaligned_accesses_on_fast_pages(paging):
+    # A loop (compiled, its data page learned by the fast path) reading and
+    # writing words and dwords at every alignment, the last ones across the
+    # page boundary: the fast path must send each misaligned one to the slow
+    # path (memcode._page) and leave what the interpreter leaves.
+    code = asm("""
+        mov esi, 0x60FF0
+    again:
+        mov eax, [esi]
+        add [esi + 1], eax
+        movzx ebx, word ptr [esi + 3]
+        xor [esi + 5], bx
+        add edx, [esi + 2]
+        inc dword ptr [esi + 6]
+        inc esi
+        cmp esi, 0x61003
+        jb again
+        hlt
+    """)
+    out = []
+    for blocks in (False, True):
+        rig = Rig()
+        rig.protected(code)
+        rig.write(0x60FE0, bytes(range(7, 7 + 0x60)))
+        if paging:
+            rig.identity_paging()
+            rig.enable_paging()
+        rig.cpu.use_blocks = blocks
+        rig.cpu.blocks.hot = 1
+        rig.intercept(*range(32))
+        e = rig.run(10_000)
+        out.append((type(e).__name__, list(rig.cpu.r), rig.cpu.eip, rig.cpu.flags,
+                    rig.cpu.instructions, rig.mem.read(0x60FE0, 0x60)))
+    assert out[0] == out[1] and out[0][0] == "Halt"

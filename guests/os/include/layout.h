@@ -7,6 +7,7 @@
  *   0x40000000  user image: text (read-only, shared), data (private copy),
  *               bss and more up to USER_IMAGE_END (demand-zero)
  *   0x50000000  user heap, demand-zero, up to USER_HEAP_END
+ *   0x60000000  the shared page (SYS_SHARED), one page table for all tasks
  *   0x7ff00000  user stack, demand-zero, grows down from USER_STACK_TOP
  *   0xf0000000  never used: reserved for ringvisor's monitors (the hole)
  */
@@ -20,6 +21,7 @@
 #define USER_IMAGE_END    0x40400000u
 #define USER_HEAP_BASE    0x50000000u
 #define USER_HEAP_END     0x60000000u
+#define SHARED_VA         0x60000000u  /* the shared page (SYS_SHARED) */
 #define USER_STACK_BOTTOM 0x7ff00000u
 #define USER_STACK_TOP    0x80000000u
 #define USER_END          0x80000000u

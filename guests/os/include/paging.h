@@ -25,6 +25,7 @@ uint32_t *pgdir_create(void);
 void pgdir_destroy(uint32_t *pd);
 bool paging_fault(uint32_t *pd, uint32_t addr, uint32_t err);
 bool user_range_ok(uint32_t *pd, uint32_t va, uint32_t len, bool write);
+int shared_page(uint32_t op);      /* SYS_SHARED */
 
 /* uimage.c: the user program built into the kernel image */
 struct user_header {

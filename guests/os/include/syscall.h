@@ -18,13 +18,28 @@
 #define SYS_WAIT   6  /* wait(&status)                -> pid of a dead child */
 #define SYS_TIME   7  /* time()                       -> timer ticks since boot */
 #define SYS_STAT   8  /* stat(which)                  -> kernel counter    */
-#define NR_SYSCALLS 9
+#define SYS_SHARED 9  /* shared(op): the page at SHARED_VA -> see below     */
+#define NR_SYSCALLS 10
 
 /* SYS_STAT counters */
 #define STAT_PREEMPTIONS 0  /* tasks switched out by the timer while runnable */
 #define STAT_PAGEFAULTS  1  /* demand-zero faults resolved                    */
 #define STAT_TICKS       2
 #define STAT_HZ          3
+#define STAT_CPU         4  /* the CPU this task runs on                      */
+#define STAT_NCPUS       5  /* CPUs online                                    */
+#define STAT_CPUS_USED   6  /* bit n: CPU n has run a user task               */
+
+/* SYS_SHARED: one page at SHARED_VA, mapped in every address space through
+ * one page table they all share (so every CPU may cache it in its TLB).
+ * MAP maps a fresh page whose first word is SHARED_MAGIC and returns 0;
+ * UNMAP unmaps it, shoots the translation down on the other CPUs (TLB
+ * shootdown IPI, acknowledged), then writes SHARED_POISON into word 0 and 1
+ * into word 2 of the old frame, and returns how many CPUs acknowledged. */
+#define SHARED_MAP     0
+#define SHARED_UNMAP   1
+#define SHARED_MAGIC   0x5ca1ab1eu
+#define SHARED_POISON  0xdeadbeefu
 
 #define EPERM   1
 #define ENOMEM  12

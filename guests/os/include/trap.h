@@ -29,5 +29,6 @@ void trap_dispatch(struct trapframe *tf);
 void trap_return(void);           /* entry.S: pops a trapframe and irets */
 extern const uint32_t trap_stubs[]; /* entry.S: one stub per vector 0..47 */
 extern char syscall_stub[], event_stub[];
+extern char apic_timer_stub[], resched_stub[], tlb_stub[], spurious_stub[];
 const char *trap_name(unsigned vector);
 #endif

@@ -1,5 +1,7 @@
-/* Kernel command line: "workload=NAME iters=N ring=0|3 enlighten=0|1". */
+/* Kernel command line: "workload=NAME iters=N ring=0|3 enlighten=0|1
+ * shootdown=0|1 acpi=off". */
 #include "kernel.h"
+#include "smp.h"
 #include "syscall.h"
 
 static const char *const workloads[] = {
@@ -50,6 +52,12 @@ static void option(char *tok, struct options *opt, bool report)
 		opt->ring = val[0] - '0';
 	} else if (!strcmp(tok, "enlighten") && (!strcmp(val, "0") || !strcmp(val, "1"))) {
 		opt->enlighten = val[0] - '0';
+	} else if (!strcmp(tok, "shootdown") && (!strcmp(val, "0") || !strcmp(val, "1"))) {
+		/* shootdown=0: unmapping skips the TLB-shootdown IPI, so that a
+		 * test can show the stale translation it otherwise removes. */
+		smp_shootdown = val[0] == '1';
+	} else if (!strcmp(tok, "acpi") && !strcmp(val, "off")) {
+		smp_no_acpi = true;         /* find the CPUs in the MP table */
 	} else if (report) {
 		/* The console line has room for a name, not for a whole
 		 * runaway token: cut it where it shows. */

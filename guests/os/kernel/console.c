@@ -1,9 +1,19 @@
-/* Kernel console: formatted output, panic and the end of a run. */
+/* Kernel console: formatted output, panic and the end of a run. With
+ * several CPUs a lock keeps each write whole (the big kernel lock already
+ * orders them; this one also covers a panic's output). */
 #include "kernel.h"
+#include "smp.h"
+
+static struct spinlock console_lock;
 
 void console_write(const char *s, size_t n)
 {
+	bool took = smp_on && !spin_held(&console_lock);  /* a panic inside may re-enter */
+	if (took)
+		spin_lock(&console_lock);
 	arch_console_write(s, n);
+	if (took)
+		spin_unlock(&console_lock);
 }
 
 static void vkprintf(const char *fmt, va_list ap)

@@ -42,6 +42,25 @@ event_stub:                       /* PV: the monitor's event upcall */
 	pushl $VEC_EVENT
 	jmp trap_common
 
+	/* The local APIC's vectors (native, several CPUs: smp.h). */
+	.globl apic_timer_stub, resched_stub, tlb_stub, spurious_stub
+apic_timer_stub:
+	pushl $0
+	pushl $0x40
+	jmp trap_common
+resched_stub:
+	pushl $0
+	pushl $0x41
+	jmp trap_common
+tlb_stub:
+	pushl $0
+	pushl $0x42
+	jmp trap_common
+spurious_stub:
+	pushl $0
+	pushl $0xff
+	jmp trap_common
+
 trap_common:
 	cld                       /* C code assumes DF=0, whatever ring 3 set */
 	pushl %ds
@@ -54,8 +73,14 @@ trap_common:
 	call trap_dispatch
 	addl $4, %esp
 
+	/* A new task's first switch lands here: leave the kernel as if
+	 * returning from a trap (after dropping the big kernel lock). */
+	.globl task_start
+task_start:
+	call task_first_entry
+
 	.globl trap_return
-trap_return:                      /* also where a new task first starts */
+trap_return:
 	popal
 	popl %es
 	popl %ds

@@ -4,6 +4,7 @@
 #include "layout.h"
 #include "paging.h"
 #include "sched.h"
+#include "smp.h"
 #include "syscall.h"
 
 struct options opts;
@@ -52,6 +53,14 @@ void kmain(uint32_t magic, uint32_t info)
 	arch_devices_init(TIMER_HZ);
 	kprintf("ringos: ring %d kernel, %u KiB free RAM below %#x, timer %u Hz\n",
 		arch_kernel_ring, frames_free_count() * 4, ram_top(), TIMER_HZ);
+	smp_boot();
+	if (smp_on) {
+		kprintf("ringos: smp: %u CPUs online, APIC IDs", ncpus);
+		for (unsigned i = 0; i < ncpus; i++)
+			if (cpus[i].online)
+				kprintf(" %u", cpus[i].apic_id);
+		kprintf("\n");
+	}
 	arch_irq_enable();
 
 	switch (opts.workload) {
@@ -77,5 +86,12 @@ void kmain(uint32_t magic, uint32_t info)
 		;
 	if (opts.workload != WL_PROBE && !(opts.workload == WL_COMPUTE && opts.ring == 0))
 		status = init_exit_status;
+	if (smp_on) {
+		for (unsigned i = 0; i < ncpus; i++)
+			kprintf("ringos: cpu%u: %u task switches, %u IPIs taken\n", i,
+				cpus[i].user_dispatches, cpus[i].ipis_received);
+		kprintf("ringos: smp: %u reschedule IPIs, %u TLB shootdown IPIs sent\n",
+			resched_ipis, tlb_shootdowns);
+	}
 	kernel_exit(status);
 }

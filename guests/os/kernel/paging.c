@@ -3,8 +3,13 @@
 #include "kernel.h"
 #include "layout.h"
 #include "paging.h"
+#include "sched.h"
+#include "smp.h"
+#include "syscall.h"
 
 uint32_t *kernel_pgdir;
+static uint32_t *shared_pt;       /* SYS_SHARED's page table, in every directory */
+static uint32_t *shared_frame;
 uint32_t pagefaults_resolved;
 bool (*volatile kernel_pf_hook)(uint32_t addr);   /* set by nanobench */
 
@@ -72,6 +77,8 @@ uint32_t *pgdir_create(void)
 		return NULL;
 	/* The kernel half is shared: same page tables in every directory. */
 	memcpy(pd, kernel_pgdir, PD_INDEX(USER_BASE) * sizeof(uint32_t));
+	if (shared_pt)
+		pd[PD_INDEX(SHARED_VA)] = (uint32_t)shared_pt | PTE_P | PTE_W | PTE_U;
 	arch_pt_activate(pd, 2);
 	return pd;
 }
@@ -82,7 +89,7 @@ void pgdir_destroy(uint32_t *pd)
 	 * references to the page tables, which can then be released). */
 	arch_pt_release(pd, 2);
 	for (uint32_t i = PD_INDEX(USER_BASE); i < PD_INDEX(USER_END); i++) {
-		if (!(pd[i] & PTE_P))
+		if (!(pd[i] & PTE_P) || (uint32_t *)PTE_FRAME(pd[i]) == shared_pt)
 			continue;
 		uint32_t *pt = (uint32_t *)PTE_FRAME(pd[i]);
 		for (uint32_t j = 0; j < 1024; j++)
@@ -136,4 +143,46 @@ bool user_range_ok(uint32_t *pd, uint32_t va, uint32_t len, bool write)
 		}
 	}
 	return true;
+}
+
+/* SYS_SHARED (syscall.h): a page every address space maps through the same
+ * page table, the one case where another CPU's TLB can hold a translation
+ * this CPU removes. */
+int shared_page(uint32_t op)
+{
+	uint32_t idx = PD_INDEX(SHARED_VA);
+
+	if (op == SHARED_MAP) {
+		if (!shared_pt) {
+			shared_pt = frame_alloc();
+			if (!shared_pt)
+				return -ENOMEM;
+			arch_pt_activate(shared_pt, 1);
+			sched_set_pde(idx, (uint32_t)shared_pt | PTE_P | PTE_W | PTE_U);
+		}
+		if (shared_pt[PT_INDEX(SHARED_VA)] & PTE_P)
+			return -EINVAL;
+		shared_frame = frame_alloc();
+		if (!shared_frame)
+			return -ENOMEM;
+		shared_frame[0] = SHARED_MAGIC;
+		/* Not present before: no TLB holds it, nothing to flush. */
+		arch_set_pte(&shared_pt[PT_INDEX(SHARED_VA)],
+			     (uint32_t)shared_frame | PTE_P | PTE_W | PTE_U);
+		return 0;
+	}
+	if (op == SHARED_UNMAP) {
+		if (!shared_pt || !(shared_pt[PT_INDEX(SHARED_VA)] & PTE_P))
+			return -EINVAL;
+		/* The caller's directory holds shared_pt: this is the entry that
+		 * maps SHARED_VA here. */
+		arch_set_pte_flush(&shared_pt[PT_INDEX(SHARED_VA)], SHARED_VA, 0);
+		int acked = tlb_shootdown(SHARED_VA);
+		/* Whoever still reads the old frame through a stale entry sees
+		 * this. (The frame is kept, not reused: the poison must stay.) */
+		shared_frame[0] = SHARED_POISON;
+		shared_frame[2] = 1;
+		return acked;
+	}
+	return -EINVAL;
 }

@@ -4,7 +4,13 @@
  * in ring 3. Every other task is a ring-3 program with its own page
  * directory and a one-page kernel stack. The kernel is not preemptible:
  * it runs with interrupts off, and a task is switched out only when it
- * blocks, yields, exits, or is interrupted by the timer in ring 3. */
+ * blocks, yields, exits, or is interrupted by the timer in ring 3.
+ *
+ * With several CPUs (smp.h) every CPU has its own idle task and current
+ * task; the task table, under the big kernel lock, holds every CPU's run
+ * queue: a task is placed on a home CPU at spawn (round robin) and runs
+ * only there. A CPU that idles is woken by a reschedule IPI when one of
+ * its tasks becomes runnable. */
 #include "kernel.h"
 #include "layout.h"
 #include "paging.h"
@@ -13,40 +19,70 @@
 #include "trap.h"
 
 void swtch(uint32_t *save_esp, uint32_t new_esp);  /* entry.S */
+extern char task_start[];   /* entry.S: task_first_entry, then trap_return */
 
 static struct task tasks[MAX_TASKS];
-struct task *current = &tasks[0];
+static struct task ap_idle[MAX_CPUS];   /* the APs' idle tasks (pid 0) */
 volatile uint32_t ticks;
 uint32_t preemptions;
 int init_exit_status;
-static bool need_resched;
 static int next_pid = 1;
+static unsigned next_home;
 
 void sched_init(void)
 {
 	tasks[0].state = T_RUNNABLE;
+	tasks[0].on_cpu = &cpus[0];
+	cpus[0].cur = cpus[0].idle = &tasks[0];
 }
 
-/* Round robin: the next runnable task after the current one; the idle
- * task only when there is none. */
+void sched_ap_start(struct cpu *c)
+{
+	struct task *t = &ap_idle[c->index];
+	t->state = T_RUNNABLE;
+	t->on_cpu = c;
+	c->cur = c->idle = t;
+}
+
+/* Round robin: the next runnable task of this CPU after the current one;
+ * this CPU's idle task only when there is none. */
 static struct task *pick_next(void)
 {
-	int cur = (int)(current - tasks);
+	struct cpu *c = this_cpu();
+	struct task *me = c->cur;
+	int cur = me >= tasks && me < tasks + MAX_TASKS ? (int)(me - tasks) : 0;
 	for (int i = 1; i <= MAX_TASKS; i++) {
 		struct task *t = &tasks[(cur + i) % MAX_TASKS];
-		if (t != &tasks[0] && t->state == T_RUNNABLE)
+		if (t != &tasks[0] && t->state == T_RUNNABLE && t->home == c->index &&
+		    (!t->on_cpu || t->on_cpu == c))
 			return t;
 	}
-	return &tasks[0];
+	return c->idle;
+}
+
+void sched_kick(struct task *t)
+{
+	struct cpu *c = &cpus[t->home];
+	if (smp_on && c != this_cpu() && c->cur == c->idle && !c->kicked) {
+		c->kicked = true;
+		smp_kick(t->home);
+	}
 }
 
 void schedule(void)
 {
-	struct task *prev = current, *next = pick_next();
+	struct cpu *c = this_cpu();
+	struct task *prev = c->cur, *next = pick_next();
 
 	if (next == prev)
 		return;
-	current = next;
+	/* The big kernel lock stays with this CPU through swtch: no other CPU
+	 * can pick prev before its registers are saved. */
+	c->cur = next;
+	prev->on_cpu = NULL;
+	next->on_cpu = c;
+	if (next != c->idle)
+		c->user_dispatches++;
 	if (next->kstack)
 		arch_set_kernel_stack((uint32_t)next->kstack + KSTACK_SIZE);
 	arch_load_pgdir((uint32_t)(next->pgdir ? next->pgdir : kernel_pgdir));
@@ -55,19 +91,27 @@ void schedule(void)
 
 void sched_tick(void)
 {
-	ticks++;
-	for (int i = 1; i < MAX_TASKS; i++)
-		if (tasks[i].state == T_SLEEPING && (int32_t)(ticks - tasks[i].wake_tick) >= 0)
-			tasks[i].state = T_RUNNABLE;
-	if (current != &tasks[0])
-		need_resched = true;        /* the quantum is one tick */
+	struct cpu *c = this_cpu();
+
+	if (c->index == 0) {                /* the BSP's timer keeps the time */
+		ticks++;
+		for (int i = 1; i < MAX_TASKS; i++)
+			if (tasks[i].state == T_SLEEPING && (int32_t)(ticks - tasks[i].wake_tick) >= 0) {
+				tasks[i].state = T_RUNNABLE;
+				sched_kick(&tasks[i]);
+			}
+	}
+	if (c->cur != c->idle)
+		c->need_resched = true;     /* the quantum is one tick */
 }
 
 void sched_preempt(void)
 {
-	if (!need_resched)
+	struct cpu *c = this_cpu();
+
+	if (!c->need_resched)
 		return;
-	need_resched = false;
+	c->need_resched = false;
 	if (current->state == T_RUNNABLE && pick_next() != current)
 		preemptions++;
 	schedule();
@@ -105,9 +149,10 @@ int task_spawn(uint32_t fn, uint32_t arg, uint32_t arg2)
 	tf->ecx = arg2;
 
 	/* ...reached through swtch: callee-saved registers, then the return
-	 * address trap_return. */
+	 * address task_start (which drops the big kernel lock, then goes to
+	 * trap_return). */
 	uint32_t *sp = (uint32_t *)tf;
-	*--sp = (uint32_t)trap_return;
+	*--sp = (uint32_t)task_start;
 	for (int i = 0; i < 4; i++)
 		*--sp = 0;                  /* ebp, ebx, esi, edi */
 
@@ -117,6 +162,10 @@ int task_spawn(uint32_t fn, uint32_t arg, uint32_t arg2)
 	t->pid = next_pid++;
 	t->ppid = current->pid;
 	t->state = T_RUNNABLE;
+	do                                  /* placement: round robin over the CPUs */
+		t->home = smp_on ? next_home++ % ncpus : 0;
+	while (!cpus[t->home].online);
+	sched_kick(t);
 	return t->pid;
 }
 
@@ -139,8 +188,10 @@ void task_exit(int status)
 	for (int i = 1; i < MAX_TASKS; i++) {
 		if (tasks[i].state != T_UNUSED && tasks[i].ppid == t->pid)
 			tasks[i].ppid = 0;  /* orphans are reaped by the kernel */
-		if (tasks[i].state == T_WAITING && tasks[i].pid == t->ppid)
+		if (tasks[i].state == T_WAITING && tasks[i].pid == t->ppid) {
 			tasks[i].state = T_RUNNABLE;
+			sched_kick(&tasks[i]);
+		}
 	}
 	t->state = T_ZOMBIE;
 	schedule();
@@ -177,22 +228,40 @@ void task_sleep(uint32_t nticks)
 	schedule();
 }
 
+void sched_set_pde(uint32_t index, uint32_t pde)
+{
+	for (int i = 1; i < MAX_TASKS; i++)
+		if (tasks[i].pgdir)
+			arch_set_pte(&tasks[i].pgdir[index], pde);
+}
+
+void task_first_entry(void)
+{
+	kernel_unlock();            /* schedule() switched here holding it */
+}
+
+/* One step of a CPU's idle task; false (on the BSP) when no task is left. */
 bool sched_idle_step(void)
 {
 	bool live = false;
 
 	arch_irq_disable();
+	this_cpu()->kicked = false;         /* it looks at the run queue now */
 	for (int i = 1; i < MAX_TASKS; i++) {
 		if (tasks[i].state == T_ZOMBIE && tasks[i].ppid == 0)
 			reap(&tasks[i]);
 		else if (tasks[i].state != T_UNUSED)
 			live = true;
 	}
-	if (!live)
+	if (!live && this_cpu()->index == 0)
 		return false;
-	if (pick_next() != current)
+	if (live && pick_next() != current) {
 		schedule();
-	else
+	} else {
+		kernel_unlock();
 		arch_idle();        /* returns after an interrupt, IRQs on */
+		arch_irq_disable();
+		kernel_lock();
+	}
 	return true;
 }

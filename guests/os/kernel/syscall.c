@@ -5,6 +5,7 @@
 #include "layout.h"
 #include "paging.h"
 #include "sched.h"
+#include "smp.h"
 #include "syscall.h"
 #include "trap.h"
 
@@ -46,6 +47,15 @@ static int32_t sys_stat(uint32_t which)
 	case STAT_PAGEFAULTS:  return (int32_t)pagefaults_resolved;
 	case STAT_TICKS:       return (int32_t)ticks;
 	case STAT_HZ:          return TIMER_HZ;
+	case STAT_CPU:         return (int32_t)this_cpu()->index;
+	case STAT_NCPUS:       return (int32_t)ncpus;
+	case STAT_CPUS_USED: {
+		uint32_t mask = 0;
+		for (unsigned i = 0; i < ncpus; i++)
+			if (cpus[i].user_dispatches)
+				mask |= 1u << i;
+		return (int32_t)mask;
+	}
 	}
 	return -EINVAL;
 }
@@ -85,6 +95,9 @@ void syscall_dispatch(struct trapframe *tf)
 		break;
 	case SYS_STAT:
 		r = sys_stat(a);
+		break;
+	case SYS_SHARED:
+		r = shared_page(a);
 		break;
 	default:
 		r = -ENOSYS;

@@ -5,6 +5,7 @@
 #include "layout.h"
 #include "paging.h"
 #include "sched.h"
+#include "smp.h"
 #include "syscall.h"
 #include "trap.h"
 
@@ -80,9 +81,14 @@ void trap_dispatch(struct trapframe *tf)
 {
 	uint32_t v = tf->vector;
 
+	if (smp_on && smp_fast_irq(v))
+		return;                   /* TLB shootdown, spurious: no lock */
+	bool took = kernel_enter();
+
 	if (v == SYSCALL_VECTOR)
 		syscall_dispatch(tf);
-	else if ((v >= IRQ_BASE && v < IRQ_BASE + 16) || v == VEC_EVENT)
+	else if ((v >= IRQ_BASE && v < IRQ_BASE + 16) || v == VEC_EVENT ||
+		 v == VEC_APIC_TIMER || v == VEC_RESCHED)
 		arch_irq(tf);
 	else if (v < 32)
 		exception(tf);
@@ -92,4 +98,5 @@ void trap_dispatch(struct trapframe *tf)
 	/* Going back to ring 3 is the one place a task can be preempted. */
 	if (tf_from_user(tf))
 		sched_preempt();
+	kernel_leave(took);
 }

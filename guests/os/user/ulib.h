@@ -27,6 +27,7 @@ static inline int yield(void) { return syscall3(SYS_YIELD, 0, 0, 0); }
 static inline int sleep_ms(uint32_t ms) { return syscall3(SYS_SLEEP, ms, 0, 0); }
 static inline uint32_t uptime_ticks(void) { return (uint32_t)syscall3(SYS_TIME, 0, 0, 0); }
 static inline int kstat(int which) { return syscall3(SYS_STAT, (uint32_t)which, 0, 0); }
+static inline int shared(int op) { return syscall3(SYS_SHARED, (uint32_t)op, 0, 0); }
 static inline int wait(int *status) { return syscall3(SYS_WAIT, (uint32_t)status, 0, 0); }
 
 typedef int (*task_fn)(int arg);

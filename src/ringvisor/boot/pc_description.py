@@ -54,6 +54,9 @@ class PcDescription:
     cpu_features: int = CPU_FEATURES
     oem_id: str = "RVISOR"
     oem_table_id: str = "RINGVSR"
+    # A firmware ROM (`run --bios`) builds its own tables from fw_cfg and sets
+    # up the APIC itself; without one, ringvisor does what that firmware would.
+    firmware_rom: bool = False
 
     def __post_init__(self):
         if not 1 <= self.cpus <= MAX_CPUS:

@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a Multiboot module (repeatable)")
     run.add_argument("--format", choices=("auto", "multiboot", "linux", "flat", "flat16"), default="auto",
                      help="guest image format (default: detect)")
+    run.add_argument("--bios", metavar="ROM", help="soft engine: start a firmware ROM (e.g. Debian's "
+                     "SeaBIOS, /usr/share/seabios/bios.bin) at the reset vector instead of a kernel")
+    run.add_argument("--halt-ok", action="store_true", help="a guest that ends in cli; hlt stops with "
+                     "status 0 (firmware after its POST, a test ROM) instead of being reported as a crash")
     run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
     run.add_argument("--cpus", type=int, default=1, metavar="N", help="soft engine, native: N CPUs "
                      "on the pc machine, interleaved in deterministic quanta (default 1)")
@@ -47,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "8259, 8254, 16550; the default under the monitors)")
     run.add_argument("--timeout", type=float, help="stop the guest after this many seconds")
     run.add_argument("--serial", default="stdio", help="where the console goes: stdio or file:PATH")
+    run.add_argument("--debugcon", metavar="stdio|file:PATH", help="where the debug console "
+                     "(port 0xE9; with --bios also 0x402, SeaBIOS's log) goes (default: with the serial console)")
     run.add_argument("--stats", action="store_true", help="print exit statistics after the run")
     run.add_argument("--json", metavar="FILE", help="write the run's statistics as JSON")
     run.add_argument("--trace", metavar="FILE", help="one line per exit and monitor trap, with the "

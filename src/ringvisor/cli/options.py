@@ -40,8 +40,11 @@ def default_technique(engine: str | None) -> str:
 
 
 def vm_config(args) -> VmConfig:
-    technique = args.technique or default_technique(args.engine)
-    engine = engine_for(technique, args.engine)
+    bios = getattr(args, "bios", None)
+    if bios is not None:
+        check_bios_options(args)
+    technique = args.technique or ("native" if bios else default_technique(args.engine))
+    engine = engine_for(technique, args.engine or ("soft" if bios else None))
     if (engine, technique) not in AVAILABLE:
         raise ConfigError(f"--technique {technique} on the {engine} engine is not available yet "
                           f"(this build offers: {', '.join(f'{t} on {e}' for e, t in sorted(AVAILABLE))})")
@@ -62,20 +65,48 @@ def vm_config(args) -> VmConfig:
     paging = getattr(args, "paging", None)
     if paging and (technique, engine) != ("hw", "soft"):
         raise ConfigError("--paging applies to --technique hw on the soft engine only")
+    if getattr(args, "halt_ok", False) and engine == "soft" and technique != "native":
+        raise ConfigError(f"--halt-ok applies to guests on bare hardware (--technique native, or hw on "
+                          f"the kvm engine); the {technique} monitor reports a guest's cli; hlt itself")
     machine, cpus = machine_options(args, engine, technique)
     modules, image_format = linux_boot_options(args)
     if image_format == "linux" and technique == "pv":
         raise ConfigError("a stock Linux kernel is not written for ringvisor's PV ABI: run it with "
                           "--technique native, trap or bt")
-    kernel = args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
-    if engine == "kvm" and not args.guest:
+    kernel = "" if bios else args.guest or guests.bundled("ringos-pv" if technique == "pv" else "ringos")
+    if engine == "kvm" and not args.guest and not bios:
         refuse_paging_guest_on_pvm(technique=technique)
     if engine == "kvm" and image_format == "linux":
         refuse_paging_guest_on_pvm("a 32-bit Linux kernel", technique)
     return VmConfig(kernel=kernel, engine=engine, technique=technique, ring=args.ring,
                     memory=check_size(parse_size(args.memory)), cmdline=cmdline,
                     modules=modules, image_format=image_format, timeout=args.timeout,
-                    paging=paging or "ept", machine=machine, cpus=cpus)
+                    paging=paging or "ept", machine=machine, cpus=cpus, bios=bios,
+                    halt_ok=getattr(args, "halt_ok", False))
+
+
+def check_bios_options(args) -> None:
+    """--bios ROM replaces the kernel: the firmware starts at the reset vector
+    on the soft CPU's bare hardware (boot/firmware.py)."""
+    clash = [name for name, given in (
+        ("a GUEST kernel", args.guest), ("--initrd", getattr(args, "initrd", None)),
+        ("--module", args.module), ("--cmdline", args.cmdline), ("--workload", args.workload),
+        (f"--format {args.format}", args.format != "auto")) if given]
+    if clash:
+        raise ConfigError(f"--bios starts a firmware ROM instead of a kernel: drop {clash[0]}")
+    if args.engine == "kvm":
+        raise ConfigError("--bios runs on the soft engine (the kvm engine has no firmware ROM "
+                          "mapping here): use --engine soft")
+    if getattr(args, "cpus", 1) > 1:
+        # Measured with SeaBIOS: its AP bring-up loop (release the lock, PAUSE,
+        # LOCK BTS) fits the 10,000-instruction quantum a whole number of
+        # times, so the BSP is preempted holding the lock every round and the
+        # AP never gets it (docs/platform.md).
+        raise ConfigError(f"--bios with --cpus {args.cpus}: firmware runs on one CPU for now (SeaBIOS's "
+                          "AP bring-up livelocks against the soft engine's fixed quanta)")
+    if args.technique not in (None, "native"):
+        raise ConfigError(f"--bios runs the firmware on bare hardware (--technique native); the "
+                          f"{args.technique} monitor boots kernels, not firmware")
 
 
 def machine_options(args, engine: str, technique: str) -> tuple[str | None, int]:

@@ -14,15 +14,22 @@ from ringvisor.machine.trace import Trace
 from ringvisor.vm import build_machine
 
 
+HALT_REASONS = ("halted with interrupts disabled", "every CPU halted")
+
+
 def run_guest(config, serial: str = "stdio", trace=None, gdb: str | None = None,
-              gdb_wait: bool = False):
+              gdb_wait: bool = False, debugcon=None):
     """Boot `config` with its console on `serial` (keyboard input reaches the
     UART, Ctrl-A x quits); the machine is torn down however the run ends.
-    With `gdb` ([HOST:]PORT) a GDB stub serves the guest (docs/gdb.md)."""
+    With `gdb` ([HOST:]PORT) a GDB stub serves the guest (docs/gdb.md);
+    `debugcon` (a writable binary file) takes the debug console's bytes
+    (ports 0xE9 and, with --bios, 0x402) apart from the serial console."""
     with consoles.open_console(serial) as console:
         machine = build_machine(config, console.write)
         try:
             machine.attach_trace(trace)
+            if debugcon is not None:
+                machine.debugcon.output = lambda data: (debugcon.write(data), debugcon.flush())
             console.on_quit = machine.request_quit
             console.attach(machine.uart)
             if gdb is not None:
@@ -51,11 +58,32 @@ def open_trace(path: str | None, limit: int):
         yield Trace(stream, limit)
 
 
+@contextlib.contextmanager
+def open_debugcon(spec: str | None):
+    """--debugcon file:PATH (QEMU's option, file form only): the debug
+    console apart from the serial console. None: both share the console."""
+    if spec is None or spec == "stdio":
+        yield None
+        return
+    if not spec.startswith("file:") or len(spec) == 5:
+        raise ConfigError(f"--debugcon {spec!r}: use stdio or file:PATH")
+    try:
+        stream = open(spec[5:], "wb")
+    except OSError as e:
+        raise ConfigError(f"cannot write the debug console to {spec[5:]}: {e.strerror}") from None
+    with stream:
+        yield stream
+
+
 def command(args) -> int:
     config = vm_config(args)
     with open_trace(args.trace, args.trace_limit) as trace:
         gdb = args.gdb if args.gdb is not None or not args.gdb_wait else DEFAULT
-        result = run_guest(config, args.serial, trace, gdb, args.gdb_wait)
+        with open_debugcon(getattr(args, "debugcon", None)) as debugcon:
+            result = run_guest(config, args.serial, trace, gdb, args.gdb_wait, debugcon)
+    if config.bios or result.reason.startswith(HALT_REASONS):
+        # A firmware (or a test ROM) ends by halting or resetting: say which.
+        print(f"ringvisor: {result.reason} (status {result.status})", file=sys.stderr)
     if args.stats:
         stats_view.print_stats(result)
     if args.json:

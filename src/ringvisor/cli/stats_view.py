@@ -17,6 +17,11 @@ def print_stats(result, file=None) -> None:
     if "backend" in s:
         console.print(f"backend: {s['backend']['description']}")
 
+    post = s.get("post_codes", {})
+    if post.get("writes"):
+        shown = " ".join(code.replace("0x", "") for code in post["codes"])
+        more = f" (the first {len(post['codes'])} of {post['writes']:,})" if post["writes"] > len(post["codes"]) else ""
+        console.print(f"POST codes{more}: {shown}", highlight=False, soft_wrap=True)
     if "instructions" in s:
         _print_soft(console, s)
     else:

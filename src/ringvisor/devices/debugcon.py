@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 PORT = 0xE9
+FIRMWARE_PORT = 0x402            # SeaBIOS's CONFIG_DEBUG_IO port (it checks it reads 0xE9)
 
 
 class DebugCon:

@@ -13,7 +13,7 @@ import mmap
 import os
 
 from ringvisor import exits as X
-from ringvisor.cpu_state import CpuState, Segment, TableRegister
+from ringvisor.cpu_state import EFER_LMA, CpuState, LongModeView, Segment, TableRegister
 from ringvisor.kvm import ioctls as I
 from ringvisor.kvm import structs as S
 from ringvisor.kvm.system import ioctl_struct
@@ -241,6 +241,8 @@ class Vcpu:
 
 
 _GPRS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp")
+_GPRS64 = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+           "r12", "r13", "r14", "r15")
 _SEGS = ("cs", "ds", "es", "fs", "gs", "ss", "tr", "ldt")
 _SEG_FIELDS = ("selector", "base", "limit", "type", "present", "dpl", "db", "s", "g", "avl", "unusable")
 
@@ -266,6 +268,11 @@ def state_from_kvm(regs: S.kvm_regs, sregs: S.kvm_sregs) -> CpuState:
     state.idt = TableRegister(sregs.idt.base & 0xFFFFFFFF, sregs.idt.limit)
     state.cr0, state.cr2, state.cr3, state.cr4, state.efer = (
         sregs.cr0 & 0xFFFFFFFF, sregs.cr2 & 0xFFFFFFFF, sregs.cr3 & 0xFFFFFFFF, sregs.cr4, sregs.efer)
+    if sregs.efer & EFER_LMA:
+        state.long_mode = LongModeView(
+            gprs={n: getattr(regs, n) for n in _GPRS64}, rip=regs.rip, rflags=regs.rflags,
+            cs_l=bool(sregs.cs.l), cr2=sregs.cr2, cr3=sregs.cr3, fs_base=sregs.fs.base,
+            gs_base=sregs.gs.base, gdt_base=sregs.gdt.base, idt_base=sregs.idt.base)
     return state
 
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ringvisor import exits as X
-from ringvisor.boot import image
+from ringvisor.boot import firmware, image
 from ringvisor.boot.layout import Layout
 from ringvisor.cpu_state import CR0_PG, EFLAGS_IF
-from ringvisor.devices import debugcon
+from ringvisor.devices import debugcon, post_codes
 from ringvisor.errors import GuestCrashed
 from ringvisor.exits import GuestStopped
 from ringvisor.machine import report
@@ -35,6 +35,8 @@ class MachineConfig:
     timeout: float | None = None
     reserved_top: int = 0          # bytes at the top of RAM kept from the guest (a monitor's)
     reserved_linear: int = 0       # bytes at the top of the linear address space likewise
+    bios: str | None = None        # a firmware ROM started at the reset vector instead of a kernel
+    halt_ok: bool = False          # a final `cli; hlt` ends the run with status 0, not as a crash
 
 
 @dataclass
@@ -67,9 +69,12 @@ class Machine:
         self.engine = make_engine(self)
         try:
             self._attach_devices()
-            state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
-                               config.modules, config.image_format, config.reserved_linear,
-                               apic=self.platform is not None and self.platform.pc is not None)
+            if config.bios:
+                state = firmware.load(config.bios, self.memory, self.mmio, self._cpu_signature())
+            else:
+                state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
+                                   config.modules, config.image_format, config.reserved_linear,
+                                   apic=self.platform is not None and self.platform.pc is not None)
             self.engine.set_state(state)
         except BaseException:
             self.engine.close()
@@ -91,7 +96,16 @@ class Machine:
         self.ports.register(debugcon.PORT, 1, self.debugcon, "debugcon")
         if hasattr(self.engine, "coalesce_port"):
             self.engine.coalesce_port(debugcon.PORT, 1)
+        if self.config.bios:
+            # SeaBIOS's debug output port (QEMU: -debugcon with isa-debugcon.iobase=0x402).
+            self.ports.register(debugcon.FIRMWARE_PORT, 1, self.debugcon, "debugcon (firmware)")
+        self.post = post_codes.PostCodes()
+        self.post.register(self.ports)
         register_ignored(self.ports)
+
+    def _cpu_signature(self) -> int:
+        """EDX after RESET: the processor signature, CPUID.1:EAX (SDM 9.1.4)."""
+        return getattr(self.engine, "cpuid", {}).get(1, (0,))[0]
 
     def irq_line(self, irq: int):
         """A device's interrupt line: into KVM's in-kernel irqchip, or into
@@ -131,7 +145,7 @@ class Machine:
         if self.platform is None:
             self._crash("the guest halted with nothing that can wake it")
         if not self.engine.get_state().eflags & EFLAGS_IF:
-            self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
+            self._halted_for_good()
         if self.platform.skip_to_next_event():
             return
         # No timer will fire: only the console (keyboard input) can wake it.
@@ -168,7 +182,18 @@ class Machine:
         if why == "idle" and self.config.engine == "kvm":
             state = self.engine.get_state()
             if self.engine.halted() and not state.eflags & EFLAGS_IF:
-                self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it")
+                self._halted_for_good()
+
+    def _halted_for_good(self) -> None:
+        """`cli; hlt`: nothing but an NMI or a reset can wake the CPU. A
+        crash, unless the user said it is how this guest ends (--halt-ok:
+        firmware that finished its POST, a test ROM)."""
+        if self.config.halt_ok:
+            state = self.engine.get_state()
+            raise GuestStopped(0, f"halted with interrupts disabled (cli; hlt), next "
+                                  f"instruction at {state.cs.selector:04x}:{state.eip:08x}")
+        self._crash("the guest halted with interrupts disabled (cli; hlt): nothing can wake it"
+                    " (--halt-ok ends such a run with status 0)")
 
     def _crash(self, what: str, insn: bytes = b"") -> None:
         engine = self.engine
@@ -263,6 +288,7 @@ class Machine:
                   "writes": bus.write_counts[p]}
                  for p in range(PortBus.SIZE) if bus.read_counts[p] or bus.write_counts[p]]
         stats = {"engine": e.name, "wall_seconds": wall, "ports": ports,
+                 "post_codes": self.post.statistics(),
                  "unknown_accesses": [{"bus": b, "access": a, "address": x, "count": n}
                                       for (b, a, x), n in sorted((self.ports.unknown + self.mmio.unknown).items())]}
         if self.platform is not None:

@@ -14,7 +14,8 @@ adds to the 8259 pair and the 8254 when a machine description is given.
   optionally the HPET (devices/hpet.py; its legacy replacement disconnects
   the PIT from IRQ 0);
 - the reset ports 0xCF9 and 0x92 (devices/reset_control.py);
-- the ACPI and MP tables written into guest memory (boot/firmware_tables.py).
+- the ACPI and MP tables written into guest memory (boot/firmware_tables.py),
+  unless a firmware ROM (`--bios`, boot/firmware.py) builds its own.
 
 The CPU side (to be wired with the CPU restructure; nothing here imports
 the CPU): `interrupts` is the bootstrap processor's local APIC, which takes
@@ -73,13 +74,16 @@ class PcPlatform:
             self.hpet = Hpet(clock=clock, ioapic_irq=self.ioapic.set_irq, isa_irq=self.isa.set_irq,
                              on_legacy=self._hpet_legacy)
             self.hpet.register(mmio, desc.hpet_base)
-        self.tables = firmware_tables.install(memory, desc)
+        # Without a firmware ROM, ringvisor leaves what the firmware would:
+        # the ACPI and MP tables, the bootstrap APIC in virtual wire mode.
+        self.tables = None if desc.firmware_rom else firmware_tables.install(memory, desc)
         self.on_power_off: Callable[[], None] = lambda: None
         self.on_reset: Callable[[str], None] = lambda kind: None
         self.reset_requests: list[str] = []
         self.reset_control, self.port_a = reset_control.register(ports, self._reset)
         self.power_off_requested = False
-        self._firmware_virtual_wire(self.lapics[0])
+        if not desc.firmware_rom:
+            self._firmware_virtual_wire(self.lapics[0])
 
     @staticmethod
     def _firmware_virtual_wire(bsp: LocalApic) -> None:

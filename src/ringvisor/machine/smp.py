@@ -31,20 +31,18 @@ import time
 from dataclasses import dataclass
 
 from ringvisor import exits as X
-from ringvisor.cpu_state import CpuState, Segment, TableRegister
+from ringvisor.cpu_state import CpuState, Segment
+from ringvisor.exits import GuestStopped
 from ringvisor.machine.soft_platform import NS_PER_INSTRUCTION
 
 QUANTUM = 10_000                 # instructions per CPU per round: 100 µs of virtual time
-CR0_AFTER_INIT = 0x60000010      # CD, NW, ET (SDM Table 9-1)
 EFLAGS_IF = 1 << 9
 
 
 def init_state(signature: int) -> CpuState:
     """The registers after INIT (SDM Table 9-1): real mode at F000:FFF0 with
     CS.base FFFF0000, EDX the processor signature."""
-    cs = Segment(selector=0xF000, base=0xFFFF0000, limit=0xFFFF, type=11)
-    return CpuState(eip=0xFFF0, edx=signature, cs=cs, cr0=CR0_AFTER_INIT,
-                    gdt=TableRegister(0, 0xFFFF), idt=TableRegister(0, 0xFFFF))
+    return CpuState.after_reset(signature)
 
 
 def startup_state(vector: int, signature: int) -> CpuState:
@@ -166,6 +164,8 @@ class SoftCpus:
             return X.Interrupted()
         started = [c for c in self.cpus if not c.parked]
         if all(not c.engine.flags & EFLAGS_IF for c in started):
+            if machine.config.halt_ok:
+                raise GuestStopped(0, "every CPU halted with interrupts disabled (cli; hlt)")
             machine.reporting_cpu = started[0] if started else None
             machine._crash("every CPU halted with interrupts disabled (cli; hlt): nothing can wake them")
         if self.platform.skip_to_next_event():

@@ -8,11 +8,21 @@
 #define GDT_ENTRIES 6
 extern uint64_t gdt[];
 void gdt_init(void);
+void gdt_prepare(uint64_t *page, unsigned index);   /* an AP's GDT and TSS */
+void gdt_load_ap(unsigned index);
 void tss_set_esp0(uint32_t esp0);
 
 /* idt.c */
 extern uint64_t idt[256];
 void idt_init(void);
+void idt_load(void);
+
+/* apic.c: local APICs, the APs (several CPUs only) */
+void apic_detect(void);            /* before paging: MADT / MP table */
+bool apic_smp(void);               /* several CPUs found: the APIC path */
+void apic_devices_init(unsigned hz);
+const char *apic_table_name(void);
+uint32_t apic_timer_count(void);
 
 /* pic.c: 8259A pair, remapped to vectors 0x20-0x2f */
 void pic_init(void);

@@ -7,6 +7,7 @@
 #include "layout.h"
 #include "multiboot.h"
 #include "sched.h"
+#include "smp.h"
 #include "x86.h"
 
 const char arch_name[] = "native";
@@ -16,7 +17,6 @@ const char arch_bench_cr_name[] = "cr";
 const char arch_bench_ptemod_name[] = "ptemod";
 
 extern char __kernel_start[], __kernel_end[];
-static uint32_t cur_pd;
 
 /* Add [start, end) to the free RAM list, minus page 0 and the kernel. */
 static void add_ram(struct boot_info *bi, uint64_t start, uint64_t end)
@@ -78,10 +78,17 @@ void arch_cpu_init(void)
 {
 	gdt_init();
 	idt_init();
+	apic_detect();
 }
 
 void arch_devices_init(unsigned hz)
 {
+	if (apic_smp()) {
+		/* Several CPUs: each local APIC's timer ticks; COM1 comes
+		 * through the I/O APIC. */
+		apic_devices_init(hz);
+		return;
+	}
 	pic_init();
 	pit_init(hz);
 	pic_unmask(0);
@@ -93,6 +100,21 @@ void arch_irq(struct trapframe *tf)
 {
 	unsigned irq = tf->vector - IRQ_BASE;
 
+	if (tf->vector == VEC_APIC_TIMER) {
+		arch_eoi();
+		sched_tick();
+		return;
+	}
+	if (tf->vector == VEC_RESCHED) {        /* the idle loop looks again */
+		arch_eoi();
+		atomic_inc(&this_cpu()->ipis_received);
+		return;
+	}
+	if (apic_smp() && irq == COM1_IRQ) {    /* through the I/O APIC */
+		arch_eoi();
+		uart_isr();
+		return;
+	}
 	if (pic_spurious(irq))
 		return;
 	/* Acknowledge first: the handler may lead to a task switch, and the
@@ -200,9 +222,10 @@ void arch_exit(int status)
 
 void arch_load_pgdir(uint32_t pd)
 {
-	if (pd == cur_pd)
+	struct cpu *c = this_cpu();
+	if (pd == c->cur_pd)
 		return;                /* a CR3 write flushes the TLB: skip it */
-	cur_pd = pd;
+	c->cur_pd = pd;
 	__asm__ volatile("movl %0, %%cr3" : : "r"(pd) : "memory");
 }
 
@@ -286,5 +309,5 @@ uint32_t arch_bench_in(void)
 
 void arch_bench_cr(void)
 {
-	__asm__ volatile("movl %0, %%cr3" : : "r"(cur_pd) : "memory");
+	__asm__ volatile("movl %0, %%cr3" : : "r"(this_cpu()->cur_pd) : "memory");
 }

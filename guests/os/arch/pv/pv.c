@@ -7,6 +7,7 @@
 #include "layout.h"
 #include "paging.h"
 #include "pv_abi.h"
+#include "smp.h"
 #include "sched.h"
 #include "syscall.h"
 #include "trap.h"
@@ -277,3 +278,11 @@ void arch_bench_cr(void)
 {
 	hypercall(HC_NEW_BASEPTR, cur_pd, 0, 0);
 }
+
+/* One virtual CPU: the PV ABI has no second one (smp.h stays off). */
+unsigned arch_smp_detect(void) { return 1; }
+unsigned arch_cpu_index(void) { return 0; }
+bool arch_start_ap(unsigned index) { (void)index; return false; }
+void arch_ap_init(unsigned index) { (void)index; }
+void arch_send_ipi(unsigned index, unsigned vector) { (void)index, (void)vector; }
+void arch_eoi(void) { }

@@ -7,7 +7,8 @@ and decoder as the interpreter and compiled into one Python function
 is spent, or an interrupt is pending at a loop head.
 
 * Cache key: (physical address, EIP, the mode: every segment cache, code
-  and stack size, CPL, PE, PG). Generated code bakes in the segment caches
+  and stack size, CPL, PE, PG, EFLAGS.VM: virtual-8086 code never shares
+  traces with protected-mode code of the same segment caches). Generated code bakes in the segment caches
   (flat segments take the fast memory path). Lookups go through a per-mode
   dict EIP -> trace, valid while the mode and the TLB are unchanged: Core
   counts mode changes in `mode_epoch`, and a TLB flush or INVLPG clears it.
@@ -23,12 +24,13 @@ is spent, or an interrupt is pending at a loop head.
 """
 from __future__ import annotations
 
+from ringvisor.cpu.architecture import VM
 from ringvisor.cpu.compiler import inline
 from ringvisor.cpu.compiler.codegen import Leave, generate
 from ringvisor.cpu.compiler.coldpath import Cold, interpret
 from ringvisor.cpu.compiler.memcode import FastPages
 from ringvisor.cpu.compiler.recover import recover
-from ringvisor.cpu.compiler.trace import discover
+from ringvisor.cpu.compiler.trace import MAX_STEPS, discover
 from ringvisor.cpu.core import CS, IF, RF, TF, CpuFault
 from ringvisor.cpu.flags import PARITY
 from ringvisor.cpu.semantics.protection import check
@@ -151,7 +153,8 @@ class BlockCache:
         cpu = self.cpu
         self.mode_seen = cpu.mode_epoch
         self.mode = (tuple(cpu.sbase), tuple(cpu.slo), tuple(cpu.shi), tuple(cpu.sread),
-                     tuple(cpu.swrite), cpu.code32, cpu.stack32, cpu.cpl, cpu.pe, cpu.pg)
+                     tuple(cpu.swrite), cpu.code32, cpu.stack32, cpu.cpl, cpu.pe, cpu.pg,
+                     cpu.flags & VM)
         fast = self.modes.get(self.mode)
         if fast is None:
             if len(self.modes) >= MAX_MODES:
@@ -188,7 +191,7 @@ class BlockCache:
             eip = cpu.eip
             b = self.fast.get(eip)
             if b is None:
-                b = self._lookup(eip)
+                b = self._lookup(eip, target)
             elif b.seen != cpu.dev_epoch:
                 if cpu.mm[b.lo:b.hi] != b.code:
                     self._drop(b)             # written behind our back
@@ -238,8 +241,14 @@ class BlockCache:
             if ic >= target or pend is not None and f & 0x200 and pend():
                 break
             b = fast.get(eip)
-            if b is None or b.seen != cpu.dev_epoch or b.n > target - ic:
+            if b is None or b.n > target - ic:
                 break
+            if b.seen != cpu.dev_epoch:
+                # The first entry since a device access or run(): are the
+                # bytes still those compiled? (Stay in the chain if so.)
+                if cpu.mm[b.lo:b.hi] != b.code:
+                    break                     # run() drops it
+                b.seen = cpu.dev_epoch
         cpu.eip, cpu.instructions, cpu.flags = eip, ic, f
         r[:] = eax, ecx, edx, ebx, esp, ebp, esi, edi
 
@@ -262,7 +271,7 @@ class BlockCache:
         every lookup is made again (`_lookup` refuses breakpoint pages)."""
         self._forget_lookups()
 
-    def _lookup(self, eip: int):
+    def _lookup(self, eip: int, target: int):
         cpu = self.cpu
         lin = (cpu.sbase[CS] + eip) & 0xFFFFFFFF
         debug = cpu.debug
@@ -279,8 +288,11 @@ class BlockCache:
             if cold is None:
                 cold = self.cold[key] = Cold(cpu, p, eip)
             cold.heat += 1
-            if cold.heat < self.hot:
-                return cold                   # not hot yet: interpret it
+            if cold.heat < self.hot or target - cpu.instructions < MAX_STEPS:
+                # Not hot yet: interpret it. Nor at the end of a slice, where
+                # a new trace could not run: each instruction after would
+                # become hot in turn and be compiled for nothing.
+                return cold
             del self.cold[key]
             b = self.compile(key, p, eip)
             if b is None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, PFV, RF, SS, TF, VM, CpuFault,
                                 EFLAGS_WRITABLE, gp)
-from ringvisor.cpu.semantics import transfer
+from ringvisor.cpu.semantics import transfer, v86
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu.semantics.segments import fetch, nullify_outer
 from ringvisor.cpu.vmx.exits import VmExitSignal
@@ -29,8 +29,6 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
     if not cpu.pe:
         _deliver_real(cpu, vector)
         return
-    if cpu.flags & VM:
-        raise CpuFault(13, 0)      # virtual-8086 mode is not modelled (see README)
     ext = 1 if kind == EXT or kind == EXC else 0
     idt = cpu.idtr
     if vector * 8 + 7 > idt.limit:
@@ -64,6 +62,13 @@ def deliver(cpu, vector: int, code: int | None, kind: int) -> None:
         raise gp((sel & 0xFFFC) | ext)
     if not d.present:
         raise CpuFault(NP, (sel & 0xFFFC) | ext)
+    if cpu.flags & VM:
+        # From virtual-8086 mode only to a non-conforming ring-0 handler
+        # (SDM 20.3.1.1: else #GP with the code segment's selector).
+        if d.conforming or d.dpl != 0:
+            raise gp((sel & 0xFFFC) | ext)
+        v86.deliver_from_v86(cpu, g, d, sel, code, ext, kind == EXC and vector not in NOT_FAULTS)
+        return
     off = g.gate_offset
     if off > d.limit:
         raise gp(ext)
@@ -179,6 +184,8 @@ def _is_double(first, second) -> bool:
 # --- instructions ---------------------------------------------------------------
 @sem("INT")
 def int_n(cpu, ins):
+    if cpu.flags & VM and cpu.iopl < 3:
+        raise gp(0)                # IOPL-sensitive in virtual-8086 mode (no VME)
     exception(cpu, ins.imm & 0xFF, None, SOFT)
 
 
@@ -224,6 +231,9 @@ def iret(cpu, ins):
     osz = ins.osz
     smask = 0xFFFFFFFF if cpu.stack32 else 0xFFFF
     sp = cpu.r[4] & smask
+    if cpu.flags & VM:
+        _iret_in_v86(cpu, osz)
+        return
     if cpu.pe and cpu.flags & NT:
         from ringvisor.cpu.semantics import task
         task.iret_return(cpu)
@@ -241,7 +251,8 @@ def iret(cpu, ins):
         cpu.flags = popped_flags(cpu, fl, osz, True)
         return
     if osz == 4 and fl & VM and cpu.cpl == 0:
-        raise CpuFault(13, 0)      # return to virtual-8086 mode: not modelled
+        v86.iret_to_v86(cpu, sp, smask, eip, sel, fl)
+        return
     d = transfer.check_return_cs(cpu, sel)
     rpl = sel & 3
     if rpl == cpu.cpl:
@@ -265,3 +276,21 @@ def iret(cpu, ins):
     cpu.eip = eip
     cpu.flags = newf
     nullify_outer(cpu)
+
+
+def _iret_in_v86(cpu, osz: int) -> None:
+    """IRET executed in virtual-8086 mode (SDM IRET, RETURN-FROM-VIRTUAL-
+    8086-MODE): at IOPL 3 a real-mode style return that cannot change IOPL
+    or VM (popped_flags at CPL 3); below IOPL 3 #GP(0), for the
+    virtual-8086 monitor to emulate."""
+    if cpu.iopl < 3:
+        raise gp(0)
+    eip = cpu.rd(SS, cpu.r[4] & 0xFFFF, osz)
+    sel = cpu.rd(SS, (cpu.r[4] + osz) & 0xFFFF, 2)
+    fl = cpu.rd(SS, (cpu.r[4] + 2 * osz) & 0xFFFF, osz)
+    if eip > cpu.segs[CS].limit:
+        raise gp(0)
+    cpu.set_seg(CS, transfer._real_cs(cpu, sel))
+    cpu.eip = eip
+    cpu.sp_add(3 * osz)
+    cpu.flags = popped_flags(cpu, fl, osz, True)

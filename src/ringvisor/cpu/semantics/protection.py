@@ -18,7 +18,9 @@ from ringvisor.cpu.semantics.segments import fetch, null_segment, set_accessed, 
 from ringvisor.cpu_state import TableRegister
 
 CHECKED = PRIV | IOPL | PMODE | TSD | VMX
-CR4_VALID = 0x1 | 0x2 | CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
+# No VME/PVI (bits 0-1): CPUID does not report VME, so they are reserved here
+# (virtual-8086 mode without its extensions: v86.py).
+CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
 CR4_VMXE = 0x2000                # set in non-root operation (IA32_VMX_CR4_FIXED0), owned by the monitor
 
 
@@ -37,18 +39,25 @@ def check(cpu, ins) -> None:
     elif f & _TSD:
         if cpu.cr4 & CR4_TSD and cpu.cpl:
             raise gp(0)
-    elif f & _IOPL and cpu.pe and cpu.cpl > cpu.iopl:
+    elif f & _IOPL and cpu.pe and (cpu.cpl > cpu.iopl or cpu.flags & VM):
         mn = ins.row.mnemonic
         if mn in ("CLI", "STI"):
-            raise gp(0)
-        from ringvisor.cpu.semantics.system import io_port
-        port, size = io_port(cpu, ins)
-        if not io_permitted(cpu, port, size):
+            if cpu.cpl > cpu.iopl:
+                raise gp(0)
+        elif not _io_allowed(cpu, ins):
             raise gp(0)
     # VMX non-root: the VM-exit decision, after the exceptions that take
     # priority over VM exits (SDM 25.1.1), before the instruction runs.
     if cpu.vmx is not None:
         cpu.vmx.instruction(cpu, ins)
+
+
+def _io_allowed(cpu, ins) -> bool:
+    """IN/OUT/INS/OUTS above IOPL, and always in virtual-8086 mode (SDM
+    20.2.8.1: there IOPL does not matter, the bitmap alone decides)."""
+    from ringvisor.cpu.semantics.system import io_port
+    port, size = io_port(cpu, ins)
+    return io_permitted(cpu, port, size)
 
 
 def io_permitted(cpu, port: int, size: int) -> bool:

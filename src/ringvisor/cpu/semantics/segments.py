@@ -118,19 +118,29 @@ def set_accessed(cpu, d: Desc) -> None:
         cpu.wr_sys(d.addr + 4, 4, d.hi)
 
 
+def v86_segment(selector: int) -> Segment:
+    """A segment register as virtual-8086 mode loads it (SDM 20.1.1): base =
+    selector * 16, limit 0xFFFF, 16-bit, a present read/write accessed data
+    segment at DPL 3 (access rights 0xF3, CS included: the form VM entry
+    requires of a virtual-8086 guest, SDM 26.3.1.2)."""
+    selector &= 0xFFFF
+    return Segment(selector=selector, base=selector << 4, limit=0xFFFF, type=3, present=True,
+                   dpl=3, db=False, s=True, g=False)
+
+
 def load_seg(cpu, i: int, sel: int) -> None:
     """Load data/stack segment register `i` with selector `sel` (SDM MOV/POP)."""
     sel &= 0xFFFF
-    if not cpu.pe or cpu.flags & 0x20000:
+    if cpu.flags & 0x20000:
+        cpu.set_seg(i, v86_segment(sel))
+        return
+    if not cpu.pe:
         seg = cpu.segs[i]
-        # Real mode (and virtual-8086): base = selector * 16; the rest of the
-        # cache is kept (which is what makes "unreal mode" work).
-        new = Segment(selector=sel, base=sel << 4, limit=seg.limit, type=seg.type,
-                      present=True, dpl=seg.dpl if not cpu.flags & 0x20000 else 3, db=seg.db,
-                      s=seg.s, g=seg.g, avl=seg.avl)
-        if cpu.flags & 0x20000:
-            new.limit, new.type, new.db, new.s = 0xFFFF, 3 if i != CS else 11, False, True
-        cpu.set_seg(i, new)
+        # Real mode: base = selector * 16; the rest of the cache is kept
+        # (which is what makes "unreal mode" work).
+        cpu.set_seg(i, Segment(selector=sel, base=sel << 4, limit=seg.limit, type=seg.type,
+                               present=True, dpl=seg.dpl, db=seg.db, s=seg.s, g=seg.g,
+                               avl=seg.avl))
         return
     if i == CS:
         raise CpuFault(6)

@@ -1,12 +1,13 @@
 """Task switching (SDM vol. 3 ch. 7) with 32-bit TSSs: far JMP/CALL to a
 TSS or task gate, INT/exceptions through a task gate, and IRET with NT=1
 back to the linked task. Busy bits, the back link, EFLAGS.NT and CR0.TS
-behave as the SDM's task-switch steps; 16-bit TSSs are not supported
-(#TS when met)."""
+behave as the SDM's task-switch steps; a TSS whose EFLAGS has VM=1 starts
+a virtual-8086 task (8086-style segments, CPL 3: v86.py); 16-bit TSSs are
+not supported (#TS when met)."""
 from __future__ import annotations
 
 from ringvisor.cpu.core import CR0_TS, CS, DS, ES, FS, GS, NP, NT, SS, TS, VM, CpuFault, gp
-from ringvisor.cpu.semantics.segments import fetch, null_segment, set_accessed
+from ringvisor.cpu.semantics.segments import fetch, null_segment, set_accessed, v86_segment
 
 AVAILABLE, BUSY = 9, 11
 GPR_OFF = 0x28          # EAX ECX EDX EBX ESP EBP ESI EDI
@@ -104,12 +105,19 @@ def switch(cpu, sel: int, d, reason: str) -> None:
     nflags = (new[0x24 // 4] | 2) & 0x3F7FD7
     if reason in ("call", "int"):
         nflags |= NT
-    if nflags & VM:
-        raise CpuFault(TS, sel & 0xFFFC)        # virtual-8086 tasks are not modelled
     cpu.flags = nflags
     cpu.r = [new[(GPR_OFF >> 2) + i] for i in range(8)]
     sels = [new[(SEG_OFF >> 2) + i] & 0xFFFF for i in range(6)]
     ldt = new[0x60 // 4] & 0xFFFF
+    if nflags & VM:
+        # A virtual-8086 task (SDM 7.3 step 12): its segment registers are
+        # loaded the real-mode way at CPL 3; the LDT still is the TSS's.
+        # (EFLAGS, with VM, is already in place: the caches are 16-bit.)
+        for i in range(6):
+            cpu.set_seg(i, v86_segment(sels[i]))
+        cpu.set_cpl(3)
+        _load_ldt(cpu, ldt)
+        return
     # Selectors first (so a fault below is reported in the new task's context).
     for i in range(6):
         cpu.segs[i].selector = sels[i]

@@ -5,11 +5,13 @@ outer ring. Real mode: CS base = selector * 16."""
 from __future__ import annotations
 
 from ringvisor.cpu.core import CS, GP, NP, SS, SSF, TS, CpuFault, gp
-from ringvisor.cpu.semantics.segments import fetch, nullify_outer, set_accessed
+from ringvisor.cpu.semantics.segments import fetch, nullify_outer, set_accessed, v86_segment
 from ringvisor.cpu_state import Segment
 
 
 def _real_cs(cpu, sel: int) -> Segment:
+    if cpu.flags & 0x20000:
+        return v86_segment(sel)
     s = cpu.segs[CS]
     return Segment(selector=sel, base=sel << 4, limit=s.limit, type=s.type, present=True,
                    dpl=s.dpl, db=s.db, s=True, g=s.g, avl=s.avl)

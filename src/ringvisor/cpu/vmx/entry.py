@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.vmx import capabilities as CAP
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.cpu.vmx.state import guest_segment
+from ringvisor.cpu.vmx.state import access_rights, guest_segment
 from ringvisor.cpu.vmx.vmcs import VMERR, VmxInstructionError
 
 MAXPHYADDR = 36
@@ -139,6 +139,7 @@ def guest_problem(v) -> str | None:
         ("CR0.PG set with CR0.PE clear", cr0 & 0x80000000 and not cr0 & 1),
         ("CR4 fixed bits", cr4 & CAP.CR4_FIXED0 != CAP.CR4_FIXED0 or cr4 & ~CAP.CR4_FIXED1),
         ("RFLAGS reserved bits", rflags & ~0x3F7FD7 or not rflags & 2),
+        ("RFLAGS.VM set with CR0.PE clear", v86 and not cr0 & 1),
         ("RFLAGS.IF clear while injecting an external interrupt",
          injecting_interrupt and not rflags & 0x200),
         ("TR: TI flag", tr.selector & 4),
@@ -170,6 +171,16 @@ def guest_problem(v) -> str | None:
         ("VMCS link pointer (no shadow VMCS: must be all ones)",
          v["VMCS_LINK_POINTER"] != 0xFFFFFFFFFFFFFFFF),
     ]
+    if v86:
+        # 26.3.1.2: a virtual-8086 guest's six segment registers are 8086
+        # style: base = selector * 16, limit 0xFFFF, access rights 0xF3.
+        for name in ("CS", "SS", "DS", "ES", "FS", "GS"):
+            d = s[name]
+            rules += [(f"{name}: base of a virtual-8086 guest not selector * 16",
+                       d.base != d.selector << 4),
+                      (f"{name}: limit of a virtual-8086 guest not 0xFFFF", d.limit != 0xFFFF),
+                      (f"{name}: access rights of a virtual-8086 guest not 0xF3",
+                       d.unusable or access_rights(d) != 0xF3)]
     for name in ("DS", "ES", "FS", "GS"):
         d = s[name]
         if d.unusable or v86:

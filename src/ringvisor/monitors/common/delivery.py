@@ -191,7 +191,11 @@ def far_return(mon, st, osz: int, iret: bool, release: int = 0) -> None:
     if iret:
         popped, n = pop(2), 3
         if osz == 4 and popped & VM:
-            raise Unsupported("IRET to virtual-8086 mode is not emulated")
+            # A deliberate limit (docs/monitors.md): the guest would need
+            # its v86 code run at real CPL 3 and every event out of it
+            # reflected with the v86 frame; hw (VMX) runs v86 guests.
+            raise Unsupported("IRET to virtual-8086 mode (EFLAGS.VM=1 popped): virtual-8086 "
+                              "mode under the trap and bt monitors is not supported")
     if (sel & 0xFFFC) == 0:
         raise VirtualFault(GP, 0)
     d = guest_descriptor(mon, sel)

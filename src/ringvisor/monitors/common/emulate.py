@@ -24,7 +24,7 @@ from ringvisor.monitors.common.outcomes import HALT, JUMPED, NEXT, REFLECT, SHAD
 from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE
 
 UD = 6
-CR4_VALID = 0x1 | 0x2 | 0x4 | 0x8 | CR4_PSE | CR4_PGE
+CR4_VALID = 0x4 | 0x8 | CR4_PSE | CR4_PGE   # TSD DE PSE PGE: no VME/PVI (CPUID reports no VME)
 MSR_TSC, SYSENTER_MSRS = 0x10, (0x174, 0x175, 0x176)
 
 

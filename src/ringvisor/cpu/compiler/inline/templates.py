@@ -123,11 +123,11 @@ def address(g, ins) -> None:
 
 
 def load(g, s: int, dst: str, w: int, addr: str | None = None) -> None:
-    g.emit(*memcode.load(dst, s, addr or g.addr, w, memcode.flat(g.cpu, s, False)))
+    g.emit(*memcode.load(dst, s, addr or g.addr, w, memcode.flat(g.cpu, s, False), g.cpu.sbase[s]))
 
 
 def store(g, s: int, w: int, v: str, addr: str | None = None) -> None:
-    g.emit(*memcode.store(s, addr or g.addr, w, v, memcode.flat(g.cpu, s, True)))
+    g.emit(*memcode.store(s, addr or g.addr, w, v, memcode.flat(g.cpu, s, True), g.cpu.sbase[s]))
 
 
 def get(g, ins, which: int, dst: str = "v") -> str:

@@ -1,0 +1,70 @@
+"""CR4.VME and CR4.PVI are reserved on this CPU (CPUID reports no VME: the
+soft CPU implements virtual-8086 mode without its extensions), so MOV to CR4
+setting either is #GP(0) natively and under every monitor's emulation of
+MOV to CR4 (trap, bt, hw with EPT and with shadow paging, where a write that
+also changes PSE exits to the monitor)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor_rig import run as run_guest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))   # the CPU tests' assembler
+from cpu_rig import asm, needs_as  # noqa: E402
+
+pytestmark = needs_as
+
+GUEST = """
+start:                         # at 0x100000
+    lgdt [gdtr]
+    .byte 0xEA
+    .long 1f
+    .word 0x08
+1:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov esp, 0x170000
+    lidt [idtr]
+    mov eax, cr4
+    or eax, {bits}
+    mov cr4, eax
+    mov al, 0                  # no fault: exit status 0
+    out 0xf4, al
+    hlt
+gp:
+    mov al, 13                 # #GP: exit status 13
+    out 0xf4, al
+    hlt
+.align 8
+gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+gdtr:
+    .word 3 * 8 - 1
+    .long gdt
+.align 8
+idt:
+    .fill 13, 8, 0
+    .word gp - start, 0x08, 0x8E00, 0x0010        # #GP: interrupt gate to 0x08:gp
+idtr:
+    .word 14 * 8 - 1
+    .long idt
+"""
+
+TECHNIQUES = [("native", 1, "ept"), ("trap", 1, "ept"), ("trap", 3, "ept"), ("bt", 1, "ept"),
+              ("hw", 1, "ept"), ("hw", 1, "shadow")]
+
+
+@pytest.mark.parametrize("bits,status", [("0x1", 13), ("0x2", 13), ("0x11", 13), ("0x10", 0)],
+                         ids=["VME", "PVI", "VME+PSE", "PSE"])
+@pytest.mark.parametrize("technique,ring,paging", TECHNIQUES)
+def test_mov_to_cr4_with_vme_or_pvi_is_gp(tmp_path, technique, ring, paging, bits, status):
+    image = tmp_path / "guest.bin"
+    image.write_bytes(asm(GUEST.format(bits=bits), org=0x100000))
+    result, _ = run_guest(image, technique=technique, ring=ring, paging=paging, image_format="flat")
+    assert result.status == status
