@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-containers bench-bios clean
+.PHONY: install guests demo test test-all bench bench-exits bench-mips bench-soft bench-linux bench-containers bench-bios clean
 
 install: $(STAMP) guests
 
@@ -80,6 +80,12 @@ bench-bios: install
 # SOFT_BASELINE=DIR compares with another checkout (before/after a change).
 bench-soft: install
 	$(BIN)/python bench/soft_speed.py $${SOFT_BASELINE:+--baseline $$SOFT_BASELINE} $${SOFT_WORKLOADS:+--workloads $$SOFT_WORKLOADS}
+
+# Debian's Linux to its ready line: ringvisor natively and under bt and trap against
+# QEMU TCG, medians and ratios (after `make linux`; tens of minutes). LINUX_BENCH passes
+# options, e.g. LINUX_BENCH='--techniques native=3,trap:3=1,hw:ept=1,qemu=5 --jobs 2 --profile'.
+bench-linux: bench-deps linux
+	$(BIN)/python bench/linux_boot.py $(LINUX_BENCH)
 
 # ringvisor-oci against runc and crun (Debian's), on a busybox-static bundle: needs root.
 bench-containers: install

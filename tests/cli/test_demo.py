@@ -20,3 +20,5 @@ def test_demo_runs_every_step(test_kernels, ringos):
     verdicts = [l.split(": ")[1] for l in out.splitlines() if l.startswith("virtualization visible")]
     assert verdicts == ["no", "yes", "yes", "no"]
     assert "probe popf value=0x0000 expected=0x0002 VISIBLE" in out         # the POPF hole, under trap
+    # Its last line points at the Linux part: `demo --linux`, or `make linux` to fetch the kernel.
+    assert "ringvisor demo --linux" in proc.stderr.rstrip().splitlines()[-1]

@@ -8,7 +8,8 @@ under trap-and-emulate, where the x86 holes show; under binary translation,
 which closes them; and, built for hypercalls, under paravirtualization,
 where the kernel knows. On PVM hosts ringos cannot run on the kvm engine
 (PVM refuses 32-bit paging; README, Limits), so the kvm steps use the test
-kernels."""
+kernels.
+`--linux` boots Debian's Linux instead (cli/demo_linux.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from ringvisor import guests
-from ringvisor.cli import stats_view
+from ringvisor.cli import demo_linux, stats_view
 from ringvisor.cli.run import run_guest
+from ringvisor.errors import ConfigError
 from ringvisor.kvm.backend import detect
 from ringvisor.vm import VmConfig
 
@@ -57,6 +59,10 @@ STEPS = (
 
 
 def command(args) -> int:
+    if args.linux:
+        return demo_linux.command(args)
+    if args.technique:
+        raise ConfigError("demo: --technique chooses the monitor of --linux; give --linux too")
     say = Console(stderr=True, highlight=False, soft_wrap=True)
     say.print("[bold]ringvisor demo[/]: virtualizing x86, step by step")
     say.print(f"this machine's /dev/kvm: {detect().description}\n")
@@ -71,4 +77,9 @@ def command(args) -> int:
         if result.status:
             return result.status
         say.print()
+    if demo_linux.fetched():
+        say.print("Debian's Linux is fetched: `ringvisor demo --linux` boots it natively and under a "
+                  "monitor (minutes each)")
+    else:
+        say.print(demo_linux.NOT_FETCHED)
     return 0

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler="ringvisor.cli.compare:command")
 
     demo = sub.add_parser("demo", help="the main job on the bundled guest, for a newcomer")
+    demo.add_argument("--linux", action="store_true", help="instead: Debian's Linux kernel (`make "
+                      "linux`) booted natively and under one monitor, minutes each")
+    demo.add_argument("--technique", choices=("bt", "trap", "hw"),
+                      help="--linux: the monitor to compare with native (default bt)")
     demo.set_defaults(handler="ringvisor.cli.demo:command")
     return p
 
