@@ -15,11 +15,10 @@ from __future__ import annotations
 import bisect
 import re
 import time
-from argparse import Namespace
 
 from ringvisor import guests
-from ringvisor.compare.measure import traps_so_far
-from ringvisor.compare.techniques import ALL, Technique
+from ringvisor.compare.measure import add_ratios_to_native, traps_so_far
+from ringvisor.compare.techniques import ALL, Technique, config_refusal
 from ringvisor.errors import ConfigError, RingvisorError
 from ringvisor.machine.soft_platform import NS_PER_INSTRUCTION
 
@@ -56,16 +55,8 @@ def refusal(t: Technique) -> RingvisorError | None:
     same checks `ringvisor run VMLINUZ --initrd FILE` makes."""
     if t.name in NOT_FOR_LINUX:
         return ConfigError(NOT_FOR_LINUX[t.name])
-    from ringvisor.cli.options import vm_config
     kernel, initrd = kernel_files()
-    args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload=None, guest=kernel,
-                     initrd=initrd, cmdline="", module=[], format="auto", memory="64M", timeout=None,
-                     paging=t.paging or None)
-    try:
-        vm_config(args)
-    except RingvisorError as e:
-        return e
-    return None
+    return config_refusal(t, workload=None, guest=kernel, initrd=initrd)
 
 
 def estimate(techniques) -> str:
@@ -204,9 +195,5 @@ def compare(techniques=ALL, iters: int = 200, progress=None) -> dict:
             doc["unavailable"][t.name] = str(e).splitlines()[0]
         except RuntimeError as e:
             doc["unavailable"][t.name] = f"the guest failed: {e}"
-    native = doc["techniques"].get("native", {}).get("nanobench", {})
-    for entry in doc["techniques"].values():
-        for name, b in entry["nanobench"].items():
-            base = native.get(name, {}).get("ns_per_iter")
-            b["ratio_to_native"] = b["ns_per_iter"] / base if base else None
+    add_ratios_to_native(doc)
     return doc

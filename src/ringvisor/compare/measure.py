@@ -132,3 +132,12 @@ def probe(t: Technique) -> tuple[bool, list[str]]:
     if not verdict:
         raise RuntimeError("the probe gave no verdict")
     return verdict[0][1] == "yes", [m[1] for m in run.find(PROBE_VISIBLE)]
+
+
+def add_ratios_to_native(doc: dict) -> None:
+    """Each nanobenchmark's host time as a ratio to native's (None without native)."""
+    native = doc["techniques"].get("native", {}).get("nanobench", {})
+    for entry in doc["techniques"].values():
+        for name, b in entry["nanobench"].items():
+            base = native.get(name, {}).get("ns_per_iter")
+            b["ratio_to_native"] = b["ns_per_iter"] / base if base else None

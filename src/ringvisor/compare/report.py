@@ -43,11 +43,7 @@ def compare(techniques=ALL, iters: int = 1000, rounds: int = 4, progress=None,
             doc["unavailable"][t.name] = str(e).splitlines()[0]
         except RuntimeError as e:
             doc["unavailable"][t.name] = f"the guest failed: {e}"
-    native = doc["techniques"].get("native", {}).get("nanobench", {})
-    for entry in doc["techniques"].values():
-        for name, b in entry["nanobench"].items():
-            base = native.get(name, {}).get("ns_per_iter")
-            b["ratio_to_native"] = b["ns_per_iter"] / base if base else None
+    measure.add_ratios_to_native(doc)
     if container:  # OS-level: a Linux process in a container, its ratios to the same on the host
         from ringvisor.compare import container_column
         container_column.add_to(doc, iters, progress)

@@ -38,11 +38,16 @@ ALL = (Technique("native", "soft", "native"),
 def refusal(t: Technique) -> RingvisorError | None:
     """The error that keeps the bundled guest from running under `t` here
     (None: it can run)."""
+    return config_refusal(t, workload="probe", guest=None)
+
+
+def config_refusal(t: Technique, **run_args) -> RingvisorError | None:
+    """What `ringvisor run` would refuse for a guest (`run_args`: workload,
+    guest, initrd ...) under `t`, by the same checks (None: nothing)."""
     from argparse import Namespace
     from ringvisor.cli.options import vm_config
-    args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, workload="probe", guest=None,
-                     cmdline="", module=[], format="auto", memory="64M", timeout=None,
-                     paging=t.paging or None)
+    args = Namespace(technique=t.technique, engine=t.engine, ring=t.ring, cmdline="", module=[],
+                     format="auto", memory="64M", timeout=None, paging=t.paging or None, **run_args)
     try:
         vm_config(args)
     except RingvisorError as e:

@@ -242,13 +242,7 @@ def iret(cpu, ins):
     sel = cpu.rd(SS, (sp + osz) & smask, 2)
     fl = cpu.rd(SS, (sp + 2 * osz) & smask, osz)
     if not cpu.pe:
-        eip &= 0xFFFF if osz == 2 else 0xFFFFFFFF
-        if eip > cpu.segs[CS].limit:
-            raise gp(0)
-        cpu.set_seg(CS, transfer._real_cs(cpu, sel))
-        cpu.eip = eip
-        cpu.sp_add(3 * osz)
-        cpu.flags = popped_flags(cpu, fl, osz, True)
+        _real_style_return(cpu, eip & (0xFFFF if osz == 2 else 0xFFFFFFFF), sel, fl, osz)
         return
     if osz == 4 and fl & VM and cpu.cpl == 0:
         v86.iret_to_v86(cpu, sp, smask, eip, sel, fl)
@@ -288,6 +282,12 @@ def _iret_in_v86(cpu, osz: int) -> None:
     eip = cpu.rd(SS, cpu.r[4] & 0xFFFF, osz)
     sel = cpu.rd(SS, (cpu.r[4] + osz) & 0xFFFF, 2)
     fl = cpu.rd(SS, (cpu.r[4] + 2 * osz) & 0xFFFF, osz)
+    _real_style_return(cpu, eip, sel, fl, osz)
+
+
+def _real_style_return(cpu, eip: int, sel: int, fl: int, osz: int) -> None:
+    """The end of a real-mode (or virtual-8086 at IOPL 3) IRET: CS as a
+    paragraph, the frame popped, the flags through popped_flags."""
     if eip > cpu.segs[CS].limit:
         raise gp(0)
     cpu.set_seg(CS, transfer._real_cs(cpu, sel))
