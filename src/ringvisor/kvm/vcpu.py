@@ -203,6 +203,9 @@ class Vcpu:
         fcntl.ioctl(self.fd, I.KVM_GET_MP_STATE, st)
         return st.mp_state
 
+    def set_mp_state(self, state: int) -> None:
+        ioctl_struct(self.fd, I.KVM_SET_MP_STATE, S.kvm_mp_state(mp_state=state), "KVM_SET_MP_STATE")
+
     def set_cpuid(self, entries: list[S.kvm_cpuid_entry2]) -> None:
         buf = S.kvm_cpuid2(len(entries))()
         buf.nent = len(entries)

@@ -3,6 +3,7 @@ vCPU loop that dispatches the engine's exits (it only dispatches: handling
 lives in the devices and the monitors)."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -64,6 +65,8 @@ class Machine:
         self.platform = None           # the soft engine's PIC, PIT and clock
         self.pic = None                # the soft CPU's interrupt input (8259 pair, or the BSP's APIC)
         self.smp = None                # machine/smp.py's SoftCpus, with several CPUs
+        self.aps = None                # machine/vcpu_threads.py's VcpuThreads (kvm, several vCPUs)
+        self.device_lock = threading.Lock()   # held by a vCPU thread while its exit is served
         self.reporting_cpu = None      # the CPU a crash report describes, if not the first
         self.started: float | None = None  # the first run() (a debugger may run the guest in parts)
         self.engine = make_engine(self)
@@ -172,7 +175,12 @@ class Machine:
     def _on_unknown(self, exit: X.Unknown) -> None:
         self._crash(f"unexpected exit {exit.reason} {exit.detail}")
 
+    def dispatch(self, exit: X.Exit) -> None:
+        self._handlers[exit.__class__](exit)
+
     def _on_interrupted(self, exit: X.Interrupted) -> None:
+        if self.aps is not None and self.aps.outcome is not None:
+            raise self.aps.outcome          # an AP's thread stopped the guest or saw it crash
         why = self.watchdog.reason
         self.watchdog.reason = None
         if why == "quit":
@@ -264,7 +272,14 @@ class Machine:
         if self.trace is not None:
             run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
+        vcpus = getattr(self.engine, "vcpus", ())
+        if len(vcpus) > 1:
+            on_io = self._serialised(handlers)
+            handlers = dict.fromkeys(handlers, on_io)
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
+        if len(vcpus) > 1:
+            from ringvisor.machine.vcpu_threads import VcpuThreads
+            self.aps = VcpuThreads(self, vcpus[1:]).start()
         if self.started is None:
             self.started = time.perf_counter()
         start = self.started
@@ -279,7 +294,22 @@ class Machine:
             wall = time.perf_counter() - start
             return RunResult(stop.status, stop.reason, wall, self.statistics(wall))
         finally:
+            if self.aps is not None:
+                self.aps.stop()
             self.watchdog.close()
+
+    def _serialised(self, handlers):
+        """The bootstrap processor's exits served under the device lock,
+        as the APs' threads serve theirs (the Interrupted exit outside it:
+        it may raise an AP's outcome)."""
+        lock, interrupted = self.device_lock, handlers[X.Interrupted]
+
+        def on_exit(exit):
+            if exit.__class__ is X.Interrupted:
+                return interrupted(exit)
+            with lock:
+                handlers[exit.__class__](exit)
+        return on_exit
 
     def statistics(self, wall: float) -> dict:
         e = self.engine
@@ -305,6 +335,7 @@ class Machine:
             if cpu is not e:
                 stats["monitor"] = e.statistics()
         if e.name == "kvm":
+            stats["cpus"] = e.cpu_statistics()
             stats["backend"] = {"name": e.backend.name, "description": e.backend.description}
             stats["userspace_exits"] = e.userspace_exits()
             stats["coalesced_writes"] = e.vcpu.coalesced_writes
