@@ -161,6 +161,22 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     }
     wr(0xF0, 0x1FF);
 
+    /* The application processors first, with interrupts still off here
+     * (their IPIs wait in this APIC's IRR until the STI below): INIT, SIPI,
+     * SIPI (MP spec B.4). */
+    if (cpus > 1) {
+        u8 *dst = (u8 *)TRAMPOLINE;
+        for (char *p = tramp_start; p < tramp_end; p++)
+            *dst++ = *p;
+        ap_stack_next = (u32)ap_stacks[1];
+        ipi(0, 0xC4500);                      /* INIT, all excluding self */
+        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* STARTUP */
+        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* the second is ignored by running APs */
+        wait_for(&alive, cpus - 1);
+        puts("APs alive="); put_dec(alive); puts(" ids="); put_hex(ap_ids); putc('\n');
+        check(alive == cpus - 1, "every AP started once");
+    }
+
     /* The local APIC timer: periodic, divide by 16, 10000 counts. */
     wr(0x3E0, 0x3);
     wr(0x320, 1 << 17 | V_TIMER);
@@ -187,18 +203,7 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     io_wr(0x10 + 2 * 2, 1 << 16);
     check(pit_ticks >= 3, "PIT through I/O APIC pin 2: 3 interrupts");
 
-    /* The application processors: INIT, SIPI, SIPI (MP spec B.4). */
     if (cpus > 1) {
-        u8 *dst = (u8 *)TRAMPOLINE;
-        for (char *p = tramp_start; p < tramp_end; p++)
-            *dst++ = *p;
-        ap_stack_next = (u32)ap_stacks[1];
-        ipi(0, 0xC4500);                      /* INIT, all excluding self */
-        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* STARTUP */
-        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* the second is ignored by running APs */
-        wait_for(&alive, cpus - 1);
-        puts("APs alive="); put_dec(alive); puts(" ids="); put_hex(ap_ids); putc('\n');
-        check(alive == cpus - 1, "every AP started once");
         /* The APs' IPIs share a vector: ones that arrive while it is still
          * in the IRR merge into one, as on hardware. */
         wait_for(&ipis[0], 1);

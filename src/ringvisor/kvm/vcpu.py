@@ -80,6 +80,10 @@ class Vcpu:
             except InterruptedError:
                 self.head.immediate_exit = 0
                 return self._interrupted
+            except BlockingIOError:
+                # An AP that waited for INIT/SIPI in the kernel and got one
+                # (x86.c: -EAGAIN after kvm_vcpu_block): enter again, as QEMU does.
+                continue
             except OSError as e:
                 return X.InternalError(0, f"KVM_RUN failed: {e.strerror}")
             if ring is not None and ring[0] != ring[1]:

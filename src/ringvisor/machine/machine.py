@@ -292,11 +292,15 @@ class Machine:
                     handlers[exit.__class__](exit)
         except GuestStopped as stop:
             wall = time.perf_counter() - start
+            self._stop_aps()        # before statistics: a vCPU's ioctls wait while it is in KVM_RUN
             return RunResult(stop.status, stop.reason, wall, self.statistics(wall))
         finally:
-            if self.aps is not None:
-                self.aps.stop()
+            self._stop_aps()
             self.watchdog.close()
+
+    def _stop_aps(self) -> None:
+        if self.aps is not None:
+            self.aps.stop()
 
     def _serialised(self, handlers):
         """The bootstrap processor's exits served under the device lock,
