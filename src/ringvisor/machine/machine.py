@@ -176,6 +176,9 @@ class Machine:
         self._crash(f"unexpected exit {exit.reason} {exit.detail}")
 
     def dispatch(self, exit: X.Exit) -> None:
+        """Serve one exit of any vCPU (string port I/O included)."""
+        if exit.__class__ is X.Io:
+            return self._on_io(exit)
         self._handlers[exit.__class__](exit)
 
     def _on_interrupted(self, exit: X.Interrupted) -> None:
@@ -312,7 +315,7 @@ class Machine:
             if exit.__class__ is X.Interrupted:
                 return interrupted(exit)
             with lock:
-                handlers[exit.__class__](exit)
+                self.dispatch(exit)
         return on_exit
 
     def statistics(self, wall: float) -> dict:
