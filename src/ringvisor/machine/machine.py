@@ -223,8 +223,8 @@ class Machine:
         instructions retired plus halts skipped (it never blocks inside run)."""
         if self.platform is not None:
             return sum(cpu.instructions for cpu in self.platform.cpus) + self.platform.idle_skips
-        counts = getattr(getattr(self.engine, "vcpu", None), "exit_counts", None)
-        return sum(counts) if counts else 0
+        vcpus = getattr(self.engine, "vcpus", None) or [getattr(self.engine, "vcpu", None)]
+        return sum(sum(getattr(v, "exit_counts", ())) for v in vcpus)
 
     def _run_soft(self):
         """One slice on the soft engine, cut where the PIT's next edge falls
