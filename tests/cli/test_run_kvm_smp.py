@@ -105,6 +105,14 @@ def test_a_cpu_count_out_of_range_is_one_line(test_kernels, cpus, words):
 
 
 @pytest.mark.kvm
+def test_gdb_with_several_kvm_vcpus_is_refused_in_one_line(test_kernels):
+    proc = ringvisor(str(test_kernels / "hello.elf"), "--engine", "kvm", "--cpus", "2", "--gdb-wait")
+    words = "--gdb on the kvm engine debugs one vCPU"
+    one_line_error(proc, 2, words)
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.kvm
 def test_more_vcpus_than_this_kvm_offers_is_one_line():
     """The engine's own check (the CLI's xAPIC limit, 254, comes first
     where KVM_CAP_MAX_VCPUS is larger, as on this host's 1024)."""

@@ -121,6 +121,9 @@ def machine_options(args, engine: str, technique: str) -> tuple[str | None, int]
                               "engine's machine)")
         if cpus > MAX_CPUS:
             raise ConfigError(f"--cpus {cpus}: an xAPIC machine has 1 to {MAX_CPUS} CPUs")
+        if cpus > 1 and (getattr(args, "gdb", None) or getattr(args, "gdb_wait", False)):
+            raise ConfigError(f"--cpus {cpus}: --gdb on the kvm engine debugs one vCPU (the other "
+                              "vCPUs' threads would run on unseen): drop --cpus or use --engine soft")
         return None, cpus   # the host's own limit (KVM_CAP_MAX_VCPUS): kvm/engine.py
     if technique != "native":
         if machine == "pc":
