@@ -1,5 +1,6 @@
 /* The pc machine as a test kernel in the style of kvm-unit-tests sees it:
- * IA32_APIC_BASE by RDMSR, the xAPIC page, fw_cfg's CPU count, the I/O APIC,
+ * IA32_APIC_BASE by RDMSR, the xAPIC page, the CPU count (fw_cfg's, else the
+ * MP table's enabled processors: the kvm engine has no fw_cfg), the I/O APIC,
  * the local APIC timer, and the application processors started by
  * INIT-SIPI-SIPI (a real-mode trampoline at 0x8000 that enters protected
  * mode and joins in). Each step prints one line; the exit status is the
@@ -93,6 +94,33 @@ static u32 fw_cfg_cpus(void)
     return inb(0x511) | inb(0x511) << 8;
 }
 
+/* The MP floating pointer (MP spec 1.4, 4.): the last KiB of base memory or
+ * the BIOS ROM area; its configuration table lists the processors. */
+static u32 mptable_cpus(void)
+{
+    static const u32 areas[][2] = { { 0x9FC00, 0xA0000 }, { 0xF0000, 0x100000 } };
+    for (u32 a = 0; a < 2; a++)
+        for (u32 p = areas[a][0]; p < areas[a][1]; p += 16) {
+            if (*(volatile u32 *)p != 0x5F504D5F)                   /* "_MP_" */
+                continue;
+            u8 *config = (u8 *)*(u32 *)(p + 4);
+            if (!config || *(u32 *)config != 0x504D4350)            /* "PCMP" */
+                return 0;
+            u32 count = *(u16 *)(config + 34), cpus = 0;
+            u8 *entry = config + 44;
+            for (u32 i = 0; i < count; i++) {
+                if (entry[0] == 0) {                                 /* processor, 20 bytes */
+                    cpus += entry[3] & 1;                            /* enabled */
+                    entry += 20;
+                } else {
+                    entry += 8;
+                }
+            }
+            return cpus;
+        }
+    return 0;
+}
+
 static void wait_for(volatile u32 *what, u32 value)
 {
     for (u32 spins = 0; *what < value && spins < 20000000; spins++)
@@ -125,8 +153,29 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     check((rd(0x30) & 0xFF) == 0x14, "APIC version 0x14");
     check(rd(0x20) >> 24 == ebx >> 24, "APIC ID = CPUID initial APIC ID");
     u32 cpus = fw_cfg_cpus();
-    puts("fw_cfg cpus="); put_dec(cpus); putc('\n');
+    if (cpus) {
+        puts("fw_cfg cpus="); put_dec(cpus); putc('\n');
+    } else {
+        cpus = mptable_cpus();
+        puts("mptable cpus="); put_dec(cpus); putc('\n');
+    }
     wr(0xF0, 0x1FF);
+
+    /* The application processors first, with interrupts still off here
+     * (their IPIs wait in this APIC's IRR until the STI below): INIT, SIPI,
+     * SIPI (MP spec B.4). */
+    if (cpus > 1) {
+        u8 *dst = (u8 *)TRAMPOLINE;
+        for (char *p = tramp_start; p < tramp_end; p++)
+            *dst++ = *p;
+        ap_stack_next = (u32)ap_stacks[1];
+        ipi(0, 0xC4500);                      /* INIT, all excluding self */
+        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* STARTUP */
+        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* the second is ignored by running APs */
+        wait_for(&alive, cpus - 1);
+        puts("APs alive="); put_dec(alive); puts(" ids="); put_hex(ap_ids); putc('\n');
+        check(alive == cpus - 1, "every AP started once");
+    }
 
     /* The local APIC timer: periodic, divide by 16, 10000 counts. */
     wr(0x3E0, 0x3);
@@ -154,18 +203,7 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     io_wr(0x10 + 2 * 2, 1 << 16);
     check(pit_ticks >= 3, "PIT through I/O APIC pin 2: 3 interrupts");
 
-    /* The application processors: INIT, SIPI, SIPI (MP spec B.4). */
     if (cpus > 1) {
-        u8 *dst = (u8 *)TRAMPOLINE;
-        for (char *p = tramp_start; p < tramp_end; p++)
-            *dst++ = *p;
-        ap_stack_next = (u32)ap_stacks[1];
-        ipi(0, 0xC4500);                      /* INIT, all excluding self */
-        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* STARTUP */
-        ipi(0, 0xC4600 | TRAMPOLINE >> 12);   /* the second is ignored by running APs */
-        wait_for(&alive, cpus - 1);
-        puts("APs alive="); put_dec(alive); puts(" ids="); put_hex(ap_ids); putc('\n');
-        check(alive == cpus - 1, "every AP started once");
         /* The APs' IPIs share a vector: ones that arrive while it is still
          * in the IRR merge into one, as on hardware. */
         wait_for(&ipis[0], 1);

@@ -31,7 +31,7 @@ class VmConfig:
     image_format: str = "auto"
     timeout: float | None = None
     machine: str | None = None     # soft engine: "pc" (APICs, firmware tables) or "isa" (1990 PC)
-    cpus: int = 1                  # soft engine, pc machine: CPUs run in deterministic quanta
+    cpus: int = 1                  # soft (pc machine): deterministic quanta; kvm: a thread per vCPU
     bios: str | None = None        # soft engine, native: a firmware ROM instead of a kernel (boot/firmware.py)
     halt_ok: bool = False          # a final `cli; hlt` ends the run cleanly
 
@@ -58,8 +58,7 @@ def create_engine(config: VmConfig, machine: Machine):
     """The engine the machine drives: KVM, the soft CPU, or a monitor that
     runs the guest deprivileged on the soft CPU and presents the same interface."""
     if config.engine == "kvm":
-        from ringvisor.kvm.engine import KvmEngine
-        return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
+        return _kvm_engine(config, machine)
     if config.engine == "soft":
         cpu = _soft_cpus(config, machine)
         if config.technique == "hw":
@@ -68,6 +67,34 @@ def create_engine(config: VmConfig, machine: Machine):
             return monitors.create(config.technique, machine, cpu, config.ring)
         return cpu
     raise ConfigError(f"unknown engine {config.engine!r} (available: kvm, soft)")
+
+
+def _kvm_engine(config: VmConfig, machine: Machine):
+    """KVM with `--cpus` vCPUs. With several, the vCPU threads share the
+    devices through the machine's lock, and the guest finds its APs where a
+    PC's firmware leaves them: the MP table and the ACPI MADT, with the
+    interrupt routing they describe."""
+    from ringvisor.kvm.engine import KvmEngine
+    if config.cpus == 1:
+        return KvmEngine(machine.memory, machine.ports, coalesced_sink=machine.on_coalesced)
+    from ringvisor.boot import firmware_tables
+    from ringvisor.boot.pc_description import PcDescription
+    from ringvisor.machine.bus import SerialisedPorts
+    lock = machine.device_lock
+
+    def coalesced(*write):
+        with lock:
+            machine.on_coalesced(*write)
+    engine = KvmEngine(machine.memory, SerialisedPorts(machine.ports, lock), coalesced, cpus=config.cpus)
+    try:
+        engine.route_isa_irqs_as_a_pc()
+        signature, features = engine.cpuid_leaf1
+        firmware_tables.install(machine.memory, PcDescription(cpus=config.cpus, cpu_signature=signature,
+                                                              cpu_features=features))
+    except BaseException:
+        engine.close()
+        raise
+    return engine
 
 
 def _soft_cpus(config: VmConfig, machine: Machine):

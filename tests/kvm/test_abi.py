@@ -24,7 +24,7 @@ SIZES = {"kvm_regs": S.kvm_regs, "kvm_sregs": S.kvm_sregs, "kvm_segment": S.kvm_
          "kvm_enable_cap": S.kvm_enable_cap, "kvm_stats_header": S.kvm_stats_header,
          "kvm_stats_desc": S.kvm_stats_desc, "kvm_vcpu_events": S.kvm_vcpu_events,
          "kvm_translation": S.kvm_translation, "kvm_mp_state": S.kvm_mp_state,
-         "kvm_msr_entry": S.kvm_msr_entry}
+         "kvm_msr_entry": S.kvm_msr_entry, "kvm_irq_routing_entry": S.kvm_irq_routing_entry}
 OFFSETS = {"io.port": 34, "io.count": 36, "io.data_offset": 40, "mmio.phys_addr": 32, "mmio.len": 48,
            "mmio.is_write": 52, "internal.suberror": 32, "internal.ndata": 36, "internal.data": 40,
            "emulation_failure.flags": 40, "emulation_failure.insn_size": 48,

@@ -97,3 +97,53 @@ def test_unexpected_halt_is_reported(kernel):
     m.engine.state = CpuState.protected_flat(0x100000)
     with pytest.raises(GuestCrashed, match="halted"):
         m.run()
+
+
+class BlockingVcpu:
+    """A vCPU whose run() plays its script, then blocks as a halted KVM vCPU
+    does until request_stop() (KVM's immediate_exit) lets it return."""
+
+    def __init__(self, index, script):
+        import threading
+        self.index, self.script, self.stopped = index, list(script), threading.Event()
+        self.state = CpuState()
+
+    def run(self):
+        if self.script:
+            return self.script.pop(0)
+        self.stopped.wait(10)
+        self.stopped.clear()
+        return X.Interrupted()
+
+    def request_stop(self):
+        self.stopped.set()
+
+    def get_state(self):
+        return self.state
+
+
+class TwoVcpuEngine(ScriptedEngine):
+    def __init__(self, ap_script):
+        super().__init__([])
+        self.vcpus = [BlockingVcpu(0, []), BlockingVcpu(1, ap_script)]
+        self.run = self.vcpus[0].run
+
+    def request_stop(self):
+        self.vcpus[0].request_stop()
+
+
+def string_out(port, data: bytes):
+    return X.Io(port=port, size=1, write=True, count=len(data), data=bytearray(data))
+
+
+def test_an_aps_exits_are_served_and_its_debug_exit_ends_the_run_on_the_main_thread(kernel):
+    """machine/vcpu_threads.py: an AP's string port write and debug-exit,
+    dispatched on its own thread; the bootstrap processor's thread is kicked
+    out of its blocking run to end the run; every AP thread is stopped."""
+    console = bytearray()
+    engine = TwoVcpuEngine([string_out(0x3F8, b"ap"), out(0xF4, 3)])
+    m = Machine(MachineConfig(kernel=kernel, timeout=30), console.extend, lambda machine: engine)
+    result = m.run()
+    assert (result.status, result.reason) == (3, "debug-exit")
+    assert console == b"ap"
+    assert not any(thread.is_alive() for thread in m.aps.threads)

@@ -101,12 +101,6 @@ def test_what_cannot_apply_is_refused_in_one_line(args, words):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_the_kvm_engine_refuses_several_cpus():
-    proc = ringvisor("--engine", "kvm", "--cpus", "2")
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "kvm engine drives one vCPU" in proc.stderr
-
-
 def test_every_cpu_halted_with_interrupts_off_is_a_crash_not_a_hang(test_kernels):
     """`crash.elf how=2` halts with IF=0 on the BSP while the AP waits for a
     SIPI: nothing can wake either."""

@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--halt-ok", action="store_true", help="a guest that ends in cli; hlt stops with "
                      "status 0 (firmware after its POST, a test ROM) instead of being reported as a crash")
     run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
-    run.add_argument("--cpus", type=int, default=1, metavar="N", help="soft engine, native: N CPUs "
-                     "on the pc machine, interleaved in deterministic quanta (default 1)")
+    run.add_argument("--cpus", type=int, default=1, metavar="N", help="N CPUs (default 1): on the "
+                     "soft engine (native, pc machine) interleaved in deterministic quanta; on the kvm "
+                     "engine a host thread per vCPU, APs started by the guest's INIT-SIPI-SIPI")
     run.add_argument("--machine", choices=("pc", "isa"), help="soft engine: pc (local and I/O "
                      "APICs, ACPI and MP tables, fw_cfg; the default under native) or isa (the 1990 PC: "
                      "8259, 8254, 16550; the default under the monitors)")

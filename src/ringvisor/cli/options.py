@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ringvisor import guests
+from ringvisor.boot.pc_description import MAX_CPUS
 from ringvisor.errors import ConfigError, KvmUnavailable
 from ringvisor.machine.memory import check_size, parse_size
 from ringvisor.vm import VmConfig
@@ -118,10 +119,12 @@ def machine_options(args, engine: str, technique: str) -> tuple[str | None, int]
         if machine:
             raise ConfigError("--machine applies to the soft engine (KVM's in-kernel irqchip is the kvm "
                               "engine's machine)")
-        if cpus > 1:
-            raise ConfigError(f"--cpus {cpus}: the kvm engine drives one vCPU; several CPUs run on "
-                              "--engine soft --technique native")
-        return None, 1
+        if cpus > MAX_CPUS:
+            raise ConfigError(f"--cpus {cpus}: an xAPIC machine has 1 to {MAX_CPUS} CPUs")
+        if cpus > 1 and (getattr(args, "gdb", None) or getattr(args, "gdb_wait", False)):
+            raise ConfigError(f"--cpus {cpus}: --gdb on the kvm engine debugs one vCPU (the other "
+                              "vCPUs' threads would run on unseen): drop --cpus or use --engine soft")
+        return None, cpus   # the host's own limit (KVM_CAP_MAX_VCPUS): kvm/engine.py
     if technique != "native":
         if machine == "pc":
             raise ConfigError(f"--machine pc: the {technique} monitor does not virtualize the local and "

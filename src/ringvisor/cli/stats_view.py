@@ -75,6 +75,12 @@ def cpu_line(cpu: dict) -> str:
     return f"cpu{cpu['cpu']} instructions={cpu['instructions']} {rest}"
 
 
+def kvm_cpu_line(cpu: dict) -> str:
+    """One vCPU's line on the kvm engine: `cpu<N> key=value ...` with what
+    KVM counts (the guest runs on the host CPU: no instruction count)."""
+    return f"cpu{cpu['cpu']} " + " ".join(f"{k}={v}" for k, v in cpu.items() if k != "cpu")
+
+
 def _flatten(d: dict, prefix: str = ""):
     for k, v in d.items():
         if isinstance(v, dict):
@@ -92,3 +98,5 @@ def _print_exits(console, s) -> None:
     if s.get("coalesced_writes"):
         exits.add_row("(coalesced writes, no exit)", f"{s['coalesced_writes']:,}")
     console.print(exits)
+    for cpu in s.get("cpus", []):
+        console.print(kvm_cpu_line(cpu), highlight=False, soft_wrap=True, markup=False)

@@ -26,6 +26,7 @@ _TABLE = [
     ("KVM_SET_IDENTITY_MAP_ADDR",      _WRITE,            0x48, C.c_uint64),
     ("KVM_CREATE_IRQCHIP",             _NONE,             0x60, None),
     ("KVM_IRQ_LINE",                   _WRITE,            0x61, S.kvm_irq_level),
+    ("KVM_SET_GSI_ROUTING",            _WRITE,            0x6A, S.kvm_irq_routing_header),
     ("KVM_REGISTER_COALESCED_MMIO",    _WRITE,            0x67, S.kvm_coalesced_mmio_zone),
     ("KVM_UNREGISTER_COALESCED_MMIO",  _WRITE,            0x68, S.kvm_coalesced_mmio_zone),
     ("KVM_CREATE_PIT2",                _WRITE,            0x77, S.kvm_pit_config),
@@ -39,6 +40,7 @@ _TABLE = [
     ("KVM_GET_MSRS",                   _READ | _WRITE,    0x88, S.kvm_msrs_header),
     ("KVM_SET_MSRS",                   _WRITE,            0x89, S.kvm_msrs_header),
     ("KVM_GET_MP_STATE",               _READ,             0x98, S.kvm_mp_state),
+    ("KVM_SET_MP_STATE",               _WRITE,            0x99, S.kvm_mp_state),
     ("KVM_SET_CPUID2",                 _WRITE,            0x90, S.kvm_cpuid2_header),
     ("KVM_GET_VCPU_EVENTS",            _READ,             0x9F, S.kvm_vcpu_events),
     ("KVM_SET_VCPU_EVENTS",            _WRITE,            0xA0, S.kvm_vcpu_events),
@@ -55,6 +57,7 @@ globals().update(IOCTLS)
 CAPS = {
     "KVM_CAP_IRQCHIP": 0, "KVM_CAP_HLT": 1, "KVM_CAP_USER_MEMORY": 3, "KVM_CAP_SET_TSS_ADDR": 4,
     "KVM_CAP_EXT_CPUID": 7, "KVM_CAP_NR_VCPUS": 9, "KVM_CAP_NR_MEMSLOTS": 10,
+    "KVM_CAP_IRQ_ROUTING": 25, "KVM_CAP_MAX_VCPUS": 66,
     "KVM_CAP_COALESCED_MMIO": 15, "KVM_CAP_PIT2": 33, "KVM_CAP_IOEVENTFD": 36,
     "KVM_CAP_SET_IDENTITY_MAP_ADDR": 37, "KVM_CAP_IMMEDIATE_EXIT": 136,
     "KVM_CAP_COALESCED_PIO": 162, "KVM_CAP_BINARY_STATS_FD": 203,
@@ -85,7 +88,12 @@ SYSTEM_EVENTS = {1: "shutdown", 2: "reset", 3: "crash", 4: "wakeup", 5: "suspend
 IOEVENTFD_FLAG_DATAMATCH, IOEVENTFD_FLAG_PIO, IOEVENTFD_FLAG_DEASSIGN = 1, 2, 4
 PIT_SPEAKER_DUMMY = 1
 
-MP_STATE_RUNNABLE, MP_STATE_HALTED = 0, 3
+MP_STATE_RUNNABLE, MP_STATE_UNINITIALIZED, MP_STATE_INIT_RECEIVED, MP_STATE_HALTED, MP_STATE_SIPI_RECEIVED = 0, 1, 2, 3, 4
+MP_STATES = {0: "runnable", 1: "uninitialized", 2: "init-received", 3: "halted", 4: "sipi-received"}
+
+# GSI routing (KVM_SET_GSI_ROUTING): route type and the irqchips' numbers.
+IRQ_ROUTING_IRQCHIP = 1
+IRQCHIP_PIC_MASTER, IRQCHIP_PIC_SLAVE, IRQCHIP_IOAPIC = 0, 1, 2
 
 API_VERSION = 12
 

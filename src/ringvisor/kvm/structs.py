@@ -69,6 +69,22 @@ class kvm_irq_level(Struct):
     _fields_ = [("irq", u32), ("level", u32)]
 
 
+class kvm_irq_routing_entry(Struct):
+    # The union's irqchip member (irqchip, pin), padded to its 32 bytes.
+    _fields_ = [("gsi", u32), ("type", u32), ("flags", u32), ("pad", u32),
+                ("irqchip", u32), ("pin", u32), ("union_pad", u32 * 6)]
+
+
+def kvm_irq_routing(nr: int):
+    class _kvm_irq_routing(Struct):
+        _fields_ = [("nr", u32), ("flags", u32), ("entries", kvm_irq_routing_entry * nr)]
+    return _kvm_irq_routing
+
+
+class kvm_irq_routing_header(Struct):
+    _fields_ = [("nr", u32), ("flags", u32)]
+
+
 class kvm_coalesced_mmio_zone(Struct):
     _fields_ = [("addr", u64), ("size", u32), ("pio", u32)]
 

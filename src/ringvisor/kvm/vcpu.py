@@ -80,6 +80,10 @@ class Vcpu:
             except InterruptedError:
                 self.head.immediate_exit = 0
                 return self._interrupted
+            except BlockingIOError:
+                # An AP that waited for INIT/SIPI in the kernel and got one
+                # (x86.c: -EAGAIN after kvm_vcpu_block): enter again, as QEMU does.
+                continue
             except OSError as e:
                 return X.InternalError(0, f"KVM_RUN failed: {e.strerror}")
             if ring is not None and ring[0] != ring[1]:
@@ -202,6 +206,9 @@ class Vcpu:
         st = S.kvm_mp_state()
         fcntl.ioctl(self.fd, I.KVM_GET_MP_STATE, st)
         return st.mp_state
+
+    def set_mp_state(self, state: int) -> None:
+        ioctl_struct(self.fd, I.KVM_SET_MP_STATE, S.kvm_mp_state(mp_state=state), "KVM_SET_MP_STATE")
 
     def set_cpuid(self, entries: list[S.kvm_cpuid_entry2]) -> None:
         buf = S.kvm_cpuid2(len(entries))()

@@ -63,6 +63,19 @@ class Vm:
         config = S.kvm_pit_config(flags=I.PIT_SPEAKER_DUMMY)
         ioctl_struct(self.fd, I.KVM_CREATE_PIT2, config, "KVM_CREATE_PIT2")
 
+    def route_isa_irqs_as_a_pc(self) -> None:
+        """The PC's routing (QEMU's with the kernel irqchip, and what the
+        MADT's override says): ISA IRQ 0 (the PIT) reaches I/O APIC pin 2,
+        every other GSI below 24 the pin of its number; IRQs 0-15 also reach
+        the 8259 pair (KVM's default would send IRQ 0 to pin 0)."""
+        routes = [(irq, I.IRQCHIP_PIC_MASTER if irq < 8 else I.IRQCHIP_PIC_SLAVE, irq % 8)
+                  for irq in range(16) if irq != 2]
+        routes += [(gsi, I.IRQCHIP_IOAPIC, 2 if gsi == 0 else gsi) for gsi in range(24) if gsi != 2]
+        table = S.kvm_irq_routing(len(routes))(nr=len(routes))
+        for entry, (gsi, chip, pin) in zip(table.entries, routes):
+            entry.gsi, entry.type, entry.irqchip, entry.pin = gsi, I.IRQ_ROUTING_IRQCHIP, chip, pin
+        ioctl_struct(self.fd, I.KVM_SET_GSI_ROUTING, table, "KVM_SET_GSI_ROUTING")
+
     def irq_line(self, irq: int, level: int) -> None:
         self._irq.irq, self._irq.level = irq, level
         fcntl.ioctl(self.fd, I.KVM_IRQ_LINE, self._irq)

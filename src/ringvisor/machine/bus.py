@@ -161,3 +161,20 @@ class MmioBus:
             self.unknown[("mmio", "write", addr)] += 1
             return
         r.device.io_write(addr - r.base, size, value)
+
+
+class SerialisedPorts:
+    """A port bus several vCPU threads share: one access at a time (the
+    devices are written for one CPU; the kvm engine calls read/write from
+    each vCPU's thread)."""
+
+    def __init__(self, bus: PortBus, lock):
+        self.bus, self.lock = bus, lock
+
+    def read(self, port: int, size: int) -> int:
+        with self.lock:
+            return self.bus.read(port, size)
+
+    def write(self, port: int, size: int, value: int) -> None:
+        with self.lock:
+            self.bus.write(port, size, value)

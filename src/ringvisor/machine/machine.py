@@ -3,6 +3,7 @@ vCPU loop that dispatches the engine's exits (it only dispatches: handling
 lives in the devices and the monitors)."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -64,6 +65,8 @@ class Machine:
         self.platform = None           # the soft engine's PIC, PIT and clock
         self.pic = None                # the soft CPU's interrupt input (8259 pair, or the BSP's APIC)
         self.smp = None                # machine/smp.py's SoftCpus, with several CPUs
+        self.aps = None                # machine/vcpu_threads.py's VcpuThreads (kvm, several vCPUs)
+        self.device_lock = threading.Lock()   # held by a vCPU thread while its exit is served
         self.reporting_cpu = None      # the CPU a crash report describes, if not the first
         self.started: float | None = None  # the first run() (a debugger may run the guest in parts)
         self.engine = make_engine(self)
@@ -172,7 +175,15 @@ class Machine:
     def _on_unknown(self, exit: X.Unknown) -> None:
         self._crash(f"unexpected exit {exit.reason} {exit.detail}")
 
+    def dispatch(self, exit: X.Exit) -> None:
+        """Serve one exit of any vCPU (string port I/O included)."""
+        if exit.__class__ is X.Io:
+            return self._on_io(exit)
+        self._handlers[exit.__class__](exit)
+
     def _on_interrupted(self, exit: X.Interrupted) -> None:
+        if self.aps is not None and self.aps.outcome is not None:
+            raise self.aps.outcome          # an AP's thread stopped the guest or saw it crash
         why = self.watchdog.reason
         self.watchdog.reason = None
         if why == "quit":
@@ -212,8 +223,8 @@ class Machine:
         instructions retired plus halts skipped (it never blocks inside run)."""
         if self.platform is not None:
             return sum(cpu.instructions for cpu in self.platform.cpus) + self.platform.idle_skips
-        counts = getattr(getattr(self.engine, "vcpu", None), "exit_counts", None)
-        return sum(counts) if counts else 0
+        vcpus = getattr(self.engine, "vcpus", None) or [getattr(self.engine, "vcpu", None)]
+        return sum(sum(getattr(v, "exit_counts", ())) for v in vcpus)
 
     def _run_soft(self):
         """One slice on the soft engine, cut where the PIT's next edge falls
@@ -264,7 +275,14 @@ class Machine:
         if self.trace is not None:
             run = self._traced(run)
         on_io, handlers, Io = self._on_io, self._handlers, X.Io
+        vcpus = getattr(self.engine, "vcpus", ())
+        if len(vcpus) > 1:
+            on_io = self._serialised(handlers)
+            handlers = dict.fromkeys(handlers, on_io)
         self.watchdog = Watchdog(self.engine, self.config.timeout, self.exits_so_far).start()
+        if len(vcpus) > 1:
+            from ringvisor.machine.vcpu_threads import VcpuThreads
+            self.aps = VcpuThreads(self, vcpus[1:]).start()
         if self.started is None:
             self.started = time.perf_counter()
         start = self.started
@@ -277,9 +295,28 @@ class Machine:
                     handlers[exit.__class__](exit)
         except GuestStopped as stop:
             wall = time.perf_counter() - start
+            self._stop_aps()        # before statistics: a vCPU's ioctls wait while it is in KVM_RUN
             return RunResult(stop.status, stop.reason, wall, self.statistics(wall))
         finally:
+            self._stop_aps()
             self.watchdog.close()
+
+    def _stop_aps(self) -> None:
+        if self.aps is not None:
+            self.aps.stop()
+
+    def _serialised(self, handlers):
+        """The bootstrap processor's exits served under the device lock,
+        as the APs' threads serve theirs (the Interrupted exit outside it:
+        it may raise an AP's outcome)."""
+        lock, interrupted = self.device_lock, handlers[X.Interrupted]
+
+        def on_exit(exit):
+            if exit.__class__ is X.Interrupted:
+                return interrupted(exit)
+            with lock:
+                self.dispatch(exit)
+        return on_exit
 
     def statistics(self, wall: float) -> dict:
         e = self.engine
@@ -305,6 +342,7 @@ class Machine:
             if cpu is not e:
                 stats["monitor"] = e.statistics()
         if e.name == "kvm":
+            stats["cpus"] = e.cpu_statistics()
             stats["backend"] = {"name": e.backend.name, "description": e.backend.description}
             stats["userspace_exits"] = e.userspace_exits()
             stats["coalesced_writes"] = e.vcpu.coalesced_writes
