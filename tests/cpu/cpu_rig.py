@@ -53,6 +53,19 @@ def gate(sel: int, off: int, type_: int, dpl: int = 0, params: int = 0, p: bool 
     return struct.pack("<II", lo, hi)
 
 
+class Pic:
+    """An interrupt controller holding one vector until the CPU acknowledges it."""
+    def __init__(self):
+        self.vector = None
+
+    def pending(self):
+        return self.vector is not None
+
+    def acknowledge(self):
+        v, self.vector = self.vector, None
+        return v
+
+
 class Rig:
     def __init__(self, mem_mb: int = 4, interrupts=None):
         self.mem = GuestMemory(mem_mb << 20)

@@ -3,7 +3,7 @@ IRET, double and triple faults, the interrupt shadow, mode switches."""
 import struct
 
 from ringvisor.exits import Fault, Halt, Shutdown
-from cpu_rig import (CODE, KCODE, KDATA, STACK0, STACK3, TSS, UCODE, UDATA, Rig, asm, desc,
+from cpu_rig import (CODE, KCODE, KDATA, STACK0, STACK3, TSS, UCODE, UDATA, Pic, Rig, asm, desc,
                      needs_as)
 
 pytestmark = needs_as
@@ -98,18 +98,6 @@ def test_triple_fault_is_shutdown():
     rig.cpu.cr0 |= 0
     rig.write(CODE, b"\x0f\x0b")                          # UD2, with no usable IDT
     assert isinstance(rig.run(), Shutdown)
-
-
-class Pic:
-    def __init__(self):
-        self.vector = None
-
-    def pending(self):
-        return self.vector is not None
-
-    def acknowledge(self):
-        v, self.vector = self.vector, None
-        return v
 
 
 def test_interrupt_shadow_after_sti():

@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from ringvisor.exits import Fault, Halt
-from cpu_rig import (CODE, GDT, IDT, KCODE, KDATA, STACK0, TSS, TSSSEL, Rig, asm, desc, needs_as)
+from cpu_rig import (CODE, GDT, IDT, KCODE, KDATA, STACK0, TSS, TSSSEL, Pic, Rig, asm, desc, needs_as)
 
 pytestmark = needs_as
 
@@ -377,18 +377,6 @@ def test_16bit_gate_from_v86_pushes_words(blocks):
     assert words[:2] == (V86_IP + 2, V86_CS) and words[3:] == (V86_SP, V86_SS, V86_ES, V86_DS,
                                                               V86_FS, V86_GS)
     assert rig.cpu.r[4] == STACK0 - 18
-
-
-class Pic:
-    def __init__(self):
-        self.vector = None
-
-    def pending(self):
-        return self.vector is not None
-
-    def acknowledge(self):
-        v, self.vector = self.vector, None
-        return v
 
 
 @both
