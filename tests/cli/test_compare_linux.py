@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from ringvisor import guests
 from ringvisor.compare import linux_guest, report
 from ringvisor.compare.techniques import ALL
 
@@ -38,7 +39,8 @@ def fake_build(tmp_path, monkeypatch):
     build.mkdir(parents=True)
     for name in ("vmlinuz", "initrd.cpio.gz"):
         (build / name).write_bytes(b"stand-in")
-    monkeypatch.setenv("RINGVISOR_GUESTS", str(tmp_path))
+    monkeypatch.setenv("RINGVISOR_GUESTS", str(tmp_path))      # for ringvisor in a subprocess
+    monkeypatch.setattr(guests, "ROOT", tmp_path)                # and here (read at import)
     import os
     return {**os.environ, "RINGVISOR_GUESTS": str(tmp_path)}
 
