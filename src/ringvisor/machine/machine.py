@@ -29,7 +29,7 @@ class MachineConfig:
     """The machine's share of a run's configuration (vm.VmConfig has the rest)."""
     kernel: str
     engine: str = "kvm"            # the engine's name, for reports
-    memory: int = 64 << 20
+    memory: int = 128 << 20         # QEMU's pc machine default
     cmdline: str = ""
     modules: tuple[str, ...] = ()
     image_format: str = "auto"
