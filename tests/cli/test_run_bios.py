@@ -119,7 +119,7 @@ def test_debians_seabios_posts_and_finds_no_bootable_device(tmp_path, rom):
     debug = log.read_text()
     for line in ("SeaBIOS (version 1.", "Found QEMU fw_cfg", "QEMU fw_cfg DMA interface supported",
                  "qemu/e820: addr 0x0000000000100000 len 0x0000000007f00000 [RAM]",
-                 "Found 2 PCI devices (max PCI bus is 00)", "PCI: init bdf=00:00.0 id=8086:1237",
+                 "Running on QEMU (i440fx)", "Found 2 PCI devices (max PCI bus is 00)", "PCI: init bdf=00:00.0 id=8086:1237",
                  "PCI: init bdf=00:01.0 id=8086:7000", "Found 1 cpu(s) max supported 1 cpu(s)",
                  "sercon: using ioport 0x3f8", "No bootable device.", "Attempting a hard reboot"):
         assert line in debug, (line, debug)

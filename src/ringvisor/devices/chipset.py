@@ -29,8 +29,16 @@ ISA_BRIDGE = (1, 0)
 PAM0, PAM_LAST = 0x59, 0x5F
 SMRAM = 0x72
 
+# QEMU gives every PCI function its subsystem IDs (vendor 1AF4, Red Hat;
+# device 1100): firmware tells QEMU's machines by them (SeaBIOS: "Running
+# on QEMU (i440fx)"). On the real chips these bytes are reserved (read 0).
+QEMU_SUBSYSTEM = (
+    Register(0x2C, 2, 0x1AF4, name="SVID"),
+    Register(0x2E, 2, 0x1100, name="SID"),
+)
+
 I440FX_REGISTERS = header(0x8086, 0x1237, 0x02, 0x060000, command=0x0006, command_writable=0x0102,
-                          status=0x0280, status_clear=0xF900, header_type=0x00) + (
+                          status=0x0280, status_clear=0xF900, header_type=0x00) + QEMU_SUBSYSTEM + (
     Register(0x0D, 1, 0x00, 0xF8, name="MLT"),          # master latency timer
     Register(0x50, 2, 0x0000, 0x73F0, name="PMCCFG"),
     Register(0x53, 1, 0x80, 0xFF, name="DBC"),          # data buffering control
@@ -44,7 +52,7 @@ I440FX_REGISTERS = header(0x8086, 0x1237, 0x02, 0x060000, command=0x0006, comman
 )
 
 PIIX3_REGISTERS = header(0x8086, 0x7000, 0x00, 0x060100, command=0x0007, command_writable=0x0108,
-                         status=0x0200, status_clear=0x7800, header_type=0x80) + (
+                         status=0x0200, status_clear=0x7800, header_type=0x80) + QEMU_SUBSYSTEM + (
     Register(0x4C, 1, 0x4D, 0xFF, name="IORT"),          # ISA I/O recovery timer
     Register(0x4E, 2, 0x0003, 0x07FF, name="XBCS"),      # X-bus chip select
     *(Register(0x60 + i, 1, 0x80, 0x8F, name=f"PIRQRC{'ABCD'[i]}") for i in range(4)),
