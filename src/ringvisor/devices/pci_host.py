@@ -63,7 +63,7 @@ class PciHost:
         return self.functions.get(((self.address >> 11) & 0x1F, (self.address >> 8) & 7))
 
     def config_read(self, byte: int, size: int) -> int:
-        fn = self.selected() if self.address & ENABLE else None
+        fn = self.selected()
         self.cycles += 1
         if fn is None:
             return _ones(size)
