@@ -25,7 +25,7 @@ class VmConfig:
     technique: str = "hw"          # native, hw, or a monitor's: trap, bt, pv
     ring: int = 1                  # trap: the ring the guest kernel is deprivileged to
     paging: str = "ept"            # hw on the soft engine: ept (nested paging) or shadow
-    memory: int = 64 << 20
+    memory: int = 128 << 20         # QEMU's pc machine default
     cmdline: str = ""
     modules: tuple[str, ...] = ()
     image_format: str = "auto"

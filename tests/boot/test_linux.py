@@ -234,9 +234,11 @@ def test_a_monitors_linear_reservation_is_always_passed_as_reservetop():
         linux.command_line("reservetop=1M", 4 * MB)
 
 
-def test_the_pc_machines_defaults_leave_the_apics_on():
+def test_the_pc_machines_defaults_leave_the_apics_and_pci_on():
     words = linux.command_line("", apic=True).split()
     assert "noapic" not in words and "nolapic" not in words and "acpi=off" in words
+    assert "pci=off" not in words and "pci=off" in linux.command_line("").split()
+    assert "pci=off" in linux.command_line("pci=off", apic=True).split()
     assert "nolapic" in linux.command_line("nolapic", apic=True).split()     # the user may still say so
 
 

@@ -134,3 +134,13 @@ def test_hw_only_cpuid_tells_and_every_exit_was_handled(boot):
         assert reasons["cr_access"] > 0 and reasons["exception_nmi"] > 0     # CR3 loads, #PF
     else:
         assert "exception_nmi" not in reasons and "ept_violation" not in reasons
+
+
+def test_on_the_pc_machine_linux_finds_the_440fx_through_configuration_mechanism_1(boot):
+    if boot.machine.platform.pc is None:
+        pytest.skip("the isa machine has no PCI bus (its command line says pci=off)")
+    assert "pci=off" not in boot.default_cmdline
+    assert "PCI: Using configuration type 1 for base access" in boot.text
+    assert "pci 0000:00:00.0: [8086:1237] type 00 class 0x060000" in boot.text
+    assert "pci 0000:00:01.0: [8086:7000] type 00 class 0x060100" in boot.text
+    assert boot.stats["platform"]["pc"]["pci_config_cycles"] > 0

@@ -33,3 +33,42 @@ def test_accesses_are_bounds_checked():
             bad()
     mem.write(0x1000, b"abc\0def")
     assert mem.read_cstring(0x1000) == b"abc"
+
+
+def test_the_default_ram_is_qemus_pc_128_mib_and_the_monitors_keep_their_top():
+    from ringvisor import monitors
+    from ringvisor.cli.main import build_parser
+    from ringvisor.vm import VmConfig
+    assert VmConfig(kernel="k").memory == 128 << 20
+    assert parse_size(build_parser().parse_args(["run", "k"]).memory) == 128 << 20
+    for technique in ("native", "trap", "bt", "hw", "pv"):
+        config = VmConfig(kernel="k", engine="soft", technique=technique).machine_config()
+        assert config.memory == 128 << 20
+        assert config.reserved_top == monitors.reserved_top(technique, "soft")
+    assert VmConfig(kernel="k", engine="soft", technique="trap").machine_config().reserved_top > 0
+
+
+def test_guest_ram_is_mapped_lazily():
+    """128 MiB cost nothing until touched: the mapping's resident size
+    grows by the pages written, not by its size (Linux /proc/self/smaps)."""
+    import os
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps")
+    mem = GuestMemory(128 << 20)
+    try:
+        mem.write(0x100000, b"x" * 4096)
+        assert _resident_kib(mem.host_address) <= 64
+    finally:
+        mem.close()
+
+
+def _resident_kib(address: int) -> int:
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    for i, line in enumerate(lines):
+        start, _, rest = line.partition("-")
+        if rest and " " in rest and int(start, 16) == address:
+            for field in lines[i + 1:]:
+                if field.startswith("Rss:"):
+                    return int(field.split()[1])
+    raise AssertionError("guest RAM's mapping not found in /proc/self/smaps")

@@ -32,9 +32,10 @@ def test_triple_faults_are_the_guests_shutdown(test_kernels, kernel, how, paging
 
 
 def test_reading_past_guest_ram_is_an_ept_violation(test_kernels):
+    # The default 128 MiB of RAM less the monitor's 4 MiB at the top.
     report = crash_report(test_kernels / "hostile.elf", "how=4")
-    assert report.startswith("EPT violation: read of guest-physical 0x03c00000")
-    assert "outside the guest's 60 MiB of RAM" in report
+    assert report.startswith("EPT violation: read of guest-physical 0x07c00000")
+    assert "outside the guest's 124 MiB of RAM" in report
 
 
 @pytest.mark.parametrize("paging", ["ept", "shadow"])

@@ -11,9 +11,12 @@ chipset decodes the firmware hub on a real PC):
   code reaches once a far jump loads CS the real-mode way (base = selector
   * 16; SeaBIOS's reset vector jumps to F000:E05B).
 
-The low copy is RAM, writable from the start, as on QEMU's isapc machine
-(no i440FX PAM registers to unlock: a firmware that looks for them is told
-there is no northbridge); the high alias is read-only (devices/rom.py).
+On the pc machine the low copy is what the chipset decodes on PCI for
+0xE0000-0xFFFFF while its PAM registers send reads there (their reset
+state): read-only, with the RAM beneath it reached once the firmware sets
+the PAM to shadow itself (devices/pam.py). Without a chipset (the isa
+machine) the low copy is RAM, writable from the start, as on QEMU's isapc
+machine. The high alias is read-only (devices/rom.py).
 
 Sizes: a multiple of 64 KiB (what QEMU accepts for -bios, and the granule
 of the legacy area's 0xE0000/0xF0000 segments), at most 16 MiB: the
@@ -57,13 +60,17 @@ def high_base(size: int) -> int:
     return TOP_OF_4G - size
 
 
-def load(path: str, memory, mmio, signature: int) -> CpuState:
+def load(path: str, memory, mmio, signature: int, pam=None) -> CpuState:
     """Map the ROM at `path` and return the CPU's state after RESET, EDX =
-    `signature` (the CPU's CPUID.1:EAX)."""
+    `signature` (the CPU's CPUID.1:EAX). `pam` (devices/pam.py), the
+    chipset's map of the legacy BIOS area, if the machine has one."""
     data = read_file(path, "--bios ROM")
     name = os.path.basename(path)
     check(data, name)
     start, length = low_window(len(data))
-    memory.write(start, data[-length:])
+    if pam is not None:
+        pam.install_rom(start, data[-length:])
+    else:
+        memory.write(start, data[-length:])
     mmio.register(high_base(len(data)), len(data), Rom(data), f"firmware ROM {name} (high alias)")
     return CpuState.after_reset(signature)

@@ -42,10 +42,13 @@ SOFT_CPU_HZ, DEBIAN_KERNEL_HZ = 100_000_000, 250
 DEFAULT_CMDLINE = ("console=ttyS0", "acpi=off", "pci=off", "noapic", "nolapic", "noisapnp",
                    "pnpbios=off", "cryptomgr.notests", "mitigations=off", "no_timer_check",
                    f"lpj={SOFT_CPU_HZ // DEBIAN_KERNEL_HZ}")
-# On the pc machine (local and I/O APICs, MP and ACPI tables) the APICs are
-# there: Linux finds them through the MP table (ACPI stays off: its AML
-# interpreter costs boot time and gives the soft platform nothing more).
+# On the pc machine (local and I/O APICs, MP and ACPI tables, the 440FX on
+# PCI) the APICs and the PCI bus are there: Linux finds the APICs through
+# the MP table and the bus through configuration mechanism #1 (ACPI stays
+# off: its AML interpreter costs boot time and gives the soft platform
+# nothing more).
 APIC_OFF = ("noapic", "nolapic")
+PC_MACHINE_HAS = APIC_OFF + ("pci=off",)   # defaults the pc machine leaves out
 NO_DEFAULTS = "nodefaults"           # a user word that drops DEFAULT_CMDLINE
 RESERVETOP = "reservetop"            # linear space at the top Linux leaves alone
 _WORD = re.compile(r'(?:[^\s"]+|"[^"]*")+')
@@ -59,7 +62,7 @@ def command_line(user: str, reserved_linear: int = 0, apic: bool = False) -> str
     """ringvisor's defaults extended by the user's words: a parameter the
     user gives (`console=tty0`, `lpj=1000000`, `noapic`) replaces the default
     of the same name, and the word `nodefaults` drops every default. With
-    `apic` (the pc machine) the defaults leave the APICs on.
+    `apic` (the pc machine) the defaults leave the APICs and PCI on.
 
     `reserved_linear` (the top of the linear address space a monitor keeps)
     is not a default but a fact of the machine: `reservetop=` is added even
@@ -71,7 +74,7 @@ def command_line(user: str, reserved_linear: int = 0, apic: bool = False) -> str
         words = [w for w in words if w != NO_DEFAULTS]
     else:
         named = {_key(w) for w in words}
-        defaults = [w for w in DEFAULT_CMDLINE if not (apic and w in APIC_OFF)]
+        defaults = [w for w in DEFAULT_CMDLINE if not (apic and w in PC_MACHINE_HAS)]
         words = [w for w in defaults if _key(w) not in named] + words
     if reserved_linear:
         given = [w for w in words if _key(w) == RESERVETOP]

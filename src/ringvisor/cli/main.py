@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "SeaBIOS, /usr/share/seabios/bios.bin) at the reset vector instead of a kernel")
     run.add_argument("--halt-ok", action="store_true", help="a guest that ends in cli; hlt stops with "
                      "status 0 (firmware after its POST, a test ROM) instead of being reported as a crash")
-    run.add_argument("--memory", "-m", default="64M", help="guest RAM (default 64M)")
+    run.add_argument("--memory", "-m", default="128M", help="guest RAM (default 128M, as QEMU's pc machine)")
     run.add_argument("--cpus", type=int, default=1, metavar="N", help="N CPUs (default 1): on the "
                      "soft engine (native, pc machine) interleaved in deterministic quanta; on the kvm "
                      "engine a host thread per vCPU, APs started by the guest's INIT-SIPI-SIPI")

@@ -61,6 +61,9 @@ class Core:
         self.tlb = [{}, {}, {}, {}]
         self.tlb_global: set[int] = set()
         self.code_pages: set[int] = set()   # physical pages holding compiled blocks
+        # Pages whose every write must reach code_written, code or not: the
+        # chipset's PAM segments not plain RAM (devices/pam.py); kept in code_pages.
+        self.watched_pages: set[int] = set()
         # Set when something must see every data access one by one (a
         # debugger's watchpoints): repeated string instructions then leave bulk.
         self.watch_memory = False
@@ -282,6 +285,12 @@ class Core:
 
     def code_written(self, p: int, n: int) -> None:
         """Hook: the block cache invalidates blocks on written code pages."""
+
+    def memory_remapped(self, lo: int, hi: int) -> None:
+        """Hook: the chipset changed what physical [lo, hi) reads and
+        writes reach (PAM): the block cache drops code compiled from there."""
+        self.code_pages.update(self.watched_pages)
+        self.dev_epoch += 1
 
     # --- TLB -----------------------------------------------------------------------
     def flush_tlb(self, keep_global: bool = False) -> None:

@@ -29,7 +29,7 @@ class MachineConfig:
     """The machine's share of a run's configuration (vm.VmConfig has the rest)."""
     kernel: str
     engine: str = "kvm"            # the engine's name, for reports
-    memory: int = 64 << 20
+    memory: int = 128 << 20         # QEMU's pc machine default
     cmdline: str = ""
     modules: tuple[str, ...] = ()
     image_format: str = "auto"
@@ -73,7 +73,9 @@ class Machine:
         try:
             self._attach_devices()
             if config.bios:
-                state = firmware.load(config.bios, self.memory, self.mmio, self._cpu_signature())
+                pc = self.platform.pc if self.platform is not None else None
+                state = firmware.load(config.bios, self.memory, self.mmio, self._cpu_signature(),
+                                      pam=pc.pam if pc is not None else None)
             else:
                 state = image.load(config.kernel, self.memory, self.layout, config.cmdline,
                                    config.modules, config.image_format, config.reserved_linear,

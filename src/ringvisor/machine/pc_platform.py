@@ -14,6 +14,14 @@ adds to the 8259 pair and the 8254 when a machine description is given.
   optionally the HPET (devices/hpet.py; its legacy replacement disconnects
   the PIT from IRQ 0);
 - the reset ports 0xCF9 and 0x92 (devices/reset_control.py);
+- the 440FX chipset on PCI configuration mechanism #1 (devices/pci_host.py,
+  chipset.py): the host bridge at 00:00.0 with the PAM registers that map
+  0xC0000-0xFFFFF (devices/pam.py), the PIIX3 ISA bridge at 00:01.0. A
+  firmware ROM finds them at their reset values (PAM all 00: reads of the
+  BIOS area reach the ROM); without one ringvisor leaves them as a
+  firmware that shadowed itself would, 0xC0000-0xFFFFF plain RAM (PAM 0x30,
+  0x33). A hard reset through 0xCF9 resets them (PCIRST#); a CPU-only one
+  (0xCF9 bit 1 clear, port 0x92) does not;
 - the ACPI and MP tables written into guest memory (boot/firmware_tables.py),
   unless a firmware ROM (`--bios`, boot/firmware.py) builds its own.
 
@@ -31,7 +39,7 @@ from typing import Callable
 
 from ringvisor.boot import acpi_loader, firmware_tables
 from ringvisor.boot.pc_description import PcDescription
-from ringvisor.devices import reset_control
+from ringvisor.devices import chipset, reset_control
 from ringvisor.devices.acpi_pm import AcpiPm
 from ringvisor.devices.apic_bus import ApicBus
 from ringvisor.devices.fw_cfg import FwCfg
@@ -39,12 +47,17 @@ from ringvisor.devices.hpet import Hpet
 from ringvisor.devices.ioapic import IoApic
 from ringvisor.devices.irq_routing import IsaInterrupts
 from ringvisor.devices.lapic import LocalApic, Reg
+from ringvisor.devices.pam import Pam
+from ringvisor.devices.pci_host import PciHost
 
 SOFT_OFF = 0                      # SLP_TYP of \_S5 in the DSDT (boot/acpi.py)
 # What SeaBIOS writes to the bootstrap processor's APIC before the OS runs.
 FIRMWARE_SVR = 0x1FF              # software-enabled, spurious vector 0xFF
 FIRMWARE_LINT0 = 0x8700           # ExtINT (the 8259 pair)
 FIRMWARE_LINT1 = 0x8400           # NMI
+# PAM0-PAM6 as ringvisor-as-firmware leaves them: 0xC0000-0xFFFFF read/write RAM.
+FIRMWARE_PAM = bytes([0x30] + [0x33] * 6)
+PLATFORM_RESETS = ("hard", "full")    # 0xCF9 kinds that assert PCIRST# (the others: INIT only)
 
 
 class PcPlatform:
@@ -74,6 +87,16 @@ class PcPlatform:
             self.hpet = Hpet(clock=clock, ioapic_irq=self.ioapic.set_irq, isa_irq=self.isa.set_irq,
                              on_legacy=self._hpet_legacy)
             self.hpet.register(mmio, desc.hpet_base)
+        self.pci = PciHost()
+        self.pam = Pam(memory)
+        self.host_bridge = chipset.host_bridge(self.pam.set_registers)
+        self.pci.attach(*chipset.HOST_BRIDGE, self.host_bridge)
+        self.pci.attach(*chipset.ISA_BRIDGE, chipset.isa_bridge())
+        self.pci.register(ports)
+        self.pci.reset()
+        if not desc.firmware_rom:
+            self.host_bridge.write(chipset.PAM0, 4, int.from_bytes(FIRMWARE_PAM[:4], "little"))
+            self.host_bridge.write(chipset.PAM0 + 4, 3, int.from_bytes(FIRMWARE_PAM[4:], "little"))
         # Without a firmware ROM, ringvisor leaves what the firmware would:
         # the ACPI and MP tables, the bootstrap APIC in virtual wire mode.
         self.tables = None if desc.firmware_rom else firmware_tables.install(memory, desc)
@@ -109,8 +132,15 @@ class PcPlatform:
         if enabled:
             self.isa.set_irq(0, 0)
 
+    def attach_cpus(self, cpus) -> None:
+        """The CPUs whose memory path the PAM redirects."""
+        for cpu in cpus:
+            self.pam.attach(cpu)
+
     def _reset(self, kind: str) -> None:
         self.reset_requests.append(kind)
+        if kind in PLATFORM_RESETS:
+            self.pci.reset()
         self.on_reset(kind)
 
     def _sleep(self, slp_typ: int) -> None:
@@ -137,4 +167,6 @@ class PcPlatform:
                       "timer_expiries": a.stats.timer_expiries} for a in self.lapics],
             "ioapic_messages": dict(sorted(self.ioapic.messages.items())),
             "fw_cfg_dma_transfers": self.fw_cfg.transfers,
+            "pci_config_cycles": self.pci.cycles,
+            "pam": self.pam.statistics(),
         }

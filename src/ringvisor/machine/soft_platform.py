@@ -108,6 +108,8 @@ class SoftPlatform:
         self._cpus = list(engines)
         self._idle = [0] * len(self.cpus)
         self.switch_to(0)
+        if self.pc is not None:
+            self.pc.attach_cpus(self.cpus)
 
     @property
     def cpus(self) -> list:

@@ -80,6 +80,7 @@ class BlockCache:
         self.rd_slow, self.wr_slow = self.pages.slow_paths()
         cpu.smc = False
         cpu.code_written = self.code_written
+        cpu.memory_remapped = self.memory_remapped
         cpu.paging_changed = self.paging_changed
         cpu.page_invalidated = self.page_invalidated
         cpu.pages_dropped = self.pages_dropped
@@ -89,6 +90,7 @@ class BlockCache:
         self.cold.clear()
         self.page_blocks.clear()
         self.cpu.code_pages.clear()
+        self.cpu.code_pages.update(self.cpu.watched_pages)
         self._forget_lookups()
 
     def close(self) -> None:
@@ -140,10 +142,28 @@ class BlockCache:
                 self.page_blocks[page] = keep
             else:
                 del self.page_blocks[page]
-                cpu.code_pages.discard(page)
+                if page not in cpu.watched_pages:
+                    cpu.code_pages.discard(page)
         if dropped:
             cpu.smc = True
             self._forget_lookups()
+
+    def memory_remapped(self, lo: int, hi: int) -> None:
+        """The chipset remapped physical [lo, hi) (PAM): drop the traces and
+        the interpreted instructions decoded from it, and every fast write
+        page (a watched page must take the slow path from now on)."""
+        cpu = self.cpu
+        self.code_written(lo, hi - lo)
+        for key in [k for k, c in self.cold.items() if lo <= c.p < hi]:
+            del self.cold[key]
+        for page in range(lo >> 12, (hi + 0xFFF) >> 12):
+            if page in cpu.watched_pages:
+                cpu.code_pages.add(page)
+            elif page not in self.page_blocks:
+                cpu.code_pages.discard(page)
+        self.pages.forget_writes()
+        self._forget_lookups()
+        cpu.dev_epoch += 1
 
     def _drop(self, b: Block) -> None:
         self.blocks.pop(b.key, None)
