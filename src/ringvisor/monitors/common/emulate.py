@@ -67,9 +67,12 @@ def hlt(mon, st, ins):
 def _io_allowed(mon, port: int, size: int) -> bool:
     """Virtual CPL <= virtual IOPL, or the guest TSS's I/O permission bitmap."""
     v = mon.vcpu
-    if v.cpl <= v.iopl:
-        return True
-    tr = v.tr
+    return v.cpl <= v.iopl or io_bitmap_allows(mon, port, size)
+
+
+def io_bitmap_allows(mon, port: int, size: int) -> bool:
+    """The guest TSS's I/O permission bitmap grants these ports (SDM 19.5.2)."""
+    tr = mon.vcpu.tr
     if tr.type not in (9, 11) or tr.limit < 103:
         return False
     base = mon.gmmu.read_u(tr.base + 102, 2)
@@ -94,6 +97,10 @@ def port_io(mon, st, ins):
     port, size = _port_and_size(ins, st)
     if not _io_allowed(mon, port, size):
         return REFLECT
+    return do_io(mon, st, ins, port, size)
+
+
+def do_io(mon, st, ins, port: int, size: int):
     mn = ins.row.mnemonic
     if mn == "IN":
         set_reg(st, 0, size, mon.ports.read(port, size))
@@ -334,6 +341,9 @@ def handler_for(ins):
 def emulate(mon, st, ins) -> str:
     """Emulate `ins` (which faulted) against the virtual CPU; returns the
     next step for the monitor."""
+    if mon.vcpu.vm:
+        from ringvisor.monitors.common import v86_emulate      # (it imports this module)
+        return v86_emulate.emulate(mon, st, ins)
     entry = handler_for(ins)
     if entry is None:
         return REFLECT
