@@ -11,6 +11,10 @@ DPL-3 gates; the OUT the guest TSS does not grant is the guest's #GP at
 both."""
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+
 import pytest
 
 from monitor_rig import run
@@ -25,3 +29,89 @@ def test_v86_kernel_verdict_as_natively(test_kernels, technique, ring, iopl):
     result, out = run(test_kernels / "v86.elf", f"entry=iret {iopl}", technique=technique, ring=ring)
     assert result.status == 0, out
     assert out[-2:] == ["v86: hello from virtual-8086 mode", VERDICTS[iopl]]
+
+
+# --- guests/tests/v86ops.c: every event out of v86 mode, logged by the guest kernel ---------
+def v86ops(test_kernels, iopl: int, technique: str = "native", ring: int = 1):
+    kw = {"paging": "ept"} if technique == "native" else {"ring": ring}
+    result, out = run(test_kernels / "v86ops.elf", f"iopl={iopl}", technique=technique, **kw)
+    assert result.status == 0, out
+    return result, [line for line in out if line.startswith(("ev ", "irq ", "v86ops "))]
+
+
+@pytest.fixture(scope="module")
+def native(test_kernels):
+    return {iopl: v86ops(test_kernels, iopl)[1] for iopl in (0, 3)}
+
+
+@pytest.mark.parametrize("iopl", [0, 3])
+@pytest.mark.parametrize("technique,ring", MONITORS)
+def test_v86ops_guest_kernel_sees_what_bare_hardware_shows(test_kernels, native, technique, ring,
+                                                          iopl):
+    result, lines = v86ops(test_kernels, iopl, technique, ring)
+    assert lines == native[iopl]
+    v86 = result.stats["monitor"]["virtual_8086"]
+    # One entry (the kernel's IRET to VM=1) per event out of v86 mode, plus the first.
+    events = int(lines[-1].rsplit("events=", 1)[1])
+    assert v86["entries"] == v86["exits"] == events
+    # At IOPL 3 the monitor does the 23 sensitive instructions (the real IOPL
+    # is 0; four INTs end in the guest's #GP); at IOPL 0 they are the guest's
+    # own #GPs, except INT3 and INTO (not IOPL-sensitive: the monitor
+    # delivers them through the guest's gates) and the I/O the guest's bitmap
+    # grants (OUT, OUTSB to port 0x80).
+    assert v86["emulated"] == (4 if iopl == 0 else 23)
+
+
+def field(line: str, name: str) -> int:
+    return int(line.split(f" {name}=")[1].split()[0], 16)
+
+
+def test_v86ops_at_iopl3_follows_the_sdm(native):
+    """Facts of the SDM the native run (and so every monitor) shows."""
+    ev = [line for line in native[3] if line.startswith("ev ")]
+    gp = {field(line, "ip"): field(line, "e") for line in ev if field(line, "v") == 13}
+    assert sorted(gp.values()) == [0, 0, 0, 0, 0x1A, 0x28, 0x38, 0x18A]
+    # INT 0x31 (DPL-0 gate): #GP(vector*8+2); INT 0x32/0x33 to a conforming / DPL-3
+    # code segment: #GP(its selector) (SDM 20.3.1.1); INT3 on a DPL-0 gate: #GP(0x1A).
+    assert [field(e, "v") for e in ev[:1]] == [0x30]
+    for line in ev:
+        assert field(line, "fl") & 0x20000 and field(line, "fl") >> 12 & 3 == 3   # VM, IOPL 3
+        assert field(line, "hds") == 0                   # DS null in the handler
+        assert (field(line, "fs"), field(line, "gs")) == (0x4444, 0x5555)
+    pf = [line for line in ev if field(line, "v") == 14]
+    assert [(field(p, "e"), field(p, "cr2")) for p in pf] == [(4, 0x50010), (7, 0x60004)]
+    words = [int(w, 16) for w in native[3][-1].split()[2:-1]]
+    # PUSHF image; POPF cannot change IOPL; PUSHFD clears VM and RF, POPFD sets AC and ID
+    # but not RF; IRET and IRETD inside v86 mode keep IOPL.
+    assert words[:9] == [0x3046, 0x1234, 0x7CD7, 0x3002, 0, 0x38C3, 0x24, 0x38D7, 0x3CC7]
+
+
+def test_v86ops_at_iopl0_every_sensitive_instruction_is_the_kernels(native):
+    ev = [line for line in native[0] if line.startswith("ev ")]
+    gp = [line for line in ev if field(line, "v") == 13]
+    # PUSHF x3, POPF x2, PUSHFD x3, POPFD x3, IRET, IRETD, INT x4 (error code 0),
+    # INT3 (0x1A), OUT 0x84, OUT 0x7F (word), IN 0x84, STI, CLI, HLT.
+    assert len(gp) == 24
+    assert [field(line, "e") for line in gp].count(0x1A) == 1
+    assert all(field(line, "e") == 0 for line in gp if field(line, "ip") != 0x7E)
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-i386") is None, reason="QEMU not installed")
+@pytest.mark.parametrize("iopl", [0, 3])
+def test_v86ops_native_matches_qemu(test_kernels, native, iopl):
+    """QEMU TCG as a reference nobody here wrote. It does not set RF in the
+    EFLAGS image of a fault (SDM vol. 3 17.3.1.1 says the processor does):
+    RF is masked."""
+    proc = subprocess.run(
+        ["qemu-system-i386", "-accel", "tcg", "-cpu", "pentium2", "-m", "64",
+         "-kernel", str(test_kernels / "v86ops.elf"), "-append", f"iopl={iopl}", "-nographic",
+         "-serial", "stdio", "-monitor", "none", "-display", "none", "-no-reboot",
+         "-device", "isa-debug-exit,iobase=0xf4,iosize=1"],
+        capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    text = proc.stdout.decode(errors="replace").replace("\r", "")
+    lines = [line for line in text[text.index("ev v="):].splitlines()      # after the BIOS's noise
+             if line.startswith(("ev ", "irq ", "v86ops "))]
+
+    def no_rf(line: str) -> str:
+        return re.sub(r"fl=0x(\w+)", lambda m: f"fl={int(m[1], 16) & ~0x10000:#010x}", line)
+    assert [no_rf(x) for x in lines] == [no_rf(x) for x in native[iopl]]

@@ -150,8 +150,9 @@ def emulate(mon, st, ins) -> str:
     fn = None if ins.ud or ins.row is None else HANDLERS.get(ins.row.mnemonic)
     if fn is None:
         return REFLECT
-    mon.stats["v86_emulated"] += 1
     result = fn(mon, st, ins)
+    if result != REFLECT:
+        mon.stats["v86_emulated"] += 1
     if result in (NEXT, SHADOW):
         st.eip = (st.eip + ins.length) & CS_LIMIT
     return result

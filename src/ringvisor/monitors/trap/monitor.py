@@ -493,6 +493,8 @@ class TrapMonitor:
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
             "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
             "cut_limit_steps": s["cut_limit_steps"],
+            "virtual_8086": {"entries": s["v86_entries"], "exits": s["v86_exits"],
+                             "emulated": s["v86_emulated"]},
             "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,

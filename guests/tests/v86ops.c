@@ -1,0 +1,326 @@
+/* Virtual-8086 mode, instruction by instruction, for comparing a monitor
+ * with bare hardware (SDM vol. 3A ch. 20; tests/monitors/
+ * test_v86_under_monitors.py runs it natively and under trap and bt and
+ * wants the same console output).
+ *
+ * The kernel turns paging on (identity, user pages; 0x50000 not present,
+ * 0x60000 supervisor-only), gives its TSS an I/O permission bitmap that
+ * grants port 0x80 only, and IRETs to an 8086 program at IOPL 0 or 3
+ * (iopl=N on the command line) with IF clear. The program uses PUSHF/POPF
+ * (16 and 32 bit), IRET (16 and 32 bit) inside v86 mode, CLI/STI, INT n
+ * through a DPL-3 gate, a DPL-0 gate, a gate to a conforming and to a
+ * DPL-3 code segment, INT3 (DPL-0 gate), INTO, a #DE, a #UD, two page
+ * faults, IN/OUT/OUTSB granted and denied by the bitmap (a word OUT
+ * straddling a denied port), and waits with IF set for a timer interrupt.
+ *
+ * The kernel logs every event out of v86 mode, one line each: the vector,
+ * error code and the frame the CPU pushed (IP, CS, EFLAGS, SP, SS, ES, DS,
+ * FS, GS), and whether DS was null at the handler's entry. Its #GP handler
+ * emulates only CLI/STI (the frame's IF) and skips the instruction; HLT
+ * ends the program: the kernel prints the words the program stored, and
+ * exits 0. */
+#include "lib.h"
+
+#define V86_CS 0x2000
+#define V86_SS 0x1000
+#define V86_SP 0xFFF0
+#define EFLAGS_VM 0x20000
+#define IOMAP_BYTES 32                  /* ports 0-255, then the 0xFF terminator */
+
+static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE;
+static u64 idt[256] __attribute__((aligned(8)));
+static struct {
+    u32 regs[26];
+    u8 iomap[IOMAP_BYTES + 1];
+} __attribute__((packed, aligned(16))) tss;
+static u32 kstack[1024] __attribute__((aligned(16)));
+static u32 pd[1024] __attribute__((aligned(4096)));
+static u32 pt[1024] __attribute__((aligned(4096)));
+
+struct frame {
+    u32 edi, esi, ebp, kesp, ebx, edx, ecx, eax;
+    u32 vector, err;
+    u32 eip, cs, eflags, esp, ss, es, ds, fs, gs;
+};
+
+u32 handler_ds;
+static u32 events;
+extern char v86_begin[], v86_end[];
+extern char e0[], e3[], e4[], e6[], e13[], e14[], e20[], e30[], e31[], e32[], e33[];
+
+#define RESULTS 0x30000                 /* 0x3000:0000, where the program stores */
+#define DONE_FLAG 0x300FF               /* set by the timer handler */
+
+__asm__(".text\n"
+        ".code16\n"
+        "v86_begin:\n\t"
+        "movw $0x3000, %ax\n\t"
+        "movw %ax, %ds\n\t"
+        "movw $0x4444, %ax\n\t"
+        "movw %ax, %fs\n\t"
+        "movw $0x5555, %ax\n\t"
+        "movw %ax, %gs\n\t"
+        "xorw %di, %di\n\t"
+        /* PUSHF / POPF, 16 bit */
+        "pushw $0x1234\n\t"
+        "pushf\n\t"
+        "popw %ax\n\t"
+        "movw %ax, (%di)\n\t"
+        "popw %ax\n\t"                      /* 0x1234 unless PUSHF pushed */
+        "movw %ax, 2(%di)\n\t"
+        "pushw $0x4CD5\n\t"                 /* NT, OF, DF, SF, ZF, AF, PF, CF; IOPL 0 */
+        "popf\n\t"
+        "pushf\n\t"
+        "popw %ax\n\t"
+        "movw %ax, 4(%di)\n\t"
+        "pushw $0x0002\n\t"
+        "popf\n\t"
+        /* PUSHFD / POPFD */
+        "pushfl\n\t"
+        "popl %eax\n\t"
+        "movl %eax, 6(%di)\n\t"
+        "pushl $0x002508C3\n\t"             /* ID, AC, RF, OF, SF, ZF, CF; not IF */
+        "popfl\n\t"
+        "pushfl\n\t"
+        "popl %eax\n\t"
+        "movl %eax, 10(%di)\n\t"
+        "pushl $0x00000002\n\t"
+        "popfl\n\t"
+        /* IRET within virtual-8086 mode, 16 and 32 bit */
+        "pushw $0x08D5\n\t"
+        "pushw %cs\n\t"
+        "pushw $(1f - v86_begin)\n\t"
+        "iret\n"
+        "1:\n\t"
+        "pushf\n\t"
+        "popw %ax\n\t"
+        "movw %ax, 14(%di)\n\t"
+        "pushl $0x00010CC7\n\t"             /* RF, OF, DF, SF, ZF, PF, CF */
+        "pushl $0x2000\n\t"
+        "pushl $(2f - v86_begin)\n\t"
+        "iretl\n"
+        "2:\n\t"
+        "pushfl\n\t"
+        "popl %eax\n\t"
+        "movl %eax, 16(%di)\n\t"
+        "pushl $0x00000002\n\t"
+        "popfl\n\t"
+        "movw %sp, 20(%di)\n\t"
+        /* INT n and the gates' checks; INT3, INTO */
+        "int $0x30\n\t"
+        "int $0x31\n\t"
+        "int $0x32\n\t"
+        "int $0x33\n\t"
+        "int3\n\t"
+        "movb $0x7F, %al\n\t"
+        "addb $1, %al\n\t"
+        "into\n\t"
+        /* #DE, #UD */
+        "xorw %cx, %cx\n\t"
+        "movw $7, %ax\n\t"
+        "divw %cx\n\t"
+        "ud2\n\t"
+        /* page faults: not present (read), supervisor (write) */
+        "movw $0x5000, %ax\n\t"
+        "movw %ax, %es\n\t"
+        "movw %es:0x10, %ax\n\t"
+        "movw %ax, 22(%di)\n\t"
+        "movw $0x6000, %ax\n\t"
+        "movw %ax, %es\n\t"
+        "movw $0x5678, %es:4\n\t"
+        "movw %es:4, %ax\n\t"
+        "movw %ax, 24(%di)\n\t"
+        /* I/O: port 0x80 granted by the bitmap, 0x84 and 0x7F not */
+        "movb $0x42, %al\n\t"
+        "outb %al, $0x80\n\t"
+        "outb %al, $0x84\n\t"
+        "movw $0x4243, %ax\n\t"
+        "outw %ax, $0x7F\n\t"
+        "movw $0x80, %dx\n\t"
+        "movw $(v86_end - v86_begin - 1), %si\n\t"
+        "pushw %ds\n\t"
+        "pushw %cs\n\t"
+        "popw %ds\n\t"
+        "outsb\n\t"
+        "popw %ds\n\t"
+        "movw %si, 26(%di)\n\t"
+        "inb $0x84, %al\n\t"
+        /* a timer interrupt, with IF set */
+        "sti\n"
+        "3:\n\t"
+        "cmpb $0, 0xFF\n\t"
+        "je 3b\n\t"
+        "cli\n\t"
+        "movw %sp, 28(%di)\n\t"
+        "hlt\n"
+        "v86_end:\n"
+        ".code32\n"
+        "e0: pushl $0\n pushl $0\n jmp common\n"
+        "e3: pushl $0\n pushl $3\n jmp common\n"
+        "e4: pushl $0\n pushl $4\n jmp common\n"
+        "e6: pushl $0\n pushl $6\n jmp common\n"
+        "e13: pushl $13\n jmp common\n"
+        "e14: pushl $14\n jmp common\n"
+        "e20: pushl $0\n pushl $0x20\n jmp common\n"
+        "e30: pushl $0\n pushl $0x30\n jmp common\n"
+        "e31: pushl $0\n pushl $0x31\n jmp common\n"
+        "e32: pushl $0\n pushl $0x32\n jmp common\n"
+        "e33: pushl $0\n pushl $0x33\n"
+        "common:\n\t"
+        "pushal\n\t"
+        "movl %ds, %eax\n\t"
+        "movl %eax, %ss:handler_ds\n\t"
+        "movl $0x10, %eax\n\t"
+        "movl %eax, %ds\n\t"
+        "movl %eax, %es\n\t"
+        "pushl %esp\n\t"
+        "call handle\n\t"
+        "addl $4, %esp\n\t"
+        "popal\n\t"
+        "addl $8, %esp\n\t"
+        "iret\n");
+
+static void hex(const char *name, u32 v)
+{
+    puts(name);
+    put_hex(v);
+}
+
+static void finish(void)
+{
+    puts("v86ops results");
+    for (u32 i = 0; i < 30; i += 2)
+        hex(" ", *(volatile u16 *)(RESULTS + i));
+    puts(" events=");
+    put_dec(events);
+    putc('\n');
+    exit(0);
+}
+
+/* The length of the instruction at CS:IP the #GP handler skips. */
+static u32 length(const u8 *ip)
+{
+    u32 prefix = ip[0] == 0x66;
+    switch (ip[prefix]) {
+    case 0xCD: case 0xE4: case 0xE5: case 0xE6: case 0xE7:
+        return prefix + 2;
+    }
+    return prefix + 1;
+}
+
+void __attribute__((used)) handle(struct frame *f)
+{
+    events++;
+    if (f->vector == 0x20) {            /* where it lands in the loop is timing */
+        hex("irq vm=", f->eflags >> 17 & 1);
+        hex(" if=", f->eflags >> 9 & 1);
+        hex(" cs=", f->cs);
+        hex(" ds=", f->ds);
+        putc('\n');
+        *(volatile u8 *)DONE_FLAG = 1;
+        outb(0x21, 0xFF);
+        outb(0x20, 0x20);
+        return;
+    }
+    hex("ev v=", f->vector);
+    hex(" e=", f->err);
+    hex(" ip=", f->eip);
+    hex(" cs=", f->cs);
+    hex(" fl=", f->eflags);
+    hex(" sp=", f->esp);
+    hex(" ss=", f->ss);
+    hex(" es=", f->es);
+    hex(" ds=", f->ds);
+    hex(" fs=", f->fs);
+    hex(" gs=", f->gs);
+    hex(" hds=", handler_ds);
+    if (f->vector == 14) {
+        u32 cr2;
+        __asm__ volatile("movl %%cr2, %0" : "=r"(cr2));
+        hex(" cr2=", cr2);
+        pt[cr2 >> 12 & 0x3FF] = (cr2 & ~0xFFFu) | 7;  /* present, writable, user */
+        __asm__ volatile("invlpg (%0)" :: "r"(cr2) : "memory");
+    }
+    putc('\n');
+    if (!(f->eflags & EFLAGS_VM)) {
+        puts("v86ops: an event outside virtual-8086 mode\n");
+        exit(2);
+    }
+    const u8 *ip = (const u8 *)((f->cs << 4) + (f->eip & 0xFFFF));
+    if (f->vector == 0 || f->vector == 6)
+        f->eip += 2;                    /* DIV CX, UD2 */
+    if (f->vector != 13)
+        return;
+    if (ip[0] == 0xF4)
+        finish();
+    if (ip[0] == 0xFA)
+        f->eflags &= ~0x200u;
+    if (ip[0] == 0xFB)
+        f->eflags |= 0x200u;
+    f->eip += length(ip);
+}
+
+static u64 gate(void *handler, u32 selector, u32 type_dpl)
+{
+    u32 h = (u32)handler;
+    return (h & 0xffff) | (u64)selector << 16 | (u64)type_dpl << 40 | (u64)(h >> 16) << 48;
+}
+
+int kmain(u32 magic, struct multiboot_info *mbi)
+{
+    u32 base = (u32)&tss;
+    gdt[1] = 0x00cf9b000000ffffull;                 /* 0x08: ring-0 code */
+    gdt[2] = 0x00cf93000000ffffull;                 /* 0x10: ring-0 data */
+    gdt[3] = (sizeof(tss) - 1) | (u64)(base & 0xFFFFFF) << 16 | (u64)0x89 << 40
+             | (u64)(base >> 24) << 56;             /* 0x18: TSS */
+    gdt[5] = 0x00cf9f000000ffffull;                 /* 0x28: conforming ring-0 code */
+    gdt[7] = 0x00cffb000000ffffull;                 /* 0x38: ring-3 code */
+    tss.regs[1] = (u32)(kstack + 1024);
+    tss.regs[2] = 0x10;
+    tss.regs[25] = 104u << 16;                      /* the I/O bitmap right after */
+    for (u32 i = 0; i < IOMAP_BYTES; i++)
+        tss.iomap[i] = 0xFF;
+    tss.iomap[0x80 / 8] = 0xFE;                     /* port 0x80 only */
+    tss.iomap[IOMAP_BYTES] = 0xFF;
+    idt[0] = gate(e0, 0x08, 0x8E);
+    idt[3] = gate(e3, 0x08, 0x8E);                  /* DPL 0: INT3 in v86 gets #GP */
+    idt[4] = gate(e4, 0x08, 0xEF);                  /* trap gate, DPL 3 */
+    idt[6] = gate(e6, 0x08, 0x8E);
+    idt[13] = gate(e13, 0x08, 0x8E);
+    idt[14] = gate(e14, 0x08, 0x8E);
+    idt[0x20] = gate(e20, 0x08, 0x8E);
+    idt[0x30] = gate(e30, 0x08, 0xEE);              /* DPL 3 */
+    idt[0x31] = gate(e31, 0x08, 0x8E);              /* DPL 0 */
+    idt[0x32] = gate(e32, 0x28, 0xEE);              /* to a conforming segment */
+    idt[0x33] = gate(e33, 0x38, 0xEE);              /* to a DPL-3 segment */
+    for (u32 i = 0; i < 1024; i++)
+        pt[i] = i << 12 | 7;
+    pt[0x50] = 0;                                   /* not present */
+    pt[0x60] = 0x60000 | 3;                         /* supervisor only */
+    pd[0] = (u32)pt | 7;
+    u32 iopl = arg(mbi, "iopl", 0) == 3 ? 3 : 0;
+    struct { u16 limit; u32 base; } __attribute__((packed))
+        g = { 8 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
+    __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
+                     " movl %%eax, %%es\n movl %%eax, %%ss\n lidt %1\n movw $0x18, %%ax\n ltr %%ax\n"
+                     " movl %2, %%cr3\n movl %%cr0, %%eax\n orl $0x80000000, %%eax\n"
+                     " movl %%eax, %%cr0"
+                     :: "m"(g), "m"(i), "r"(pd) : "eax", "memory");
+    /* The 8259s at 0x20/0x28, only IRQ 0 open; the PIT at ~12 kHz. */
+    outb(0x20, 0x11); outb(0xa0, 0x11);
+    outb(0x21, 0x20); outb(0xa1, 0x28);
+    outb(0x21, 4); outb(0xa1, 2);
+    outb(0x21, 1); outb(0xa1, 1);
+    outb(0x21, 0xfe); outb(0xa1, 0xff);
+    outb(0x43, 0x34);
+    outb(0x40, 100); outb(0x40, 0);
+    u8 *dst = (u8 *)(V86_CS << 4);
+    for (char *p = v86_begin; p < v86_end; p++)
+        *dst++ = *p;
+    for (u32 a = RESULTS; a < RESULTS + 0x100; a++)
+        *(volatile u8 *)a = 0;
+    __asm__ volatile("pushl $0\n pushl $0\n pushl $0\n pushl $0\n"
+                     "pushl %0\n pushl %1\n pushl %2\n pushl %3\n pushl $0\n iret"
+                     :: "i"(V86_SS), "i"(V86_SP), "r"(EFLAGS_VM | iopl << 12 | 2), "i"(V86_CS));
+    return 3;
+}
