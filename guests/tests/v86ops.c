@@ -11,7 +11,12 @@
  * through a DPL-3 gate, a DPL-0 gate, a gate to a conforming and to a
  * DPL-3 code segment, INT3 (DPL-0 gate), INTO, a #DE, a #UD, two page
  * faults, IN/OUT/OUTSB granted and denied by the bitmap (a word OUT
- * straddling a denied port), and waits with IF set for a timer interrupt.
+ * straddling a denied port), INT 0x34 (which the TSS's interrupt
+ * redirection bitmap sends to the program's own IVT entry under VME), and
+ * waits with IF set for a timer interrupt (INT 0x35 asks the kernel to
+ * open it). With vme=1 on the command line the kernel sets CR4.VME and
+ * CR4.PVI first (SDM 20.3, Table 20-2): below IOPL 3 CLI/STI/PUSHF/POPF/
+ * 16-bit IRET then use VIF instead of trapping.
  *
  * The kernel logs every event out of v86 mode, one line each: the vector,
  * error code and the frame the CPU pushed (IP, CS, EFLAGS, SP, SS, ES, DS,
@@ -31,6 +36,7 @@ static u64 gdt[GDT_PAGE_QWORDS] GDT_PAGE;
 static u64 idt[256] __attribute__((aligned(8)));
 static struct {
     u32 regs[26];
+    u8 redirect[32];                    /* the interrupt redirection bitmap (VME) */
     u8 iomap[IOMAP_BYTES + 1];
 } __attribute__((packed, aligned(16))) tss;
 static u32 kstack[1024] __attribute__((aligned(16)));
@@ -46,7 +52,8 @@ struct frame {
 u32 handler_ds;
 static u32 events;
 extern char v86_begin[], v86_end[];
-extern char e0[], e3[], e4[], e6[], e13[], e14[], e20[], e30[], e31[], e32[], e33[];
+extern char e0[], e3[], e4[], e6[], e13[], e14[], e20[], e30[], e31[], e32[], e33[], e34[], e35[];
+extern char v86_int34[];
 
 #define RESULTS 0x30000                 /* 0x3000:0000, where the program stores */
 #define DONE_FLAG 0x300FF               /* set by the timer handler */
@@ -145,14 +152,26 @@ __asm__(".text\n"
         "popw %ds\n\t"
         "movw %si, 26(%di)\n\t"
         "inb $0x84, %al\n\t"
+        /* INT 0x34: redirected to v86_int34 under VME */
+        "int $0x34\n\t"
+        "pushf\n\t"
+        "popw %ax\n\t"
+        "movw %ax, 34(%di)\n\t"
         /* a timer interrupt, with IF set */
-        "sti\n"
+        "sti\n\t"
+        "int $0x35\n"
         "3:\n\t"
         "cmpb $0, 0xFF\n\t"
         "je 3b\n\t"
         "cli\n\t"
         "movw %sp, 28(%di)\n\t"
         "hlt\n"
+        "v86_int34:\n\t"
+        "movw $0x3434, 30(%di)\n\t"
+        "pushf\n\t"
+        "popw %ax\n\t"
+        "movw %ax, 32(%di)\n\t"
+        "iret\n"
         "v86_end:\n"
         ".code32\n"
         "e0: pushl $0\n pushl $0\n jmp common\n"
@@ -165,7 +184,9 @@ __asm__(".text\n"
         "e30: pushl $0\n pushl $0x30\n jmp common\n"
         "e31: pushl $0\n pushl $0x31\n jmp common\n"
         "e32: pushl $0\n pushl $0x32\n jmp common\n"
-        "e33: pushl $0\n pushl $0x33\n"
+        "e33: pushl $0\n pushl $0x33\n jmp common\n"
+        "e34: pushl $0\n pushl $0x34\n jmp common\n"
+        "e35: pushl $0\n pushl $0x35\n"
         "common:\n\t"
         "pushal\n\t"
         "movl %ds, %eax\n\t"
@@ -189,7 +210,7 @@ static void hex(const char *name, u32 v)
 static void finish(void)
 {
     puts("v86ops results");
-    for (u32 i = 0; i < 30; i += 2)
+    for (u32 i = 0; i < 36; i += 2)
         hex(" ", *(volatile u16 *)(RESULTS + i));
     puts(" events=");
     put_dec(events);
@@ -206,6 +227,13 @@ static u32 length(const u8 *ip)
         return prefix + 2;
     }
     return prefix + 1;
+}
+
+/* INT 0x35 (through its gate, or its #GP): open the timer's IRQ and set IF. */
+static void open_timer(struct frame *f)
+{
+    f->eflags |= 0x200u;
+    outb(0x21, 0xFE);
 }
 
 void __attribute__((used)) handle(struct frame *f)
@@ -249,8 +277,12 @@ void __attribute__((used)) handle(struct frame *f)
     const u8 *ip = (const u8 *)((f->cs << 4) + (f->eip & 0xFFFF));
     if (f->vector == 0 || f->vector == 6)
         f->eip += 2;                    /* DIV CX, UD2 */
+    if (f->vector == 0x35)
+        open_timer(f);
     if (f->vector != 13)
         return;
+    if (ip[0] == 0xCD && ip[1] == 0x35)
+        open_timer(f);
     if (ip[0] == 0xF4)
         finish();
     if (ip[0] == 0xFA)
@@ -277,7 +309,10 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     gdt[7] = 0x00cffb000000ffffull;                 /* 0x38: ring-3 code */
     tss.regs[1] = (u32)(kstack + 1024);
     tss.regs[2] = 0x10;
-    tss.regs[25] = 104u << 16;                      /* the I/O bitmap right after */
+    tss.regs[25] = 136u << 16;                      /* the I/O bitmap after the redirection one */
+    for (u32 i = 0; i < 32; i++)
+        tss.redirect[i] = 0xFF;                     /* every INT n to the IDT ... */
+    tss.redirect[0x34 / 8] &= ~(1u << (0x34 % 8));  /* ... but INT 0x34 (under VME) */
     for (u32 i = 0; i < IOMAP_BYTES; i++)
         tss.iomap[i] = 0xFF;
     tss.iomap[0x80 / 8] = 0xFE;                     /* port 0x80 only */
@@ -293,12 +328,16 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     idt[0x31] = gate(e31, 0x08, 0x8E);              /* DPL 0 */
     idt[0x32] = gate(e32, 0x28, 0xEE);              /* to a conforming segment */
     idt[0x33] = gate(e33, 0x38, 0xEE);              /* to a DPL-3 segment */
+    idt[0x34] = gate(e34, 0x08, 0xEE);
+    idt[0x35] = gate(e35, 0x08, 0xEE);
     for (u32 i = 0; i < 1024; i++)
         pt[i] = i << 12 | 7;
     pt[0x50] = 0;                                   /* not present */
     pt[0x60] = 0x60000 | 3;                         /* supervisor only */
     pd[0] = (u32)pt | 7;
     u32 iopl = arg(mbi, "iopl", 0) == 3 ? 3 : 0;
+    if (arg(mbi, "vme", 0))
+        __asm__ volatile("movl %%cr4, %%eax\n orl $3, %%eax\n movl %%eax, %%cr4" ::: "eax");
     struct { u16 limit; u32 base; } __attribute__((packed))
         g = { 8 * 8 - 1, (u32)gdt }, i = { sizeof(idt) - 1, (u32)idt };
     __asm__ volatile("lgdt %0\n ljmp $0x08, $1f\n1: movl $0x10, %%eax\n movl %%eax, %%ds\n"
@@ -306,17 +345,21 @@ int kmain(u32 magic, struct multiboot_info *mbi)
                      " movl %2, %%cr3\n movl %%cr0, %%eax\n orl $0x80000000, %%eax\n"
                      " movl %%eax, %%cr0"
                      :: "m"(g), "m"(i), "r"(pd) : "eax", "memory");
-    /* The 8259s at 0x20/0x28, only IRQ 0 open; the PIT at ~12 kHz. */
+    /* The 8259s at 0x20/0x28; the PIT at ~12 kHz. */
     outb(0x20, 0x11); outb(0xa0, 0x11);
     outb(0x21, 0x20); outb(0xa1, 0x28);
     outb(0x21, 4); outb(0xa1, 2);
     outb(0x21, 1); outb(0xa1, 1);
-    outb(0x21, 0xfe); outb(0xa1, 0xff);
+    outb(0x21, 0xff); outb(0xa1, 0xff);             /* IRQ 0 opens at INT 0x35 */
     outb(0x43, 0x34);
     outb(0x40, 100); outb(0x40, 0);
     u8 *dst = (u8 *)(V86_CS << 4);
     for (char *p = v86_begin; p < v86_end; p++)
         *dst++ = *p;
+    volatile u16 *ivt;                              /* linear 0 (hidden from the compiler) */
+    __asm__("" : "=r"(ivt) : "0"(0));
+    ivt[0x34 * 2] = v86_int34 - v86_begin;          /* the program's IVT entry for INT 0x34 */
+    ivt[0x34 * 2 + 1] = V86_CS;
     for (u32 a = RESULTS; a < RESULTS + 0x100; a++)
         *(volatile u8 *)a = 0;
     __asm__ volatile("pushl $0\n pushl $0\n pushl $0\n pushl $0\n"

@@ -17,6 +17,7 @@ changes when a check fails: the VirtualFault says what the guest takes.
 from __future__ import annotations
 
 from ringvisor.cpu.semantics.segments import null_segment
+from ringvisor.cpu.semantics.vme import VIF, VIP
 from ringvisor.monitors.common import v86
 from ringvisor.monitors.common.descriptors import decode
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
@@ -201,7 +202,7 @@ def far_return(mon, st, osz: int, iret: bool, release: int = 0) -> None:
     if iret:
         popped, n = pop(2), 3
         if osz == 4 and popped & VM and v.cpl == 0:
-            v86.enter(mon, st, pop, eip, sel, popped, EFLAGS_WRITABLE)
+            v86.enter(mon, st, pop, eip, sel, popped, EFLAGS_WRITABLE | VIF | VIP)
             return
     if (sel & 0xFFFC) == 0:
         raise VirtualFault(GP, 0)
@@ -245,6 +246,8 @@ def _popped_flags(v, real: int, new: int, osz: int) -> int:
     """The virtual EFLAGS an IRET at the virtual CPL produces (SDM POPF table)."""
     old = v.virtual_flags(real)
     writable = EFLAGS_WRITABLE & ~VM
+    if v.cpl == 0 and osz == 4:
+        writable |= VIF | VIP                   # IRET at CPL 0 loads them (SDM IRET)
     if v.cpl > 0:
         writable &= ~IOPL
     if v.cpl > v.iopl:

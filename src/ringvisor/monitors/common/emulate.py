@@ -14,6 +14,7 @@ deprivileging artefact": the original fault goes to the guest unchanged.
 from __future__ import annotations
 
 from ringvisor.cpu.isa.decoder import decode
+from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
 from ringvisor.monitors.common import delivery, fast_syscall
@@ -21,10 +22,12 @@ from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, gu
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
 from ringvisor.monitors.common.operands import effective, linear, read_memory, read_rm16, reg, set_reg
 from ringvisor.monitors.common.outcomes import HALT, JUMPED, NEXT, REFLECT, SHADOW
-from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE
+from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE, VM
 
 UD = 6
-CR4_VALID = 0x4 | 0x8 | CR4_PSE | CR4_PGE   # TSD DE PSE PGE: no VME/PVI (CPUID reports no VME)
+# VME PVI TSD DE PSE PGE. VME and PVI are the guest's only: v86_emulate.py and cli/sti
+# below do their rules against the virtual CPU (the real CR4 stays 0).
+CR4_VALID = vme.CR4_VME | vme.CR4_PVI | 0x4 | 0x8 | CR4_PSE | CR4_PGE
 MSR_TSC, SYSENTER_MSRS = 0x10, (0x174, 0x175, 0x176)
 
 
@@ -40,9 +43,17 @@ def _iopl_ok(mon) -> bool:
     return mon.vcpu.cpl <= mon.vcpu.iopl
 
 
+def _pvi(mon, st) -> bool:
+    """CLI/STI above IOPL act on VIF: at CPL 3 with the guest's CR4.PVI."""
+    return vme.cli_sti_virtual(st.eflags & ~VM, mon.vcpu.cr4, mon.vcpu.cpl)
+
+
 def cli(mon, st, ins):
     if not _iopl_ok(mon):
-        return REFLECT
+        if not _pvi(mon, st):
+            return REFLECT
+        st.eflags = vme.cli_virtual(st.eflags)   # VIF is kept in the real EFLAGS, unused there
+        return NEXT
     mon.vcpu.if_ = False
     mon.note_if_cleared("CLI", st)
     return NEXT
@@ -50,7 +61,11 @@ def cli(mon, st, ins):
 
 def sti(mon, st, ins):
     if not _iopl_ok(mon):
-        return REFLECT
+        new = vme.sti_virtual(st.eflags) if _pvi(mon, st) else None
+        if new is None:
+            return REFLECT                      # #GP(0), as the guest's CPU gives
+        st.eflags = new
+        return NEXT
     was = mon.vcpu.if_
     mon.vcpu.if_ = True
     return NEXT if was else SHADOW          # STI's one-instruction interrupt shadow

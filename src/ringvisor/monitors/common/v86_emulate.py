@@ -1,12 +1,16 @@
 """The instructions of a virtual-8086 task that trap to the monitor (real
 IOPL 0, v86.py), done against the guest's virtual EFLAGS as its own CPU
-would do them in virtual-8086 mode without VME (SDM vol. 3A 20.2.7,
-vol. 2 CLI/STI/PUSHF/POPF/INT n/IRET/IN/OUT):
+would do them in virtual-8086 mode (SDM vol. 3A 20.2.7, 20.3; vol. 2
+CLI/STI/PUSHF/POPF/INT n/IRET/IN/OUT):
 
 * IOPL-sensitive (CLI, STI, PUSHF, POPF, INT n, IRET): at virtual IOPL 3
   they run as at IOPL 3 (IF, the flags image and the real-mode style IRET
-  that cannot change IOPL or VM); below it the #GP(0) they raised is the
-  guest's own, and goes to its kernel (REFLECT);
+  that cannot change IOPL or VM); below it, with the guest's CR4.VME, in
+  their virtual-interrupt forms (VIF, VIP; INT n by Table 20-2, perhaps
+  redirected to the 8086 program's IVT), by the rules of cpu/semantics/
+  vme.py the soft CPU uses too; otherwise the #GP(0) they raised is the
+  guest's own, and goes to its kernel (REFLECT). VIF and VIP live in the
+  real EFLAGS (the real CR4 has no VME, so the real CPU ignores them);
 * INT3 and INTO are not IOPL-sensitive: they fault on the real IDT's DPL-0
   gates and are delivered through the guest's IDT with its DPL check;
 * IN/OUT/INS/OUTS consult only the guest TSS's I/O permission bitmap in
@@ -21,6 +25,7 @@ from ringvisor.monitors.common.delivery import EFLAGS_WRITABLE, SOFT, SS_FAULT
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
 from ringvisor.monitors.common.outcomes import JUMPED, NEXT, REFLECT, SHADOW
 from ringvisor.monitors.common.v86 import CS_LIMIT
+from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.segments import v86_segment
 from ringvisor.monitors.common.vcpu import IOPL, RF, VM
 
@@ -30,8 +35,13 @@ POPF_WRITABLE = EFLAGS_WRITABLE & ~(VM | IOPL | RF)
 
 
 def _sensitive(mon) -> bool:
-    """True when an IOPL-sensitive instruction #GPs for the guest too."""
+    """True below IOPL 3: the instruction #GPs for the guest, or, with its
+    CR4.VME, takes its virtual-interrupt form (`_vme`)."""
     return mon.vcpu.iopl < 3
+
+
+def _vme(mon) -> bool:
+    return bool(mon.vcpu.cr4 & vme.CR4_VME)
 
 
 # --- the 16-bit stack (SS is a 64 KiB v86 segment) -----------------------------------------
@@ -60,7 +70,10 @@ def _set_flags(mon, st, flags: int) -> None:
 # --- the handlers --------------------------------------------------------------------------
 def cli(mon, st, ins):
     if _sensitive(mon):
-        return REFLECT
+        if not _vme(mon):
+            return REFLECT
+        st.eflags = vme.cli_virtual(st.eflags)
+        return NEXT
     mon.vcpu.if_ = False
     mon.note_if_cleared("CLI (virtual-8086 mode)", st)
     return NEXT
@@ -68,14 +81,22 @@ def cli(mon, st, ins):
 
 def sti(mon, st, ins):
     if _sensitive(mon):
-        return REFLECT
+        new = vme.sti_virtual(st.eflags) if _vme(mon) else None
+        if new is None:
+            return REFLECT                          # #GP(0) while VIP is set
+        st.eflags = new
+        return NEXT
     was, mon.vcpu.if_ = mon.vcpu.if_, True
     return NEXT if was else SHADOW
 
 
 def pushf(mon, st, ins):
     if _sensitive(mon):
-        return REFLECT
+        image = vme.pushf_image(mon.vcpu.virtual_flags(st.eflags), ins.osz) if _vme(mon) else None
+        if image is None:
+            return REFLECT
+        _push(mon, st, image, 2)
+        return NEXT
     flags = mon.vcpu.virtual_flags(st.eflags) & ~(VM | RF)
     _push(mon, st, flags & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF), ins.osz)
     return NEXT
@@ -88,9 +109,19 @@ def _popped(mon, st, new: int, osz: int, writable: int) -> int:
     return (old & ~writable) | (new & writable) | 2
 
 
+def _popped_vme(mon, st, popped: int, osz: int):
+    new = vme.popped_virtual(mon.vcpu.virtual_flags(st.eflags), popped, osz)
+    if new is not None:
+        _set_flags(mon, st, new)
+    return new
+
+
 def popf(mon, st, ins):
     if _sensitive(mon):
-        return REFLECT
+        if not _vme(mon) or ins.osz != 2 or _popped_vme(mon, st, _read(mon, st, 0, 2), 2) is None:
+            return REFLECT
+        st.esp = (st.esp & 0xFFFF0000) | ((st.esp + 2) & 0xFFFF)
+        return NEXT
     new = _read(mon, st, 0, ins.osz)
     was = mon.vcpu.if_
     _set_flags(mon, st, _popped(mon, st, new, ins.osz, POPF_WRITABLE))
@@ -100,16 +131,19 @@ def popf(mon, st, ins):
 
 def iret(mon, st, ins):
     """RETURN-FROM-VIRTUAL-8086-MODE at IOPL 3: a real-mode style return."""
-    if _sensitive(mon):
-        return REFLECT
     n = ins.osz
+    if _sensitive(mon) and (not _vme(mon) or n != 2):
+        return REFLECT
     eip, cs, new = _read(mon, st, 0, n), _read(mon, st, 1, n) & 0xFFFF, _read(mon, st, 2, n)
-    if eip > CS_LIMIT:
-        raise VirtualFault(GP, 0)
-    flags = _popped(mon, st, new, n, POPF_WRITABLE | RF)
+    if _sensitive(mon):                             # VME: VIF from the popped IF
+        if eip > CS_LIMIT or _popped_vme(mon, st, new, 2) is None:
+            return REFLECT
+    else:
+        if eip > CS_LIMIT:
+            raise VirtualFault(GP, 0)
+        _set_flags(mon, st, _popped(mon, st, new, n, POPF_WRITABLE | RF))
     st.cs, st.eip = v86_segment(cs), eip
     st.esp = (st.esp & 0xFFFF0000) | ((st.esp + 3 * n) & 0xFFFF)
-    _set_flags(mon, st, flags)
     return JUMPED
 
 
@@ -120,9 +154,42 @@ def _interrupt(mon, st, ins, vector: int):
 
 
 def int_n(mon, st, ins):
-    if _sensitive(mon):
+    """SDM Table 20-2, by the guest's CR4.VME, IOPL and its TSS's bitmap."""
+    v, vector = mon.vcpu, ins.imm & 0xFF
+    action = vme.ACTIONS[vme.method(v.cr4, v.iopl, lambda: _redirection_bit(mon, vector))]
+    if action == vme.GP_FAULT:
         return REFLECT
-    return _interrupt(mon, st, ins, ins.imm & 0xFF)
+    if action == vme.REDIRECT:
+        return _redirect(mon, st, ins, vector)
+    return _interrupt(mon, st, ins, vector)
+
+
+def _redirection_bit(mon, vector: int) -> int:
+    """As cpu/semantics/v86.redirection_bit, in the guest's TSS."""
+    tr = mon.vcpu.tr
+    if tr.type not in (9, 11) or tr.limit < 103:
+        raise VirtualFault(GP, 0)
+    at = vme.redirection_offset(mon.gmmu.read_u(tr.base + 102, 2), vector)
+    if at < 0 or at > tr.limit:
+        raise VirtualFault(GP, 0)
+    return mon.gmmu.read_u(tr.base + at, 1) >> (vector & 7) & 1
+
+
+def _redirect(mon, st, ins, vector: int):
+    """Methods 5 and 6: to the 8086 program's handler through its IVT."""
+    ip, cs = mon.gmmu.read_u(vector * 4, 2), mon.gmmu.read_u(vector * 4 + 2, 2)
+    image, flags = vme.redirected_frame(mon.vcpu.virtual_flags(st.eflags), mon.vcpu.iopl)
+    sp = st.esp
+    try:
+        for value in (image, st.cs.selector, (st.eip + ins.length) & CS_LIMIT):
+            _push(mon, st, value, 2)
+    except VirtualFault:
+        st.esp = sp
+        raise
+    st.cs, st.eip = v86_segment(cs), ip
+    _set_flags(mon, st, flags)
+    mon.stats["v86_redirected"] += 1
+    return JUMPED
 
 
 def int3(mon, st, ins):
