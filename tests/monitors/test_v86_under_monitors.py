@@ -147,3 +147,13 @@ def test_v86ops_native_matches_qemu(test_kernels, native, cmdline):
     def no_rf(line: str) -> str:
         return re.sub(r"fl=0x(\w+)", lambda m: f"fl={int(m[1], 16) & ~0x10000:#010x}", line)
     assert [no_rf(x) for x in lines] == [no_rf(x) for x in native[cmdline]]
+
+
+@pytest.mark.parametrize("cmdline", CMDLINES)
+@pytest.mark.parametrize("paging", ["ept", "shadow"])
+def test_v86ops_under_hw_as_natively(test_kernels, native, paging, cmdline):
+    """hw runs the v86 task in VMX non-root operation with the guest's CR4.VME
+    and PVI passed through (monitors/hw/shadow.py)."""
+    result, out = run(test_kernels / "v86ops.elf", cmdline, technique="hw", paging=paging)
+    assert result.status == 0, out
+    assert [line for line in out if line.startswith(("ev ", "irq ", "v86ops "))] == native[cmdline]
