@@ -14,7 +14,8 @@
  * straddling a denied port), INT 0x34 (which the TSS's interrupt
  * redirection bitmap sends to the program's own IVT entry under VME), and
  * waits with IF set for a timer interrupt (INT 0x35 asks the kernel to
- * open it). With vme=1 on the command line the kernel sets CR4.VME and
+ * open it), and remaps a page by storing into the kernel's page table
+ * (which the trap and bt monitors trace). With vme=1 on the command line the kernel sets CR4.VME and
  * CR4.PVI first (SDM 20.3, Table 20-2): below IOPL 3 CLI/STI/PUSHF/POPF/
  * 16-bit IRET then use VIF instead of trapping.
  *
@@ -157,6 +158,17 @@ __asm__(".text\n"
         "pushf\n\t"
         "popw %ax\n\t"
         "movw %ax, 34(%di)\n\t"
+        /* a store into the kernel's page table (its PTE for 0x70000, at the
+         * offset from 0xFFFF:0 the kernel left at DS:0x80), then a read
+         * through the new mapping (0x71000) */
+        "movw 0x80, %bx\n\t"
+        "movw $0xFFFF, %ax\n\t"
+        "movw %ax, %es\n\t"
+        "movl $0x71007, %es:(%bx)\n\t"
+        "movw $0x7000, %ax\n\t"
+        "movw %ax, %es\n\t"
+        "movw %es:0, %ax\n\t"
+        "movw %ax, 36(%di)\n\t"
         /* a timer interrupt, with IF set */
         "sti\n\t"
         "int $0x35\n"
@@ -210,7 +222,7 @@ static void hex(const char *name, u32 v)
 static void finish(void)
 {
     puts("v86ops results");
-    for (u32 i = 0; i < 36; i += 2)
+    for (u32 i = 0; i < 38; i += 2)
         hex(" ", *(volatile u16 *)(RESULTS + i));
     puts(" events=");
     put_dec(events);
@@ -301,6 +313,8 @@ static u64 gate(void *handler, u32 selector, u32 type_dpl)
 int kmain(u32 magic, struct multiboot_info *mbi)
 {
     u32 base = (u32)&tss;
+    *(volatile u16 *)0x70000 = 0x7070;              /* before paging: no TLB entry for them */
+    *(volatile u16 *)0x71000 = 0x7171;
     gdt[1] = 0x00cf9b000000ffffull;                 /* 0x08: ring-0 code */
     gdt[2] = 0x00cf93000000ffffull;                 /* 0x10: ring-0 data */
     gdt[3] = (sizeof(tss) - 1) | (u64)(base & 0xFFFFFF) << 16 | (u64)0x89 << 40
@@ -362,6 +376,7 @@ int kmain(u32 magic, struct multiboot_info *mbi)
     ivt[0x34 * 2 + 1] = V86_CS;
     for (u32 a = RESULTS; a < RESULTS + 0x100; a++)
         *(volatile u8 *)a = 0;
+    *(volatile u16 *)(RESULTS + 0x80) = (u32)&pt[0x70] - 0xFFFF0;   /* reachable from v86 */
     __asm__ volatile("pushl $0\n pushl $0\n pushl $0\n pushl $0\n"
                      "pushl %0\n pushl %1\n pushl %2\n pushl %3\n pushl $0\n iret"
                      :: "i"(V86_SS), "i"(V86_SP), "r"(EFLAGS_VM | iopl << 12 | 2), "i"(V86_CS));

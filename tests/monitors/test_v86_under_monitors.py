@@ -64,6 +64,12 @@ def test_v86ops_guest_kernel_sees_what_bare_hardware_shows(test_kernels, native,
     events = int(lines[-1].rsplit("events=", 1)[1])
     assert v86["entries"] == v86["exits"] == events
     assert v86["emulated"] == EMULATED[cmdline]
+    # The program's store into the guest kernel's page table (a page the
+    # monitor traces) is stepped in v86 mode and mirrored before the read
+    # through the new mapping: it reads the remapped page's 0x7171.
+    assert results(lines)[18] == 0x7171
+    if technique == "trap":          # the kernel's two PTE writes in its #PF handler, and this one
+        assert result.stats["monitor"]["shadow_paging"]["pte_write_traps"] == 3
 
 
 def field(line: str, name: str) -> int:
