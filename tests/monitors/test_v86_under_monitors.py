@@ -17,6 +17,7 @@ import subprocess
 
 import pytest
 
+from ringvisor.errors import GuestCrashed
 from monitor_rig import run
 from test_v86_kernel import VERDICTS
 
@@ -163,3 +164,15 @@ def test_v86ops_under_hw_as_natively(test_kernels, native, paging, cmdline):
     result, out = run(test_kernels / "v86ops.elf", cmdline, technique="hw", paging=paging)
     assert result.status == 0, out
     assert [line for line in out if line.startswith(("ev ", "irq ", "v86ops "))] == native[cmdline]
+
+
+@pytest.mark.parametrize("technique,ring", MONITORS)
+def test_a_task_switch_into_v86_is_refused_with_one_line(test_kernels, technique, ring):
+    """trap and bt do not emulate task switches: the guest's far JMP to its
+    v86 TSS ends the run with one clear line (it used to reach the guest as a
+    #GP its CPU would not raise, under trap)."""
+    with pytest.raises(GuestCrashed) as e:
+        run(test_kernels / "v86.elf", "entry=task iopl=0", technique=technique, ring=ring)
+    assert e.value.exit_code == 4
+    first = str(e.value).splitlines()[0]
+    assert "far JMP through system descriptor 0x0020" in first and "task switches" in first

@@ -329,6 +329,29 @@ def load_ss(mon, st, ins):
     return SHADOW                                               # MOV SS's interrupt shadow
 
 
+def far_transfer(mon, st, ins):
+    """A far JMP/CALL that faulted. Through a TSS or a gate in the guest's
+    GDT it is a task switch or a call gate, which this monitor does not
+    emulate: said plainly instead of reflecting a #GP the guest's CPU would
+    not raise. Anything else is the guest's own fault."""
+    if ins.row.opcode in ("EA", "9A"):
+        sel = ins.imm2 & 0xFFFF
+    elif ins.mem:
+        sel = read_memory(mon, ins, st, 2, disp=ins.osz)
+    else:
+        return REFLECT
+    if (sel & 0xFFFC) == 0 or sel & 4:
+        return REFLECT
+    try:
+        d = guest_descriptor(mon, sel)
+    except VirtualFault:
+        return REFLECT
+    if not d.s:
+        raise Unsupported(f"far {ins.row.mnemonic} through system descriptor {sel:#06x} (a gate or "
+                          "task): the trap monitor does not emulate call gates or task switches")
+    return REFLECT
+
+
 # mnemonic -> (handler, virtual CPL 0 only)
 HANDLERS = {
     "CLI": (cli, False), "STI": (sti, False), "HLT": (hlt, True),
@@ -344,12 +367,16 @@ HANDLERS = {
     **fast_syscall.HANDLERS,
 }
 BY_OPCODE = {"0F 20": (mov_cr, True), "0F 22": (mov_cr, True), "0F 21": (mov_dr, True),
-             "0F 23": (mov_dr, True), "8E": (load_ss, True), "17": (load_ss, True)}
+             "0F 23": (mov_dr, True), "8E": (load_ss, True), "17": (load_ss, True),
+             "EA": (far_transfer, False), "9A": (far_transfer, False)}
+FAR_INDIRECT = frozenset({"JMP Mp", "CALL Mp"})
 
 
 def handler_for(ins):
     if ins.ud or ins.row is None:
         return None
+    if ins.row.text in FAR_INDIRECT:
+        return far_transfer, False
     return BY_OPCODE.get(ins.row.opcode) or HANDLERS.get(ins.row.mnemonic)
 
 
