@@ -65,6 +65,7 @@ def test_v86ops_guest_kernel_sees_what_bare_hardware_shows(test_kernels, native,
     events = int(lines[-1].rsplit("events=", 1)[1])
     assert v86["entries"] == v86["exits"] == events
     assert v86["emulated"] == EMULATED[cmdline]
+    assert v86["redirected"] == (1 if "vme=1" in cmdline else 0)     # INT 0x34 to the 8086 IVT
     # The program's store into the guest kernel's page table (a page the
     # monitor traces) is stepped in v86 mode and mirrored before the read
     # through the new mapping: it reads the remapped page's 0x7171.

@@ -49,12 +49,13 @@ def enter(mon, st, pop, eip: int, cs: int, popped: int, writable: int) -> None:
     mon.stats["v86_entries"] += 1
 
 
-def frame_segments(st, cs: int, ss: int, data: list[int]) -> None:
+def frame_segments(st, cs: int, ss: int, region, at: int) -> None:
     """The guest's segment registers at a trap out of virtual-8086 mode:
-    CS and SS from the frame, ES, DS, FS, GS from above it (`data`)."""
+    CS and SS from the frame, ES, DS, FS, GS from the four dwords above it
+    on the monitor's stack (physical `at` in the region)."""
     st.cs, st.ss = v86_segment(cs), v86_segment(ss)
-    for name, sel in zip(DATA_SEGMENTS, data):
-        setattr(st, name, v86_segment(sel))
+    for i, name in enumerate(DATA_SEGMENTS):
+        setattr(st, name, v86_segment(region.read_u32(at + 4 * i) & 0xFFFF))
 
 
 def pushed_selectors(st) -> list[int]:

@@ -194,8 +194,7 @@ class TrapMonitor:
         st.eip, cs, st.eflags, st.esp, ss = words[0], words[1] & 0xFFFF, words[2], words[3], \
             words[4] & 0xFFFF
         if st.eflags & VM:                    # from virtual-8086 mode: ES, DS, FS, GS above SS
-            at = sp + 4 * (6 if code is not None else 5)
-            v86.frame_segments(st, cs, ss, [self.region.read_u32(at + 4 * i) & 0xFFFF for i in range(4)])
+            v86.frame_segments(st, cs, ss, self.region, sp + 4 * (6 if code is not None else 5))
             self.guest = st
             return st, vector, code, external
         if cs & 3 == 0:
@@ -493,8 +492,7 @@ class TrapMonitor:
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
             "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
             "cut_limit_steps": s["cut_limit_steps"],
-            "virtual_8086": {"entries": s["v86_entries"], "exits": s["v86_exits"],
-                             "emulated": s["v86_emulated"]},
+            "virtual_8086": {k: s[f"v86_{k}"] for k in ("entries", "exits", "emulated", "redirected")},
             "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
