@@ -284,7 +284,8 @@ def _iret_in_v86(cpu, osz: int) -> None:
     """IRET executed in virtual-8086 mode (SDM IRET, RETURN-FROM-VIRTUAL-
     8086-MODE): at IOPL 3 a real-mode style return that cannot change IOPL
     or VM (popped_flags at CPL 3); below IOPL 3 #GP(0), for the
-    virtual-8086 monitor to emulate."""
+    virtual-8086 monitor to emulate, unless CR4.VME makes the 16-bit form
+    load VIF instead of IF (vme.py)."""
     if cpu.iopl < 3 and not (cpu.cr4 & CR4_VME and osz == 2):
         raise gp(0)
     eip = cpu.rd(SS, cpu.r[4] & 0xFFFF, osz)

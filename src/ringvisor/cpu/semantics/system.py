@@ -28,7 +28,8 @@ VENDOR = b"GenuineIntel"
 CPUID_SIGNATURE = 0x00000652       # family 6, model 5, stepping 2 (a Pentium II, Deschutes)
 # CPUID.1.EDX, the bits of what is implemented (SDM vol. 2 CPUID, table 3-11):
 # no DE/MCE/APIC/MTRR/PAT/MMX/FXSR (not modelled), no PAE, no hypervisor bit.
-CPUID_FEATURES = {"FPU": 0, "VME": 1, "PSE": 3, "TSC": 4, "MSR": 5, "CX8": 8, "SEP": 11, "PGE": 13, "CMOV": 15}
+CPUID_FEATURES = {"FPU": 0, "VME": 1, "PSE": 3, "TSC": 4, "MSR": 5, "CX8": 8, "SEP": 11, "PGE": 13,
+                  "CMOV": 15}
 CPUID_EDX = sum(1 << bit for bit in CPUID_FEATURES.values())
 
 
