@@ -383,9 +383,6 @@ def handler_for(ins):
 def emulate(mon, st, ins) -> str:
     """Emulate `ins` (which faulted) against the virtual CPU; returns the
     next step for the monitor."""
-    if mon.vcpu.vm:
-        from ringvisor.monitors.common import v86_emulate      # (it imports this module)
-        return v86_emulate.emulate(mon, st, ins)
     entry = handler_for(ins)
     if entry is None:
         return REFLECT

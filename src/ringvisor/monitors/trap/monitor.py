@@ -29,7 +29,7 @@ from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
 from ringvisor.monitors.common import cut_limit
 from ringvisor.monitors.common import debugview, v86
-from ringvisor.monitors.common import emulate as E
+from ringvisor.monitors.common import emulate as E, v86_emulate as V86E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
 from ringvisor.monitors.common.delivery import (EXC, EXT, HAS_ERROR_CODE, TripleFault, Unsupported,
@@ -265,7 +265,7 @@ class TrapMonitor:
         name = "(undefined)" if ins.row is None else \
             ins.row.mnemonic if ins.row.mnemonic != "MOV" else ins.row.text
         self.emulated[name] += 1              # before: an OUT to the debug-exit port never returns
-        result = E.emulate(self, st, ins)
+        result = (V86E if self.vcpu.vm else E).emulate(self, st, ins)
         if result == E.REFLECT:
             self.emulated[name] -= 1
             if not self.emulated[name]:
