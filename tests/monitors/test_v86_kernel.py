@@ -6,8 +6,8 @@ the TSS does not grant traps (the I/O bitmap whatever IOPL is). The same
 verdict line on
 the native soft CPU, under hw (VMX non-root: v86 guests pass the VM-entry
 checks of 26.3.1.2; the task switch is the monitor's emulation), and under
-QEMU TCG when it is installed (a reference nobody here wrote). trap and bt
-refuse the IRET to virtual-8086 mode with one clear line."""
+QEMU TCG when it is installed (a reference nobody here wrote). Under trap
+and bt: test_v86_under_monitors.py."""
 from __future__ import annotations
 
 import shutil
@@ -15,7 +15,6 @@ import subprocess
 
 import pytest
 
-from ringvisor.errors import GuestCrashed
 from monitor_rig import run
 
 COMMON = ("int21=34 int3=1 out80=1 result=0x0000d123 wrap=0x0000beef ds=0x00003000 "
@@ -49,13 +48,3 @@ def test_qemu_prints_the_same_verdict(test_kernels, cmdline):
     lines = proc.stdout.decode(errors="replace").replace("\r", "").splitlines()
     assert proc.returncode == 1, lines              # isa-debug-exit: (0 << 1) | 1
     assert verdict(cmdline) in lines
-
-
-@pytest.mark.parametrize("technique", ["trap", "bt"])
-def test_trap_and_bt_refuse_v86_with_one_clear_line(test_kernels, technique):
-    with pytest.raises(GuestCrashed) as e:
-        run(test_kernels / "v86.elf", "entry=iret", technique=technique)
-    assert e.value.exit_code == 4
-    first = str(e.value).splitlines()[0]
-    assert "IRET to virtual-8086 mode" in first and "not supported" in first
-    assert "iret" in str(e.value)                  # the report disassembles the instruction

@@ -4,9 +4,9 @@ switch to an inner ring through the TSS), the double-fault rules and the
 triple fault, INT n / INT3 / INTO / INT1 and IRET."""
 from __future__ import annotations
 
-from ringvisor.cpu.core import (AC, CS, DF_, IF, NT, NP, PFV, RF, SS, TF, VM, CpuFault,
+from ringvisor.cpu.core import (AC, CR4_VME, CS, DF_, IF, NT, NP, PFV, RF, SS, TF, VM, CpuFault,
                                 EFLAGS_WRITABLE, gp)
-from ringvisor.cpu.semantics import transfer, v86
+from ringvisor.cpu.semantics import transfer, v86, vme
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu.semantics.segments import fetch, nullify_outer
 from ringvisor.cpu.vmx.exits import VmExitSignal
@@ -184,9 +184,15 @@ def _is_double(first, second) -> bool:
 # --- instructions ---------------------------------------------------------------
 @sem("INT")
 def int_n(cpu, ins):
-    if cpu.flags & VM and cpu.iopl < 3:
-        raise gp(0)                # IOPL-sensitive in virtual-8086 mode (no VME)
-    exception(cpu, ins.imm & 0xFF, None, SOFT)
+    vector = ins.imm & 0xFF
+    if cpu.flags & VM:             # SDM Table 20-2: by CR4.VME, IOPL and the redirection bitmap
+        action = vme.ACTIONS[vme.method(cpu.cr4, cpu.iopl, lambda: v86.redirection_bit(cpu, vector))]
+        if action == vme.GP_FAULT:
+            raise gp(0)
+        if action == vme.REDIRECT:
+            v86.redirect(cpu, vector)
+            return
+    exception(cpu, vector, None, SOFT)
 
 
 @sem("INT3")
@@ -214,6 +220,8 @@ def popped_flags(cpu, new: int, osz: int, iret: bool) -> int:
     if not iret:
         writable &= ~RF
     if cpu.pe:
+        if iret and cpu.cpl == 0 and osz == 4:
+            writable |= vme.VIF | vme.VIP      # (POPF never changes them)
         if cpu.cpl > 0:
             writable &= ~0x3000
         if cpu.cpl > ((old >> 12) & 3):
@@ -276,12 +284,22 @@ def _iret_in_v86(cpu, osz: int) -> None:
     """IRET executed in virtual-8086 mode (SDM IRET, RETURN-FROM-VIRTUAL-
     8086-MODE): at IOPL 3 a real-mode style return that cannot change IOPL
     or VM (popped_flags at CPL 3); below IOPL 3 #GP(0), for the
-    virtual-8086 monitor to emulate."""
-    if cpu.iopl < 3:
+    virtual-8086 monitor to emulate, unless CR4.VME makes the 16-bit form
+    load VIF instead of IF (vme.py)."""
+    if cpu.iopl < 3 and not (cpu.cr4 & CR4_VME and osz == 2):
         raise gp(0)
     eip = cpu.rd(SS, cpu.r[4] & 0xFFFF, osz)
     sel = cpu.rd(SS, (cpu.r[4] + osz) & 0xFFFF, 2)
     fl = cpu.rd(SS, (cpu.r[4] + 2 * osz) & 0xFFFF, osz)
+    if cpu.iopl < 3:               # VME: IF and IOPL kept, VIF from the popped IF
+        new = vme.popped_virtual(cpu.flags, fl, osz)
+        if new is None or eip > cpu.segs[CS].limit:
+            raise gp(0)
+        cpu.set_seg(CS, transfer._real_cs(cpu, sel))
+        cpu.eip = eip
+        cpu.sp_add(3 * osz)
+        cpu.flags = new
+        return
     _real_style_return(cpu, eip, sel, fl, osz)
 
 

@@ -11,16 +11,16 @@ trapping: SENSITIVE in the table).
 from __future__ import annotations
 
 from ringvisor.cpu.core import (CF, CR0_CD, CR0_ET, CR0_NW, CR0_PE, CR0_PG, CR0_TS, CR0_WP,
-                                CR4_DE, CR4_PGE, CR4_PSE, CR4_TSD, IF, NP, VM, ZF, CpuFault, gp, ud)
+                                CR4_DE, CR4_PGE, CR4_PSE, CR4_PVI, CR4_TSD, CR4_VME, IF, NP, VM, ZF, CpuFault, gp, ud)
 from ringvisor.cpu.isa.opcodes import IOPL, PMODE, PRIV, TSD, VMX
+from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.registry import register, sem
 from ringvisor.cpu.semantics.segments import fetch, null_segment, set_accessed, try_fetch
 from ringvisor.cpu_state import TableRegister
 
 CHECKED = PRIV | IOPL | PMODE | TSD | VMX
-# No VME/PVI (bits 0-1): CPUID does not report VME, so they are reserved here
-# (virtual-8086 mode without its extensions: v86.py).
-CR4_VALID = CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
+# VME and PVI: vme.py (CPUID.1:EDX.VME is set).
+CR4_VALID = CR4_VME | CR4_PVI | CR4_TSD | CR4_DE | CR4_PSE | CR4_PGE
 CR4_VMXE = 0x2000                # set in non-root operation (IA32_VMX_CR4_FIXED0), owned by the monitor
 
 
@@ -42,7 +42,8 @@ def check(cpu, ins) -> None:
     elif f & _IOPL and cpu.pe and (cpu.cpl > cpu.iopl or cpu.flags & VM):
         mn = ins.row.mnemonic
         if mn in ("CLI", "STI"):
-            if cpu.cpl > cpu.iopl:
+            # Above IOPL they #GP, unless VME (v86) or PVI (CPL 3) makes them act on VIF.
+            if cpu.cpl > cpu.iopl and not vme.cli_sti_virtual(cpu.flags, cpu.cr4, cpu.cpl):
                 raise gp(0)
         elif not _io_allowed(cpu, ins):
             raise gp(0)

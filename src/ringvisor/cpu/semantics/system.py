@@ -15,7 +15,9 @@ blocks.
 """
 from __future__ import annotations
 
-from ringvisor.cpu.core import (CR0_EM, CR0_MP, CR0_TS, CS, IF, NM, RF, SS, VM, CpuFault, gp, ud)
+from ringvisor.cpu.core import (CR0_EM, CR0_MP, CR0_TS, CR4_VME, CS, IF, NM, RF, SS, VM, CpuFault,
+                                gp, ud)
+from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.interrupts import popped_flags
 from ringvisor.cpu.semantics.registry import sem
 from ringvisor.cpu_state import Segment
@@ -25,8 +27,9 @@ from ringvisor.devices.lapic import cpuid1 as apic_cpuid1
 VENDOR = b"GenuineIntel"
 CPUID_SIGNATURE = 0x00000652       # family 6, model 5, stepping 2 (a Pentium II, Deschutes)
 # CPUID.1.EDX, the bits of what is implemented (SDM vol. 2 CPUID, table 3-11):
-# no VME/DE/MCE/APIC/MTRR/PAT/MMX/FXSR (not modelled), no PAE, no hypervisor bit.
-CPUID_FEATURES = {"FPU": 0, "PSE": 3, "TSC": 4, "MSR": 5, "CX8": 8, "SEP": 11, "PGE": 13, "CMOV": 15}
+# no DE/MCE/APIC/MTRR/PAT/MMX/FXSR (not modelled), no PAE, no hypervisor bit.
+CPUID_FEATURES = {"FPU": 0, "VME": 1, "PSE": 3, "TSC": 4, "MSR": 5, "CX8": 8, "SEP": 11, "PGE": 13,
+                  "CMOV": 15}
 CPUID_EDX = sum(1 << bit for bit in CPUID_FEATURES.values())
 
 
@@ -54,11 +57,20 @@ def hlt(cpu, ins):
 
 @sem("CLI")
 def cli(cpu, ins):
+    if cpu.pe and cpu.cpl > cpu.iopl:          # VME or PVI (protection.check let it through)
+        cpu.flags = vme.cli_virtual(cpu.flags)
+        return
     cpu.flags &= ~IF
 
 
 @sem("STI")
 def sti(cpu, ins):
+    if cpu.pe and cpu.cpl > cpu.iopl:          # VME or PVI: VIF, #GP(0) while VIP is set
+        new = vme.sti_virtual(cpu.flags)
+        if new is None:
+            raise gp(0)
+        cpu.flags = new
+        return
     if not cpu.flags & IF:
         cpu.shadow = True
     cpu.flags |= IF
@@ -67,14 +79,25 @@ def sti(cpu, ins):
 @sem("PUSHF")
 def pushf(cpu, ins):
     if cpu.flags & VM and cpu.iopl < 3:
-        raise gp(0)
+        image = vme.pushf_image(cpu.flags, ins.osz) if cpu.cr4 & CR4_VME else None
+        if image is None:
+            raise gp(0)
+        cpu.push(image, 2)
+        return
     cpu.push(cpu.flags & ~(VM | RF) & (0xFFFF if ins.osz == 2 else 0xFFFFFFFF), ins.osz)
 
 
 @sem("POPF")
 def popf(cpu, ins):
     if cpu.flags & VM and cpu.iopl < 3:
-        raise gp(0)
+        new = None
+        if cpu.cr4 & CR4_VME and ins.osz == 2:
+            new = vme.popped_virtual(cpu.flags, cpu.rd(SS, cpu.r[4] & 0xFFFF, 2), ins.osz)
+        if new is None:
+            raise gp(0)
+        cpu.pop(2)
+        cpu.flags = new
+        return
     v = cpu.pop(ins.osz)
     old = cpu.flags
     cpu.flags = popped_flags(cpu, v, ins.osz, False)

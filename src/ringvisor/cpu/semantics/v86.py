@@ -6,15 +6,15 @@ stays in it is interrupts.py's (a real-mode style return at IOPL 3).
 
 In virtual-8086 mode CPL is 3 and every segment register is loaded the
 real-mode way (`segments.v86_segment`). The IOPL-sensitive instructions
-(CLI, STI, PUSHF, POPF, INT n, IRET) raise #GP(0) below IOPL 3, and I/O
-always consults the TSS I/O permission bitmap (protection.check). The
-CR4.VME/PVI extensions are not implemented (CPUID does not report VME and
-MOV to CR4 refuses those bits)."""
+(CLI, STI, PUSHF, POPF, INT n, IRET) raise #GP(0) below IOPL 3 unless
+CR4.VME gives them their virtual-interrupt forms (vme.py; INT n by Table
+20-2, redirected here to the 8086 program's IVT), and I/O always consults
+the TSS I/O permission bitmap (protection.check)."""
 from __future__ import annotations
 
 from ringvisor.cpu.core import (CS, DS, EFLAGS_WRITABLE, ES, FS, GS, IF, NT, RF, SS, SSF, TF,
                                 VM, CpuFault, gp)
-from ringvisor.cpu.semantics import transfer
+from ringvisor.cpu.semantics import transfer, vme
 from ringvisor.cpu.semantics.segments import null_segment, v86_segment
 from ringvisor.cpu.vmx.exits import VmExitSignal
 
@@ -47,7 +47,7 @@ def iret_to_v86(cpu, sp: int, smask: int, eip: int, cs: int, eflags: int) -> Non
     if eip > 0xFFFF:                   # beyond the limit of a virtual-8086 CS
         raise gp(0)
     selectors = {CS: cs & 0xFFFF, SS: ss, **dict(zip(_POPPED_SEGS, segs))}
-    enter(cpu, eflags & EFLAGS_WRITABLE, selectors, esp, eip)
+    enter(cpu, eflags & (EFLAGS_WRITABLE | vme.VIF | vme.VIP), selectors, esp, eip)
 
 
 def deliver_from_v86(cpu, gate, code_desc, sel: int, code: int | None, ext: int,
@@ -98,3 +98,35 @@ def deliver_from_v86(cpu, gate, code_desc, sel: int, code: int | None, ext: int,
     cpu.eip = off
     if gate.type & 1 == 0:             # interrupt gate
         cpu.flags &= ~IF
+
+
+def redirection_bit(cpu, vector: int) -> int:
+    """`vector`'s bit in the TSS's interrupt redirection bitmap, the 32
+    bytes below the I/O map base (SDM 20.3.3.5); #GP(0) when the TSS is too
+    short to hold it (as Bochs does: the SDM leaves it unsaid)."""
+    tr = cpu.tr
+    if tr.unusable or tr.type not in (9, 11) or tr.limit < 103:
+        raise gp(0)
+    at = vme.redirection_offset(cpu.rd_sys(tr.base + 102, 2), vector)
+    if at < 0 or at > tr.limit:
+        raise gp(0)
+    return cpu.rd_sys(tr.base + at, 1) >> (vector & 7) & 1
+
+
+def redirect(cpu, vector: int) -> None:
+    """Methods 5 and 6 of Table 20-2: INT n to the 8086 program's own
+    handler, through the IVT at linear 0 (vector * 4: IP, then CS), pushing
+    FLAGS, CS, IP on its 16-bit stack; nothing changes if a push faults."""
+    ip = cpu.rd_sys(vector * 4, 2)
+    cs = cpu.rd_sys(vector * 4 + 2, 2)
+    image, flags = vme.redirected_frame(cpu.flags, cpu.iopl)
+    sp = cpu.r[4]
+    try:
+        for value in (image, cpu.segs[CS].selector, cpu.eip & 0xFFFF):
+            cpu.push(value, 2)
+    except CpuFault:
+        cpu.r[4] = sp
+        raise
+    cpu.set_seg(CS, v86_segment(cs))
+    cpu.eip = ip
+    cpu.flags = flags

@@ -52,6 +52,7 @@ from ringvisor.monitors.common.descriptors import decode
 from ringvisor.monitors.common.guest_mmu import GP, ReservedAccess, VirtualFault
 from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW
 from ringvisor.monitors.common.stepper import Step
+from ringvisor.monitors.common.vcpu import VM
 from ringvisor.monitors.trap.monitor import TrapMonitor
 
 MISS, LOOKUP_MISS = "miss", "lookup miss"
@@ -92,7 +93,7 @@ class BtMonitor(TrapMonitor):
 
     # --- into the guest's view ----------------------------------------------------------------
     def _in_cache(self, st) -> bool:
-        return st.cs.selector == self.tc_cs.selector
+        return st.cs.selector == self.tc_cs.selector and not st.eflags & VM
 
     def _guest_view(self, st, count: bool = False):
         """A real state inside the cache, as the guest would have it (in place)."""

@@ -5,7 +5,9 @@ virtual IF/IOPL, CS with the virtual RPL), the double-fault rules of table
 6-5 (a fault the guest could not take even as #DF is a virtual triple
 fault), and the far returns (IRET, RETF) a deprivileged kernel cannot do
 itself: to its own virtual ring 0, or to user mode with the virtual IF the
-frame carries.
+frame carries, or to virtual-8086 mode; events out of virtual-8086 mode
+push the v86 frame (GS, FS, DS, ES above SS:ESP) as the SDM's
+INTERRUPT-FROM-VIRTUAL-8086-MODE does (v86.py).
 
 The caller passes the real guest state (a CpuState) and the monitor (for
 the virtual CPU, guest memory and the real descriptor views); on success
@@ -15,6 +17,8 @@ changes when a check fails: the VirtualFault says what the guest takes.
 from __future__ import annotations
 
 from ringvisor.cpu.semantics.segments import null_segment
+from ringvisor.cpu.semantics.vme import VIF, VIP
+from ringvisor.monitors.common import v86
 from ringvisor.monitors.common.descriptors import decode
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
 from ringvisor.monitors.common.vcpu import IF, IOPL, NT, RF, TF, VM
@@ -120,13 +124,16 @@ def deliver(mon, st, vector: int, code: int | None, kind: str, return_eip: int) 
         raise VirtualFault(GP, (sel & 0xFFFC) + ext)
     if not d.present:
         raise VirtualFault(NP, (sel & 0xFFFC) + ext)
+    from_v86 = v.vm
+    if from_v86 and (d.conforming or d.dpl != 0):
+        raise VirtualFault(GP, (sel & 0xFFFC) + ext)   # v86: only to a ring-0 handler (SDM 20.3.1.1)
     offset = gate.gate_offset
     if offset > d.limit:
         raise VirtualFault(GP, ext)
     vflags = v.virtual_flags(st.eflags)
     # SDM vol. 3 17.3.1.1: a fault pushes RF = 1 (the restarted instruction's breakpoint is skipped).
     pushed = vflags | RF if kind == EXC and vector not in NOT_FAULTS else vflags
-    frame = [pushed, (st.cs.selector & ~3) | v.cpl, return_eip]
+    frame = [pushed, st.cs.selector if from_v86 else (st.cs.selector & ~3) | v.cpl, return_eip]
     if not d.conforming and d.dpl < v.cpl:
         new_cpl = d.dpl
         ss_sel, esp = _tss_stack(mon, new_cpl, ext)
@@ -135,7 +142,9 @@ def deliver(mon, st, vector: int, code: int | None, kind: str, return_eip: int) 
             raise VirtualFault(TS, (ss_sel & 0xFFFC) + ext)
         if not sd.present:
             raise VirtualFault(SS_FAULT, (ss_sel & 0xFFFC) + ext)
-        frame = [(st.ss.selector & ~3) | v.cpl, st.esp] + frame
+        frame = [st.ss.selector if from_v86 else (st.ss.selector & ~3) | v.cpl, st.esp] + frame
+        if from_v86:
+            frame = v86.pushed_selectors(st) + frame
         stack_base, stack_esp = sd.base, esp
     else:
         new_cpl, ss_sel = v.cpl, None
@@ -147,6 +156,8 @@ def deliver(mon, st, vector: int, code: int | None, kind: str, return_eip: int) 
     gmmu.write((stack_base + new_esp) & 0xFFFFFFFF, data, user=new_cpl == 3)
     # Committed: the guest is now in its handler.
     v.cpl = new_cpl
+    if from_v86:
+        v86.leave(mon, st)
     mon.load_code(st, sel, new_cpl)
     if ss_sel is not None:
         mon.load_stack(st, ss_sel, new_cpl)
@@ -190,12 +201,9 @@ def far_return(mon, st, osz: int, iret: bool, release: int = 0) -> None:
     n = 2
     if iret:
         popped, n = pop(2), 3
-        if osz == 4 and popped & VM:
-            # A deliberate limit (docs/monitors.md): the guest would need
-            # its v86 code run at real CPL 3 and every event out of it
-            # reflected with the v86 frame; hw (VMX) runs v86 guests.
-            raise Unsupported("IRET to virtual-8086 mode (EFLAGS.VM=1 popped): virtual-8086 "
-                              "mode under the trap and bt monitors is not supported")
+        if osz == 4 and popped & VM and v.cpl == 0:
+            v86.enter(mon, st, pop, eip, sel, popped, EFLAGS_WRITABLE | VIF | VIP)
+            return
     if (sel & 0xFFFC) == 0:
         raise VirtualFault(GP, 0)
     d = guest_descriptor(mon, sel)
@@ -238,6 +246,8 @@ def _popped_flags(v, real: int, new: int, osz: int) -> int:
     """The virtual EFLAGS an IRET at the virtual CPL produces (SDM POPF table)."""
     old = v.virtual_flags(real)
     writable = EFLAGS_WRITABLE & ~VM
+    if v.cpl == 0 and osz == 4:
+        writable |= VIF | VIP                   # IRET at CPL 0 loads them (SDM IRET)
     if v.cpl > 0:
         writable &= ~IOPL
     if v.cpl > v.iopl:

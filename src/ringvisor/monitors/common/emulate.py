@@ -14,6 +14,7 @@ deprivileging artefact": the original fault goes to the guest unchanged.
 from __future__ import annotations
 
 from ringvisor.cpu.isa.decoder import decode
+from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
 from ringvisor.monitors.common import delivery, fast_syscall
@@ -21,10 +22,12 @@ from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, gu
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
 from ringvisor.monitors.common.operands import effective, linear, read_memory, read_rm16, reg, set_reg
 from ringvisor.monitors.common.outcomes import HALT, JUMPED, NEXT, REFLECT, SHADOW
-from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE
+from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE, VM
 
 UD = 6
-CR4_VALID = 0x4 | 0x8 | CR4_PSE | CR4_PGE   # TSD DE PSE PGE: no VME/PVI (CPUID reports no VME)
+# VME PVI TSD DE PSE PGE. VME and PVI are the guest's only: v86_emulate.py and cli/sti
+# below do their rules against the virtual CPU (the real CR4 stays 0).
+CR4_VALID = vme.CR4_VME | vme.CR4_PVI | 0x4 | 0x8 | CR4_PSE | CR4_PGE
 MSR_TSC, SYSENTER_MSRS = 0x10, (0x174, 0x175, 0x176)
 
 
@@ -40,9 +43,17 @@ def _iopl_ok(mon) -> bool:
     return mon.vcpu.cpl <= mon.vcpu.iopl
 
 
+def _pvi(mon, st) -> bool:
+    """CLI/STI above IOPL act on VIF: at CPL 3 with the guest's CR4.PVI."""
+    return vme.cli_sti_virtual(st.eflags & ~VM, mon.vcpu.cr4, mon.vcpu.cpl)
+
+
 def cli(mon, st, ins):
     if not _iopl_ok(mon):
-        return REFLECT
+        if not _pvi(mon, st):
+            return REFLECT
+        st.eflags = vme.cli_virtual(st.eflags)   # VIF is kept in the real EFLAGS, unused there
+        return NEXT
     mon.vcpu.if_ = False
     mon.note_if_cleared("CLI", st)
     return NEXT
@@ -50,7 +61,11 @@ def cli(mon, st, ins):
 
 def sti(mon, st, ins):
     if not _iopl_ok(mon):
-        return REFLECT
+        new = vme.sti_virtual(st.eflags) if _pvi(mon, st) else None
+        if new is None:
+            return REFLECT                      # #GP(0), as the guest's CPU gives
+        st.eflags = new
+        return NEXT
     was = mon.vcpu.if_
     mon.vcpu.if_ = True
     return NEXT if was else SHADOW          # STI's one-instruction interrupt shadow
@@ -67,9 +82,12 @@ def hlt(mon, st, ins):
 def _io_allowed(mon, port: int, size: int) -> bool:
     """Virtual CPL <= virtual IOPL, or the guest TSS's I/O permission bitmap."""
     v = mon.vcpu
-    if v.cpl <= v.iopl:
-        return True
-    tr = v.tr
+    return v.cpl <= v.iopl or io_bitmap_allows(mon, port, size)
+
+
+def io_bitmap_allows(mon, port: int, size: int) -> bool:
+    """The guest TSS's I/O permission bitmap grants these ports (SDM 19.5.2)."""
+    tr = mon.vcpu.tr
     if tr.type not in (9, 11) or tr.limit < 103:
         return False
     base = mon.gmmu.read_u(tr.base + 102, 2)
@@ -94,6 +112,10 @@ def port_io(mon, st, ins):
     port, size = _port_and_size(ins, st)
     if not _io_allowed(mon, port, size):
         return REFLECT
+    return do_io(mon, st, ins, port, size)
+
+
+def do_io(mon, st, ins, port: int, size: int):
     mn = ins.row.mnemonic
     if mn == "IN":
         set_reg(st, 0, size, mon.ports.read(port, size))
@@ -307,6 +329,29 @@ def load_ss(mon, st, ins):
     return SHADOW                                               # MOV SS's interrupt shadow
 
 
+def far_transfer(mon, st, ins):
+    """A far JMP/CALL that faulted. Through a TSS or a gate in the guest's
+    GDT it is a task switch or a call gate, which this monitor does not
+    emulate: said plainly instead of reflecting a #GP the guest's CPU would
+    not raise. Anything else is the guest's own fault."""
+    if ins.row.opcode in ("EA", "9A"):
+        sel = ins.imm2 & 0xFFFF
+    elif ins.mem:
+        sel = read_memory(mon, ins, st, 2, disp=ins.osz)
+    else:
+        return REFLECT
+    if (sel & 0xFFFC) == 0 or sel & 4:
+        return REFLECT
+    try:
+        d = guest_descriptor(mon, sel)
+    except VirtualFault:
+        return REFLECT
+    if not d.s:
+        raise Unsupported(f"far {ins.row.mnemonic} through system descriptor {sel:#06x} (a gate or "
+                          "task): the trap monitor does not emulate call gates or task switches")
+    return REFLECT
+
+
 # mnemonic -> (handler, virtual CPL 0 only)
 HANDLERS = {
     "CLI": (cli, False), "STI": (sti, False), "HLT": (hlt, True),
@@ -322,12 +367,16 @@ HANDLERS = {
     **fast_syscall.HANDLERS,
 }
 BY_OPCODE = {"0F 20": (mov_cr, True), "0F 22": (mov_cr, True), "0F 21": (mov_dr, True),
-             "0F 23": (mov_dr, True), "8E": (load_ss, True), "17": (load_ss, True)}
+             "0F 23": (mov_dr, True), "8E": (load_ss, True), "17": (load_ss, True),
+             "EA": (far_transfer, False), "9A": (far_transfer, False)}
+FAR_INDIRECT = frozenset({"JMP Mp", "CALL Mp"})
 
 
 def handler_for(ins):
     if ins.ud or ins.row is None:
         return None
+    if ins.row.text in FAR_INDIRECT:
+        return far_transfer, False
     return BY_OPCODE.get(ins.row.opcode) or HANDLERS.get(ins.row.mnemonic)
 
 

@@ -5,7 +5,8 @@ CPU runs it deprivileged (ring 1 or 3) on the monitor's tables.
 
 Real and virtual EFLAGS differ in IF (real IF = virtual IF, maintained by
 the monitor, so the hardware only interrupts the guest when the guest
-allows it), IOPL (real 0, so CLI/STI/IN/OUT trap), NT (real 0: a real IRET
+allows it), IOPL (real 0, so CLI/STI/IN/OUT trap; in virtual-8086 mode also
+PUSHF/POPF/INT n/IRET), VM (real = virtual: v86 code runs as itself), NT (real 0: a real IRET
 must never task-switch through the monitor's TSS) and the monitor's own TF
 while it single-steps a guest instruction.
 """
@@ -31,6 +32,7 @@ class VirtualCpu:
     if_: bool = False
     iopl: int = 0
     nt: bool = False
+    vm: bool = False                            # in virtual-8086 mode (monitors/common/v86.py)
     cr0: int = CR0_PE | CR0_ET
     cr2: int = 0
     cr3: int = 0
@@ -61,11 +63,12 @@ class VirtualCpu:
     # --- EFLAGS ------------------------------------------------------------------
     def virtual_flags(self, real: int) -> int:
         f = real & ~(VIRTUAL_FLAGS | TF | RF | VM)
-        return f | (IF if self.if_ else 0) | (self.iopl << 12) | (NT if self.nt else 0) | 2
+        return f | (IF if self.if_ else 0) | (self.iopl << 12) | (NT if self.nt else 0) | \
+            (VM if self.vm else 0) | 2
 
     def real_flags(self, virtual: int) -> int:
         f = virtual & ~(VIRTUAL_FLAGS | RF | VM)
-        return f | (IF if self.if_ else 0) | 2
+        return f | (IF if self.if_ else 0) | (VM if self.vm else 0) | 2
 
     def set_from_flags(self, virtual: int) -> None:
         self.if_ = bool(virtual & IF)
@@ -82,8 +85,9 @@ class VirtualCpu:
         the virtual privilege, flags, control and table registers."""
         s = real.copy()
         s.cs, s.ss = real.cs.copy(), real.ss.copy()
-        s.cs.selector, s.ss.selector = (real.cs.selector & ~3) | self.cpl, (real.ss.selector & ~3) | self.cpl
-        s.cs.dpl = s.ss.dpl = self.cpl
+        if not self.vm:                         # virtual-8086 selectors are paragraphs, as they are
+            s.cs.selector, s.ss.selector = (real.cs.selector & ~3) | self.cpl, (real.ss.selector & ~3) | self.cpl
+            s.cs.dpl = s.ss.dpl = self.cpl
         s.eflags = self.virtual_flags(real.eflags)
         s.cr0, s.cr2, s.cr3, s.cr4, s.efer = self.cr0, self.cr2, self.cr3, self.cr4, self.efer
         s.gdt, s.idt = self.gdtr.copy(), self.idtr.copy()

@@ -28,7 +28,7 @@ CR0_PE, CR0_NE, CR0_WP, CR0_PG = 1, 0x20, 1 << 16, 1 << 31
 CR4_PSE, CR4_PGE = 0x10, 0x80
 CR0_OWNED = CR0_PE | CR0_NE | CR0_WP | CR0_PG
 CR4_OWNED = CR4_VMXE | CR4_PSE | CR4_PGE
-CR4_VALID = 0x9C     # TSD DE PSE PGE: no VME/PVI, which the CPU's CPUID does not report
+CR4_VALID = 0x9F     # VME PVI TSD DE PSE PGE: the guest's VME/PVI pass through to GUEST_CR4
 RW = 2
 
 

@@ -28,8 +28,8 @@ from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
 from ringvisor.monitors.common import cut_limit
-from ringvisor.monitors.common import debugview
-from ringvisor.monitors.common import emulate as E
+from ringvisor.monitors.common import debugview, v86
+from ringvisor.monitors.common import emulate as E, v86_emulate as V86E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
 from ringvisor.monitors.common.delivery import (EXC, EXT, HAS_ERROR_CODE, TripleFault, Unsupported,
@@ -41,7 +41,7 @@ from ringvisor.monitors.common.gdt_watch import GdtWatch
 from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
 from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import Stepper
-from ringvisor.monitors.common.vcpu import VirtualCpu
+from ringvisor.monitors.common.vcpu import VM, VirtualCpu
 from ringvisor.monitors.trap.cs_reload import CsReloadWatch
 
 MASKED_LIMIT = 5_000_000        # instructions with an interrupt pending, IF=0 and no trap: stuck
@@ -193,6 +193,10 @@ class TrapMonitor:
         st = real.copy()
         st.eip, cs, st.eflags, st.esp, ss = words[0], words[1] & 0xFFFF, words[2], words[3], \
             words[4] & 0xFFFF
+        if st.eflags & VM:                    # from virtual-8086 mode: ES, DS, FS, GS above SS
+            v86.frame_segments(st, cs, ss, self.region, sp + 4 * (6 if code is not None else 5))
+            self.guest = st
+            return st, vector, code, external
         if cs & 3 == 0:
             self.crash(f"trap {vector_name(vector)} taken inside the monitor", real)
         resumed_cs = self.resumed[0]
@@ -261,12 +265,13 @@ class TrapMonitor:
         name = "(undefined)" if ins.row is None else \
             ins.row.mnemonic if ins.row.mnemonic != "MOV" else ins.row.text
         self.emulated[name] += 1              # before: an OUT to the debug-exit port never returns
-        result = E.emulate(self, st, ins)
+        result = (V86E if self.vcpu.vm else E).emulate(self, st, ins)
         if result == E.REFLECT:
             self.emulated[name] -= 1
             if not self.emulated[name]:
                 del self.emulated[name]
-            lift = cut_limit.lifted_cache(self, st, ins) if vector == 13 and code == 0 else None
+            lift = cut_limit.lifted_cache(self, st, ins) \
+                if vector == 13 and code == 0 and not self.vcpu.vm else None
             if lift is not None:
                 return self._step_beyond_cut(st, *lift)
             return self._reflect(st, vector, code)
@@ -354,7 +359,7 @@ class TrapMonitor:
         st.idt = TableRegister(self.region.linear(R.IDT), 256 * 8 - 1)
         st.tr = self.tss.copy()
         st.ldt = Segment(selector=0, base=0, limit=0, type=2, s=False, present=False, unusable=True)
-        if self.cs_watch is not None and self.cs_watch.before_resume(self, st):
+        if self.cs_watch is not None and not v.vm and self.cs_watch.before_resume(self, st):
             self.stepper.single_step()
         # The invariants: real IF = virtual IF, real IOPL = 0, real NT = 0.
         st.eflags = self.stepper.real_flags(v.real_flags(st.eflags))
@@ -487,6 +492,7 @@ class TrapMonitor:
                 "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
             "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
             "cut_limit_steps": s["cut_limit_steps"],
+            "virtual_8086": {k: s[f"v86_{k}"] for k in ("entries", "exits", "emulated", "redirected")},
             "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
