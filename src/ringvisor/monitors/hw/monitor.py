@@ -311,26 +311,5 @@ class HwMonitor:
         return {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.items()}
 
     def statistics(self) -> dict:
-        total = sum(self.exits.values())
-        stats = {
-            "technique": "hw", "paging": self.paging,
-            "exits": total,
-            "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
-            "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
-            "mmio_exits_by_page": {f"{p:#010x}": n for p, n in self.mmio_accesses.most_common()},
-            "task_switches_emulated": {("call", "iret", "jmp", "task gate")[s]: n
-                                       for s, n in self.stats_task_switches.items()},
-            "interrupts_injected": self.injected,
-            "events_reinjected": self.reinjected,
-            "x87_errors_as_ferr": self.fpu_errors,
-            "hypercalls": dict(self.hypercalls.most_common()),
-            "monitor_host_seconds": round(self.monitor_seconds, 3),
-            "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
-        }
-        ept = getattr(self.cpu, "vmx_ept", None)
-        if self.shadow is not None:
-            stats["shadow_paging"] = self.shadow.statistics()
-        elif ept is not None:
-            stats["ept"] = ept.statistics()
-        return stats
-
+        from ringvisor.monitors.hw.stats import statistics
+        return statistics(self)
