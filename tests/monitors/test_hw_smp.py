@@ -133,3 +133,23 @@ def test_stats_print_a_line_per_vcpu_with_its_exits(test_kernels):
     assert proc.returncode == 0, proc.stderr
     lines = re.findall(r"^cpu(\d) instructions=(\d+) apic_id=\d+ exits=(\d+) ", proc.stdout + proc.stderr, re.M)
     assert [l[0] for l in lines] == ["0", "1"] and all(int(l[2]) > 0 for l in lines)
+
+
+@pytest.mark.parametrize("paging", PAGING)
+def test_a_sipi_start_forgets_the_event_the_old_start_had_pending(test_kernels, paging):
+    """Regression: an interrupt left in the VM-entry field (or a window
+    exit asked for) before INIT must not be delivered into the new start."""
+    from ringvisor.cpu.vmx import controls as C
+    from ringvisor.machine.smp import startup_state
+    m = machine(test_kernels / "apic.elf", technique="hw", paging=paging, cpus=2)
+    try:
+        ap = m.engine.smp_cpus[1]
+        ap.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(0x30, C.TYPE_EXTERNAL)
+        ap.vmcs["CPU_BASED_VM_EXEC_CONTROL"] |= C.CPU_INTERRUPT_WINDOW_EXITING
+        ap.set_state(startup_state(0x9A, 0x652))
+        assert not ap.vmcs["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID
+        assert not ap.vmcs["CPU_BASED_VM_EXEC_CONTROL"] & C.CPU_INTERRUPT_WINDOW_EXITING
+        st = ap.get_state()                 # real mode, at the SIPI's vector
+        assert (st.cs.selector, st.cs.base, st.eip, st.cr0 & 1) == (0x9A00, 0x9A000, 0, 0)
+    finally:
+        m.close()

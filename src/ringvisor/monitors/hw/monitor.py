@@ -109,6 +109,9 @@ class HwMonitor:
 
     def set_state(self, st) -> None:
         self.halted = False
+        # A new start (INIT, SIPI) forgets an event the old one had pending.
+        self.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = 0
+        self.vmcs["CPU_BASED_VM_EXEC_CONTROL"] &= ~(C.CPU_INTERRUPT_WINDOW_EXITING | C.CPU_NMI_WINDOW_EXITING)
         if self.shadow is not None and not st.cr0 & 1:
             # An AP's real-mode start (SIPI) without unrestricted guest.
             from ringvisor.monitors.hw import realmode
@@ -133,6 +136,8 @@ class HwMonitor:
         self.cpu.cr2 = st.cr2
 
     def get_state(self):
+        if self.real_mode is not None:
+            return self.real_mode.state.copy()
         st = read_guest_state(self.vmcs, self.cpu.r)
         mask = self.vmcs["CR0_GUEST_HOST_MASK"]
         st.cr0 = (st.cr0 & ~mask) | (self.vmcs["CR0_READ_SHADOW"] & mask)

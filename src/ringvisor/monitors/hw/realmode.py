@@ -59,6 +59,8 @@ class RealModeStart:
                         cpu.eip, cpu.r[4] = cpu.cur_eip, cpu.cur_esp
                     exception(cpu, e.vector, e.code, EXC)
                 if cpu.halted:
+                    self.state = cpu.get_state()
+                    self._restore(saved_walk)
                     mon.crash("the application processor halted in its real-mode start, which the hw "
                               "monitor emulates with interrupts off (--paging shadow): use --paging ept")
                 if cpu.cr0 & CR0_PE:
@@ -75,7 +77,6 @@ class RealModeStart:
             cpu.eip, cpu.r[4] = cpu.cur_eip, cpu.cur_esp
             self.state = cpu.get_state()
             self._restore(saved_walk)
-            mon.real_mode = None
             mon.crash(f"the application processor's real-mode start accessed guest-physical "
                       f"{hit.gpa:#010x}: memory the memory map reserves for the monitor")
         finally:
