@@ -11,11 +11,16 @@ the EPT identity-mapping its RAM (no paging exits); `shadow` is
 first-generation VT-x: shadow page tables kept by the monitor (shadow.py).
 
 Interrupts (KVM's inject_pending_event): before every entry, a request of
-the machine's 8259 is injected through the VM-entry interruption field if
+the guest's virtual interrupt controller (the 8259 pair on the isa machine,
+the vCPU's local APIC on the pc machine: vapic.py) is injected through the VM-entry interruption field if
 the guest can take it (RFLAGS.IF=1, no STI/MOV SS blocking), else
 interrupt-window exiting is set. The VMX-preemption timer ends a run at the
 instruction the machine's slice ends at (the PIT's next edge), so timer
 interrupts arrive where they do natively.
+
+Several vCPUs (--cpus N): a monitor per vCPU, each with its soft CPU, VMCS
+and VPID, sharing the BSP's region, bitmaps and EPT; machine/smp.py runs
+them (`smp_cpus`) as it runs native CPUs.
 """
 from __future__ import annotations
 
