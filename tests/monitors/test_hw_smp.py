@@ -153,3 +153,15 @@ def test_a_sipi_start_forgets_the_event_the_old_start_had_pending(test_kernels, 
         assert (st.cs.selector, st.cs.base, st.eip, st.cr0 & 1) == (0x9A00, 0x9A000, 0, 0)
     finally:
         m.close()
+
+
+def test_the_trace_shows_every_vcpus_exits(test_kernels, tmp_path):
+    trace = tmp_path / "trace.txt"
+    proc = subprocess.run([sys.executable, "-m", "ringvisor", "run", str(test_kernels / "apic.elf"),
+                           "--engine", "soft", "--technique", "hw", "--cpus", "2", "--trace", str(trace)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = trace.read_text()
+    # The AP's first exits: its APIC page, read and written (EPT violations).
+    assert re.search(r"vmexit ept_violation +cpu1 0008:[0-9a-f]{8} .*gpa 0xfee000", text)
+    assert re.search(r"vmexit \w+ +cpu0 ", text)

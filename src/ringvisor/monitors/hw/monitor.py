@@ -85,9 +85,19 @@ class HwMonitor:
         self.fpu_errors = 0                       # #MF exits of a guest with CR0.NE=0 (fpu.py)
         self.reinjected = 0
         self.hypercalls = Counter()
-        self.tracer = None
+        self._tracer = bsp._tracer if bsp is not None else None
         self.monitor_seconds = 0.0
         self.shadow = ShadowPaging(self) if paging == "shadow" else None
+
+    @property
+    def tracer(self):
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, trace) -> None:
+        """`--trace`: every vCPU's exits (the machine attaches it to the BSP's monitor)."""
+        for mon in self.siblings:
+            mon._tracer = trace
 
     # --- the engine interface ----------------------------------------------------------
     @property
@@ -303,6 +313,8 @@ class HwMonitor:
         the exits an instruction causes), the qualification decoded."""
         st = self.get_state()
         where = f"{st.cs.selector:04x}:{st.eip:08x}"
+        if len(self.siblings) > 1:
+            where = f"cpu{self.index} {where}"
         insn = ""
         if exit.instruction_length and self.tracer.active:
             translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
