@@ -165,3 +165,14 @@ def test_the_trace_shows_every_vcpus_exits(test_kernels, tmp_path):
     # The AP's first exits: its APIC page, read and written (EPT violations).
     assert re.search(r"vmexit ept_violation +cpu1 0008:[0-9a-f]{8} .*gpa 0xfee000", text)
     assert re.search(r"vmexit \w+ +cpu0 ", text)
+
+
+@pytest.mark.parametrize("paging, seen", [("ept", "STALE"), ("shadow", "ok")])
+def test_without_the_shootdown_ipi(ringos, paging, seen):
+    """The control of ringos's shootdown check (shootdown=0: no IPI). Under
+    EPT each vCPU's tagged TLB is real, so the reader still reads the
+    unmapped page, as natively; under shadow paging the PTE write was
+    mirrored into the reader's shadow at once (stricter than a TLB)."""
+    result, out = run(ringos / "ringos.elf", "workload=tasks iters=1 shootdown=0", technique="hw",
+                      paging=paging, cpus=2)
+    assert any(line.startswith(f"tlb shootdown: {seen} ") for line in out), "\n".join(out)
