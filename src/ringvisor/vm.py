@@ -37,11 +37,11 @@ class VmConfig:
 
     @property
     def machine_kind(self) -> str:
-        """The soft engine's board: pc under `native`; the 1990 isa PC
-        under the monitors (they do not virtualize the APICs: docs/platform.md)."""
+        """The soft engine's board: pc under `native` and `hw`; the 1990 isa
+        PC under trap, bt and pv (they do not virtualize the APICs: docs/platform.md)."""
         if self.machine is not None:
             return self.machine
-        return "pc" if self.technique == "native" else "isa"
+        return "pc" if self.technique in ("native", "hw") else "isa"
 
     def machine_config(self) -> MachineConfig:
         """The machine's share: its RAM, minus what the technique's monitor keeps."""

@@ -340,7 +340,8 @@ class Machine:
                 stats["cpus"] = self.smp.statistics()
             elif self.platform.pc is not None:
                 from ringvisor.machine.smp import cpu_statistics
-                stats["cpus"] = [cpu_statistics(cpu, self.platform.pc.interrupts, index=0)]
+                stats["cpus"] = [cpu_statistics(e if hasattr(e, "traps") else cpu,
+                                                self.platform.pc.interrupts, index=0)]
             if cpu is not e:
                 stats["monitor"] = e.statistics()
         if e.name == "kvm":

@@ -71,8 +71,10 @@ class SoftCpus:
         self.machine, self.platform = machine, machine.platform
         self.quantum = quantum
         apics = self.platform.pc.lapics
+        # The hw monitor's vCPUs stand for the soft CPUs they run on (smp_cpus).
+        engines = getattr(machine.engine, "smp_cpus", None) or self.platform.cpus
         self.cpus = [CpuRecord(i, engine, apics[i], parked=i > 0)
-                     for i, engine in enumerate(self.platform.cpus)]
+                     for i, engine in enumerate(engines)]
         for record in self.cpus[1:]:
             record.apic.wait_for_sipi = True
         self.rounds = 0
@@ -185,7 +187,9 @@ class SoftCpus:
 def cpu_statistics(engine, apic, *, index: int, inits: int = 0, startups: int = 0) -> dict:
     """One CPU's figures for --stats (`cpu<N> instructions=<count> ...`)."""
     s = apic.stats
+    exits = getattr(engine, "traps", None)          # a monitor's vCPU: its VM exits
     return {"cpu": index, "apic_id": apic.id, "instructions": engine.instructions,
+            **({"exits": exits} if exits is not None else {}),
             "ipis_sent": sum(s.ipis_sent.values()), "ipis_received": s.ipis_received,
             "interrupts": sum(s.delivered.values()), "timer_expiries": s.timer_expiries,
             "nmis": s.nmis, "inits": inits, "startups": startups}

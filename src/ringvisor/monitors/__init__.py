@@ -44,7 +44,11 @@ def create_hw(machine, engine, paging: str = "ept"):
         raise ConfigError("--paging is ept (nested paging) or shadow (shadow page tables)")
     _require_region(machine, "hw")
     from ringvisor.monitors.hw.monitor import HwMonitor
-    return HwMonitor(machine, engine, paging)
+    bsp = HwMonitor(machine, engine, paging)
+    platform = getattr(machine, "platform", None)
+    for ap in (platform.cpus[1:] if platform is not None else ()):
+        HwMonitor(machine, ap, paging, bsp=bsp)       # --cpus N: a vCPU per soft CPU
+    return bsp
 
 
 def _require_region(machine, monitor: str) -> None:

@@ -7,7 +7,7 @@ from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
 from ringvisor.exits import Halt, Interrupted, Shutdown
 from ringvisor.cpu.vmx.operation import invvpid
-from ringvisor.monitors.hw import fpu, hypercalls, mmio
+from ringvisor.monitors.hw import fpu, hypercalls, mmio, vapic
 from ringvisor.monitors.hw.task import task_switch
 from ringvisor.monitors.hw.cpuid import guest_cpuid
 from ringvisor.monitors.hw.setup import CR0_NE, CR0_PE, CR0_PG, MSR_TSC
@@ -18,13 +18,17 @@ _SIZE_MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
 
 def cpuid(mon, exit):
     r = mon.cpu.r
-    r[0], r[3], r[1], r[2] = guest_cpuid(mon.cpu.cpuid, r[0])
+    leaf = r[0]
+    a, b, c, d = guest_cpuid(mon.cpu.cpuid, leaf)
+    if mon.apic is not None and leaf == 1:
+        b, c, d = vapic.cpuid_leaf1(mon, b, c, d)
+    r[0], r[3], r[1], r[2] = a, b, c, d
     mon.skip(exit)
 
 
 def hlt(mon, exit):
     mon.skip(exit)
-    if mon.pic.pending() and mon.vmcs["GUEST_RFLAGS"] & 0x200:
+    if mon._can_wake():
         return None                             # an interrupt is already waiting: no halt
     return Halt()
 
@@ -96,9 +100,26 @@ def cr_access(mon, exit):
     return None
 
 
+def msr_read(mon, exit):
+    """Only the APIC's MSRs exit on a read (the MSR bitmap)."""
+    r = mon.cpu.r
+    value = vapic.rdmsr(mon, r[1]) if mon.apic is not None and vapic.is_apic_msr(r[1]) else None
+    if value is None:
+        mon.inject_exception(GP, 0)
+        return None
+    r[0], r[2] = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
+    mon.skip(exit)
+    return None
+
+
 def msr_write(mon, exit):
     r = mon.cpu.r
-    if r[1] == MSR_TSC:
+    if mon.apic is not None and vapic.is_apic_msr(r[1]):
+        if vapic.wrmsr(mon, r[1], r[2] << 32 | r[0]):
+            mon.skip(exit)
+        else:
+            mon.inject_exception(GP, 0)
+    elif r[1] == MSR_TSC:
         # The guest sets its TSC: the TSC offset makes it so (guest TSC = host TSC + offset).
         value = r[2] << 32 | r[0]
         mon.vmcs["TSC_OFFSET"] = (value - mon.cpu.tsc()) & 0xFFFFFFFFFFFFFFFF
@@ -115,6 +136,11 @@ def vmcall(mon, exit):
 
 def interrupt_window(mon, exit):
     mon.vmcs["CPU_BASED_VM_EXEC_CONTROL"] &= ~C.CPU_INTERRUPT_WINDOW_EXITING
+
+
+def nmi_window(mon, exit):
+    """The guest's NMI handler IRETed: the pending NMI goes in at this entry."""
+    mon.vmcs["CPU_BASED_VM_EXEC_CONTROL"] &= ~C.CPU_NMI_WINDOW_EXITING
 
 
 def external_interrupt(mon, exit):
@@ -189,7 +215,7 @@ def unexpected(mon, exit):
 
 HANDLERS = {
     R["CPUID"]: cpuid, R["HLT"]: hlt, R["IO_INSTRUCTION"]: io, R["CR_ACCESS"]: cr_access,
-    R["MSR_WRITE"]: msr_write, R["VMCALL"]: vmcall, R["INTERRUPT_WINDOW"]: interrupt_window,
+    R["MSR_READ"]: msr_read, R["MSR_WRITE"]: msr_write, R["NMI_WINDOW"]: nmi_window, R["VMCALL"]: vmcall, R["INTERRUPT_WINDOW"]: interrupt_window,
     R["EXTERNAL_INTERRUPT"]: external_interrupt, R["PREEMPTION_TIMER"]: preemption_timer,
     R["TRIPLE_FAULT"]: triple_fault, R["EPT_VIOLATION"]: ept_violation,
     R["INVALID_GUEST_STATE"]: invalid_guest_state, R["TASK_SWITCH"]: task_switch,

@@ -11,11 +11,16 @@ the EPT identity-mapping its RAM (no paging exits); `shadow` is
 first-generation VT-x: shadow page tables kept by the monitor (shadow.py).
 
 Interrupts (KVM's inject_pending_event): before every entry, a request of
-the machine's 8259 is injected through the VM-entry interruption field if
+the guest's virtual interrupt controller (the 8259 pair on the isa machine,
+the vCPU's local APIC on the pc machine: vapic.py) is injected through the VM-entry interruption field if
 the guest can take it (RFLAGS.IF=1, no STI/MOV SS blocking), else
 interrupt-window exiting is set. The VMX-preemption timer ends a run at the
 instruction the machine's slice ends at (the PIT's next edge), so timer
 interrupts arrive where they do natively.
+
+Several vCPUs (--cpus N): a monitor per vCPU, each with its soft CPU, VMCS
+and VPID, sharing the BSP's region, bitmaps and EPT; machine/smp.py runs
+them (`smp_cpus`) as it runs native CPUs.
 """
 from __future__ import annotations
 
@@ -29,12 +34,12 @@ from ringvisor.cpu.vmx.operation import vm_enter
 from ringvisor.cpu.vmx.state import read_guest_state, write_guest_state
 from ringvisor.cpu.vmx.vmcs import VmxInstructionError
 from ringvisor.errors import GuestCrashed
-from ringvisor.exits import Interrupted
+from ringvisor.exits import Halt, Interrupted
 from ringvisor.machine import report
 from ringvisor.cpu.core import CS
 from ringvisor.monitors.common import debugview
 from ringvisor.monitors.common import region as R_
-from ringvisor.monitors.hw import fpu, handlers, setup
+from ringvisor.monitors.hw import fpu, handlers, setup, vapic
 from ringvisor.monitors.hw.setup import CR0_NE
 from ringvisor.monitors.hw.shadow import ShadowPaging
 
@@ -42,33 +47,92 @@ from ringvisor.monitors.hw.shadow import ShadowPaging
 class HwMonitor:
     name = "hw"
 
-    def __init__(self, machine, engine, paging: str = "ept"):
+    def __init__(self, machine, engine, paging: str = "ept", bsp: "HwMonitor | None" = None):
+        """`bsp`: this vCPU is an application processor of that monitor's
+        guest (--cpus N): it shares its region, bitmaps and EPT, and has
+        its own VMCS, VPID, soft CPU and (under shadow paging) shadow tables."""
         self.machine, self.cpu, self.paging = machine, engine, paging
-        self.memory, self.ports, self.pic = machine.memory, machine.ports, machine.pic
-        self.region = R_.MonitorRegion(machine.memory, machine.memory.size)
-        self.vmcs = setup.build(self.region, self.region.phys, paging)
-        # The 8259 is the guest's (virtual) interrupt controller: the monitor
-        # injects its requests; the CPU's own INTR pin has no host device.
+        self.memory, self.ports = machine.memory, machine.ports
+        # The pc machine: the soft CPU's local APIC is the vCPU's virtual
+        # APIC, served by the monitor (vapic.py); the CPU in root operation
+        # keeps none. The isa machine: the 8259 pair is the guest's.
+        self.apic = getattr(engine, "apic", None)
+        self.pic = self.apic if self.apic is not None else machine.pic
+        engine.apic = None
+        # The guest's interrupt controller is virtual: the monitor injects its
+        # requests; the CPU's own INTR pin has no host device.
         engine.interrupts = None
+        if bsp is None:
+            self.region = R_.MonitorRegion(machine.memory, machine.memory.size)
+            self.vmcs = setup.build(self.region, self.region.phys, paging, apic=self.apic is not None)
+            self.siblings: list[HwMonitor] = [self]   # every vCPU's monitor, the BSP's first
+        else:
+            self.region = bsp.region
+            self.vmcs = setup.sibling(bsp.vmcs, setup.VPID + len(bsp.siblings))
+            self.siblings = bsp.siblings
+            self.siblings.append(self)
+        self.index = self.siblings.index(self)
+        self.halted = False                       # HLT exited and no event has woken the vCPU
+        self.real_mode = None                     # shadow paging: an AP's start, emulated (realmode.py)
+        self.real_mode_instructions = 0
         self.exits = Counter()
         self.io_ports = Counter()
         self.mmio_accesses = Counter()            # device page -> emulated accesses
         self.stats_task_switches = Counter()      # by source (SDM table 27-2): emulated
         self.vectoring_consumed = False           # the exit's handler delivered the event itself
         self.injected = 0
+        self.nmis_injected = 0
         self.fpu_errors = 0                       # #MF exits of a guest with CR0.NE=0 (fpu.py)
         self.reinjected = 0
         self.hypercalls = Counter()
-        self.tracer = None
+        self._tracer = bsp._tracer if bsp is not None else None
         self.monitor_seconds = 0.0
         self.shadow = ShadowPaging(self) if paging == "shadow" else None
+
+    @property
+    def tracer(self):
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, trace) -> None:
+        """`--trace`: every vCPU's exits (the machine attaches it to the BSP's monitor)."""
+        for mon in self.siblings:
+            mon._tracer = trace
 
     # --- the engine interface ----------------------------------------------------------
     @property
     def instructions(self) -> int:
         return self.cpu.instructions
 
+    # What machine/smp.py asks of a CPU it schedules (the vCPU as the guest sees it).
+    @property
+    def flags(self) -> int:
+        return self.vmcs["GUEST_RFLAGS"]
+
+    @property
+    def nmi_blocked(self) -> bool:
+        return bool(self.vmcs["GUEST_INTERRUPTIBILITY_INFO"] & C.BLOCKING_BY_NMI)
+
+    @property
+    def cpuid(self):
+        return self.cpu.cpuid
+
+    @property
+    def smp_cpus(self) -> list:
+        """The vCPUs machine/smp.py interleaves (this one first)."""
+        return self.siblings
+
     def set_state(self, st) -> None:
+        self.halted = False
+        # A new start (INIT, SIPI) forgets an event the old one had pending.
+        self.vmcs["VM_ENTRY_INTR_INFO_FIELD"] = 0
+        self.vmcs["CPU_BASED_VM_EXEC_CONTROL"] &= ~(C.CPU_INTERRUPT_WINDOW_EXITING | C.CPU_NMI_WINDOW_EXITING)
+        if self.shadow is not None and not st.cr0 & 1:
+            # An AP's real-mode start (SIPI) without unrestricted guest.
+            from ringvisor.monitors.hw import realmode
+            self.real_mode = realmode.RealModeStart(self, st)
+            return
+        self.real_mode = None
         v = self.vmcs
         self.cr0_shadow = st.cr0
         g = st.copy()
@@ -87,6 +151,8 @@ class HwMonitor:
         self.cpu.cr2 = st.cr2
 
     def get_state(self):
+        if self.real_mode is not None:
+            return self.real_mode.state.copy()
         st = read_guest_state(self.vmcs, self.cpu.r)
         mask = self.vmcs["CR0_GUEST_HOST_MASK"]
         st.cr0 = (st.cr0 & ~mask) | (self.vmcs["CR0_READ_SHADOW"] & mask)
@@ -113,15 +179,26 @@ class HwMonitor:
         r[0], r[1], r[2], r[3], r[5], r[6], r[7] = st.eax, st.ecx, st.edx, st.ebx, st.ebp, st.esi, st.edi
         v["GUEST_RSP"], v["GUEST_RIP"], v["GUEST_RFLAGS"] = st.esp, st.eip, st.eflags
 
-    def run(self):
+    def run(self, max_instructions: int | None = None):
         """Enter the guest until the machine's slice ends (the preemption
         timer) or an exit needs the machine (HLT, a triple fault)."""
-        cpu, v = self.cpu, self.vmcs
-        target = cpu.instructions + cpu.slice
+        cpu, v, apic = self.cpu, self.vmcs, self.apic
+        target = cpu.instructions + (cpu.slice if max_instructions is None else max_instructions)
         while True:
             left = target - cpu.instructions
             if left <= 0:
                 return Interrupted()
+            if apic is not None and (apic.init_pending or apic.sipi_vector is not None):
+                return Interrupted()              # INIT/SIPI: the machine restarts this vCPU
+            if self.real_mode is not None:
+                result = self.real_mode.run(left)
+                if result is not None:
+                    return result
+                continue
+            if self.halted:
+                if not self._can_wake():
+                    return Halt()
+                self.halted = False
             v["VMX_PREEMPTION_TIMER_VALUE"] = left
             self._inject_pending_interrupt()
             try:
@@ -143,6 +220,8 @@ class HwMonitor:
                     and not self.vectoring_consumed:
                 self._reinject(vectoring)
             if result is not None:
+                if result.__class__ is Halt:
+                    self.halted = True
                 return result
 
     # --- interrupts -------------------------------------------------------------------------
@@ -155,12 +234,22 @@ class HwMonitor:
         v["VM_ENTRY_INSTRUCTION_LEN"] = v["VM_EXIT_INSTRUCTION_LEN"]
         self.reinjected += 1
 
+    def _can_wake(self) -> bool:
+        """An event that ends the vCPU's HLT: an NMI, or an interrupt with IF=1."""
+        if self.apic is not None and self.apic.nmi_pending:
+            return True
+        return bool(self.vmcs["GUEST_RFLAGS"] & 0x200) and self.pic.pending()
+
     def _inject_pending_interrupt(self) -> None:
         v = self.vmcs
-        if v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID or not self.pic.pending():
+        if v["VM_ENTRY_INTR_INFO_FIELD"] & C.INTR_VALID:
             return
         if self.shadow is not None and self.shadow.step is not None:
             return                                # one instruction under the monitor trap flag
+        if self.apic is not None and vapic.inject_nmi(self):
+            return
+        if not self.pic.pending():
+            return
         blocked = v["GUEST_INTERRUPTIBILITY_INFO"] & 3
         if v["GUEST_RFLAGS"] & 0x200 and not blocked:
             v["VM_ENTRY_INTR_INFO_FIELD"] = C.intr_info(self.pic.acknowledge(), C.TYPE_EXTERNAL)
@@ -224,6 +313,8 @@ class HwMonitor:
         the exits an instruction causes), the qualification decoded."""
         st = self.get_state()
         where = f"{st.cs.selector:04x}:{st.eip:08x}"
+        if len(self.siblings) > 1:
+            where = f"cpu{self.index} {where}"
         insn = ""
         if exit.instruction_length and self.tracer.active:
             translate = report.page_walk(st, self.memory) if st.cr0 & 0x80000000 else None
@@ -242,26 +333,5 @@ class HwMonitor:
         return {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.items()}
 
     def statistics(self) -> dict:
-        total = sum(self.exits.values())
-        stats = {
-            "technique": "hw", "paging": self.paging,
-            "exits": total,
-            "exits_by_reason": {REASONS.get(r, str(r)).lower(): n for r, n in self.exits.most_common()},
-            "io_exits_by_port": {f"{p:#06x}": n for p, n in self.io_ports.most_common()},
-            "mmio_exits_by_page": {f"{p:#010x}": n for p, n in self.mmio_accesses.most_common()},
-            "task_switches_emulated": {("call", "iret", "jmp", "task gate")[s]: n
-                                       for s, n in self.stats_task_switches.items()},
-            "interrupts_injected": self.injected,
-            "events_reinjected": self.reinjected,
-            "x87_errors_as_ferr": self.fpu_errors,
-            "hypercalls": dict(self.hypercalls.most_common()),
-            "monitor_host_seconds": round(self.monitor_seconds, 3),
-            "monitor_us_per_exit": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
-        }
-        ept = getattr(self.cpu, "vmx_ept", None)
-        if self.shadow is not None:
-            stats["shadow_paging"] = self.shadow.statistics()
-        elif ept is not None:
-            stats["ept"] = ept.statistics()
-        return stats
-
+        from ringvisor.monitors.hw.stats import statistics
+        return statistics(self)

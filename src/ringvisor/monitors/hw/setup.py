@@ -8,6 +8,7 @@ from ringvisor.cpu.vmx import capabilities as CAP
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.ept import identity_tables
 from ringvisor.cpu.vmx.vmcs import Vmcs
+from ringvisor.monitors.hw import vapic
 
 VPID = 1
 HOST_CS, HOST_DS, HOST_TR = 0x08, 0x10, 0x18
@@ -15,9 +16,10 @@ CR0_NE, CR0_PE, CR0_PG = 0x20, 0x01, 0x80000000
 MSR_TSC = 0x10
 
 
-def build(region, ram_size: int, paging: str) -> Vmcs:
+def build(region, ram_size: int, paging: str, apic: bool = False) -> Vmcs:
     """A VMCS with the monitor's controls and host state; the guest area
-    is filled by set_state."""
+    is filled by set_state. `apic`: the vCPU has a local APIC (the pc
+    machine): its MSRs exit, and NMIs are virtual NMIs (vapic.py)."""
     v = Vmcs()
     frame = region.alloc_frame
     # I/O: every port exits (the devices are the machine's). MSRs: only a
@@ -27,6 +29,10 @@ def build(region, ram_size: int, paging: str) -> Vmcs:
     region.mm[io_a:io_a + 0x1000] = b"\xff" * 0x1000
     region.mm[io_b:io_b + 0x1000] = b"\xff" * 0x1000
     region.mm[msrs + 2048 + (MSR_TSC >> 3)] |= 1 << (MSR_TSC & 7)
+    pin = C.PIN_EXTERNAL_INTERRUPT_EXITING | C.PIN_PREEMPTION_TIMER
+    if apic:
+        vapic.intercept_msrs(region, msrs)
+        pin |= C.PIN_NMI_EXITING | C.PIN_VIRTUAL_NMIS
     v["IO_BITMAP_A"], v["IO_BITMAP_B"], v["MSR_BITMAP"] = io_a, io_b, msrs
     proc = C.CPU_HLT_EXITING | C.CPU_USE_IO_BITMAPS | C.CPU_USE_MSR_BITMAPS
     proc2 = C.SEC_ENABLE_VPID
@@ -39,7 +45,7 @@ def build(region, ram_size: int, paging: str) -> Vmcs:
         proc |= C.CPU_CR3_LOAD_EXITING | C.CPU_CR3_STORE_EXITING | C.CPU_INVLPG_EXITING
     v["VPID"] = VPID
     v["PIN_BASED_VM_EXEC_CONTROL"] = CAP.adjust(
-        CAP.IA32_VMX_TRUE_PINBASED_CTLS, C.PIN_EXTERNAL_INTERRUPT_EXITING | C.PIN_PREEMPTION_TIMER)
+        CAP.IA32_VMX_TRUE_PINBASED_CTLS, pin)
     v["CPU_BASED_VM_EXEC_CONTROL"] = CAP.adjust(CAP.IA32_VMX_TRUE_PROCBASED_CTLS,
                                                 proc | C.CPU_ACTIVATE_SECONDARY)
     v["SECONDARY_VM_EXEC_CONTROL"] = CAP.adjust(CAP.IA32_VMX_PROCBASED_CTLS2, proc2)
@@ -59,3 +65,13 @@ def build(region, ram_size: int, paging: str) -> Vmcs:
     for s in ("SS", "DS", "ES"):
         v[f"HOST_{s}_SELECTOR"] = HOST_DS
     return v
+
+
+def sibling(v: Vmcs, vpid: int) -> Vmcs:
+    """Another vCPU's VMCS (--cpus N): the same controls, host state,
+    bitmaps and EPT (one guest-physical space), its own VPID so the CPUs'
+    tagged translations stay apart; its guest area is filled by set_state."""
+    other = Vmcs()
+    other.f = dict(v.f)
+    other["VPID"] = vpid
+    return other

@@ -19,7 +19,9 @@ from ringvisor.cpu.vmx.exits import decode_cr
 from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.errors import GuestCrashed
 from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, VirtualFault
-from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
+from ringvisor.monitors.common.shadow_paging import PoolExhausted
+from ringvisor.monitors.hw import shadow_peers
+from ringvisor.monitors.hw.shadow_peers import PeerShadowMmu
 from ringvisor.monitors.common.stepper import changed_range
 from ringvisor.monitors.common.vcpu import VirtualCpu
 from ringvisor.monitors.hw import fpu
@@ -40,12 +42,20 @@ class ShadowPaging:
         self.gmmu = GuestMmu(mon.memory, self.vcpu, mon.region)
         # The guest has the whole linear space: no hole for the monitor, who
         # lives in root operation's own address space (the host CR3).
-        self.shadow = ShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats, linear_top=1 << 32)
+        self.shadow = PeerShadowMmu(mon.region, self.vcpu, self.gmmu, 1, self.stats, linear_top=1 << 32,
+                                    peers=self.peers)
         self.step = None                 # (shadow PTE, its value, guest frame, bytes before)
         v = mon.vmcs
         v["EXCEPTION_BITMAP"] = 1 << 14
         v["CR0_GUEST_HOST_MASK"] = CR0_OWNED
         v["CR4_GUEST_HOST_MASK"] = CR4_OWNED
+
+    def peers(self) -> list["ShadowPaging"]:
+        """The other vCPUs' shadow paging (--cpus N: shadow_peers.py)."""
+        return [m.shadow for m in self.mon.siblings if m is not self.mon]
+
+    def keep_read_only(self, frame: int) -> None:
+        shadow_peers.keep_read_only(self, frame)
 
     # --- state -------------------------------------------------------------------------
     def set_guest(self, st) -> None:
@@ -182,6 +192,8 @@ class ShadowPaging:
             self._switch()
             return
         self.stats["hidden_faults"] += 1
+        if step is not None and shadow_peers.release_if_unused(self, step[1]):
+            step = self.shadow.fill(lin, bool(code & 2), bool(code & 4))
         if step is not None:
             # A write the shadow must keep read-only (a traced page table):
             # let this one instruction write, then mirror what it changed.
@@ -205,16 +217,15 @@ class ShadowPaging:
         self.step = None
         mon.region.write_u32(pte_addr, old)
         span = changed_range(before, bytes(mon.memory.mmap[frame:frame + 0x1000]))
-        if span and self.shadow.traced(frame):
-            self.shadow.mirror(frame, *span)
+        if span:
+            shadow_peers.mirror_everywhere(self, frame, *span)
         self.flush()
 
     def guest_wrote(self, phys: int, length: int) -> None:
         """The monitor wrote guest memory for the guest: if it is a traced
         page table, the shadows follow."""
         frame = phys & 0xFFFFF000
-        if self.shadow.traced(frame):
-            self.shadow.mirror(frame, phys & 0xFFF, (phys & 0xFFF) + length)
+        shadow_peers.mirror_everywhere(self, frame, phys & 0xFFF, (phys & 0xFFF) + length)
         if self.shadow.need_flush:
             self.flush()
 
