@@ -57,7 +57,9 @@ def test_guest_ram_is_mapped_lazily():
     mem = GuestMemory(128 << 20)
     try:
         mem.write(0x100000, b"x" * 4096)
-        assert _resident_kib(mem.host_address) <= 64
+        # One touched page, or the 2 MiB huge page that holds it when the
+        # host's transparent huge pages are on: far from 128 MiB either way.
+        assert _resident_kib(mem.host_address) <= 4096
     finally:
         mem.close()
 
