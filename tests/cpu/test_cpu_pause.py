@@ -113,3 +113,13 @@ def test_set_state_forgets_a_pending_yield():
     r.cpu.paused = True
     r.protected(SPIN)
     assert isinstance(r.run(3), Paused) and r.cpu.instructions == 3
+
+
+def test_in_vmx_non_root_operation_pause_does_not_yield():
+    """There the VMM's controls decide what PAUSE does, not the machine."""
+    r = rig("interpreter", yields=True)
+    r.cpu.vmx = object()               # non-root: only its presence matters to XOR, INC, PAUSE
+    try:
+        assert isinstance(r.run(3), Interrupted) and r.cpu.pause_count == 0
+    finally:
+        r.cpu.vmx = None
