@@ -203,7 +203,9 @@ class BlockCache:
                 else:
                     interpret(cpu, b, eip)
             elif b.n > target - cpu.instructions:
-                cpu.step()                    # the budget ends inside this trace
+                # The budget ends inside this trace: one instruction, decoded
+                # once per place (a CPU's short SMP turns end so thousands of times).
+                self._interpret_one(eip)
             else:
                 self._chain(b, target, intr)
             if cpu.halted or cpu.shadow or cpu.paused or cpu.instructions >= target or cpu.flags & (TF | RF):
