@@ -203,9 +203,7 @@ class BlockCache:
                 else:
                     interpret(cpu, b, eip)
             elif b.n > target - cpu.instructions:
-                # The budget ends inside this trace: one instruction, decoded
-                # once per place (a CPU's short SMP turns end so thousands of times).
-                self._interpret_one(eip)
+                cpu.step()                    # the budget ends inside this trace
             else:
                 self._chain(b, target, intr)
             if cpu.halted or cpu.shadow or cpu.paused or cpu.instructions >= target or cpu.flags & (TF | RF):
