@@ -51,6 +51,12 @@ class Interrupted(Exit):
 
 
 @dataclass(slots=True)
+class Paused(Exit):
+    """The soft CPU executed PAUSE with yielding on (several CPUs): it spins
+    on a lock, so the scheduler ends its turn (PAUSE-loop exiting)."""
+
+
+@dataclass(slots=True)
 class InternalError(Exit):
     """The engine could not go on: KVM's emulation failure, or the like."""
     suberror: int = 0

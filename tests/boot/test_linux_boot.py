@@ -3,8 +3,9 @@ natively, under binary translation, under trap-and-emulate (ring 1 and
 ring 3) and under the hw monitor on the soft CPU's VMX (EPT and shadow
 paging). Each boot takes minutes, so `make test-linux` runs them (after
 `make linux`), not `make test`; RINGVISOR_LINUX_TECHNIQUES (default
-"native,bt,trap,trap:3,hw:ept,hw:shadow": a technique and optionally :ring
-for trap, :paging for hw) chooses which.
+"native,native:smp2,bt,trap,trap:3,hw:ept,hw:shadow": a technique and
+optionally :ring for trap, :paging for hw, :smpN for native on N CPUs)
+chooses which.
 
 One boot per technique serves every test here; it stops at the first of:
 the guest's reset (the initramfs ends with `reboot -f`), a kernel panic,
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "guests" / "linux" / "build"
 LIMIT_S = 3000
 MEMORY = 64 << 20
-TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", "native,bt,trap,trap:3,hw:ept,hw:shadow").split(",") if t]
+DEFAULT = "native,native:smp2,bt,trap,trap:3,hw:ept,hw:shadow"
+TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", DEFAULT).split(",") if t]
 STOP_MARKS = (b"Kernel panic", b"x86/fpu: Giving up")
 
 pytestmark = [
@@ -43,15 +45,19 @@ class Boot:
         technique, _, variant = choice.partition(":")
         self.technique, self.name = technique, choice
         self.console = bytearray()
-        ring, paging = (int(variant or 1), "ept") if technique != "hw" else (1, variant or "ept")
+        self.cpus = int(variant[3:]) if variant.startswith("smp") else 1
+        if technique == "hw":
+            ring, paging = 1, variant or "ept"
+        else:
+            ring, paging = (1 if self.cpus > 1 else int(variant or 1)), "ept"
         config = VmConfig(kernel=str(BUILD / "vmlinuz"), engine="soft", technique=technique, ring=ring, paging=paging,
                           modules=(str(BUILD / "initrd.cpio.gz"),), image_format="linux",
-                          timeout=LIMIT_S, cmdline="", memory=MEMORY)
+                          timeout=LIMIT_S, cmdline="", memory=MEMORY, cpus=self.cpus)
         self.machine = build_machine(config, self._write)
         pc = self.machine.platform.pc is not None             # the pc machine: APICs left on
         self.default_cmdline = linux.command_line("", monitors.reserved_linear(technique), apic=pc)
         self.usable_end = MEMORY - monitors.reserved_top(technique, "soft")
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         try:
             result = self.machine.run()
             self.status, self.reason = result.status, result.reason
@@ -61,7 +67,9 @@ class Boot:
             self.wall = time.monotonic() - start
             self.stats = self.machine.statistics(self.wall)
             self.machine.close()
-        self.instructions = self.machine.platform.engine.instructions
+        self.instructions = self.stats["instructions"] if self.cpus > 1 else \
+            self.machine.platform.engine.instructions      # (every CPU's, with several)
+        self.cpu_seconds = time.process_time() - cpu_start
         self.text = self.console.decode(errors="replace")
 
     def _write(self, data: bytes) -> None:
@@ -74,7 +82,10 @@ class Boot:
 @pytest.fixture(scope="module", params=TECHNIQUES)
 def boot(request):
     b = Boot(request.param)
-    line = f"\nlinux boot, {b.name}: {b.instructions:,} instructions in {b.wall:.0f} s; ended: {b.reason}"
+    line = (f"\nlinux boot, {b.name}: {b.instructions:,} instructions in {b.wall:.0f} s "
+            f"({b.cpu_seconds:.0f} s CPU); ended: {b.reason}")
+    for cpu in b.stats.get("cpus", []) if b.cpus > 1 else ():
+        line += f"\n  cpu{cpu['cpu']}: {cpu['instructions']:,} instructions, {cpu['pause_yields']:,} PAUSE yields"
     mon = b.stats.get("monitor") or {}
     if mon.get("exits"):
         line += f"\n  {mon['exits']:,} VM exits"
@@ -120,6 +131,16 @@ def test_no_msr_the_kernel_reads_is_missing(boot):
 def test_the_monitors_ram_is_reserved_in_the_e820_map(boot):
     if boot.usable_end < MEMORY:
         assert f"BIOS-e820: [mem 0x{boot.usable_end:016x}-0x{MEMORY - 1:016x}] reserved" in boot.text
+
+
+def test_on_several_cpus_every_cpu_comes_up(boot):
+    if boot.cpus == 1:
+        pytest.skip("one CPU")
+    assert f"smp: Brought up 1 node, {boot.cpus} CPUs" in boot.text
+    assert f"smpboot: Total of {boot.cpus} processors activated" in boot.text
+    per_cpu = boot.stats["cpus"]
+    assert [c["startups"] for c in per_cpu] == [0] + [1] * (boot.cpus - 1)
+    assert all(c["instructions"] > 0 for c in per_cpu)
 
 
 def test_hw_only_cpuid_tells_and_every_exit_was_handled(boot):

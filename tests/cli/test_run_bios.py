@@ -63,7 +63,6 @@ def test_without_halt_ok_the_halt_is_reported_as_a_crash(rom):
     (["--cmdline", "quiet"], "drop --cmdline"),
     (["--workload", "compute"], "drop --workload"),
     (["--format", "flat16"], "drop --format flat16"),
-    (["--cpus", "2"], "firmware runs on one CPU for now"),
 ])
 def test_bios_with_what_it_replaces_is_one_line(tmp_path, extra, pattern):
     rom = tmp_path / "rom.bin"

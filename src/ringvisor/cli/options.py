@@ -98,13 +98,6 @@ def check_bios_options(args) -> None:
     if args.engine == "kvm":
         raise ConfigError("--bios runs on the soft engine (the kvm engine has no firmware ROM "
                           "mapping here): use --engine soft")
-    if getattr(args, "cpus", 1) > 1:
-        # Measured with SeaBIOS: its AP bring-up loop (release the lock, PAUSE,
-        # LOCK BTS) fits the 10,000-instruction quantum a whole number of
-        # times, so the BSP is preempted holding the lock every round and the
-        # AP never gets it (docs/platform.md).
-        raise ConfigError(f"--bios with --cpus {args.cpus}: firmware runs on one CPU for now (SeaBIOS's "
-                          "AP bring-up livelocks against the soft engine's fixed quanta)")
     if args.technique not in (None, "native"):
         raise ConfigError(f"--bios runs the firmware on bare hardware (--technique native); the "
                           f"{args.technique} monitor boots kernels, not firmware")

@@ -13,6 +13,9 @@ interrupt shadow (STI, MOV SS, POP SS) is in effect. With a local APIC
 (`attach_apic`) the APIC is that interrupt input; an NMI it latched is taken
 at the same boundaries whatever IF says, and blocks further NMIs until IRET;
 an INIT or SIPI ends `run()` (Interrupted) for the machine to restart the CPU.
+With `pause_yields` set (machine/smp.py, several CPUs) a PAUSE ends `run()`
+with `Paused` after it retires, so a spinning CPU gives up its turn; off (one
+CPU, the default) PAUSE is the NOP it is architecturally.
 
 In VMX non-root operation (`cpu.vmx` set by cpu/vmx/operation.py) a VM
 exit leaves `run()` as a `VmExitSignal`, with EIP at the instruction that
@@ -30,7 +33,7 @@ from ringvisor.cpu.vmx.exits import VmExitSignal
 from ringvisor.cpu.vmx.nonroot import exception_exit
 from ringvisor.cpu.x87 import Fpu
 from ringvisor.cpu_state import CpuState, TableRegister
-from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
+from ringvisor.exits import Fault, Halt, Interrupted, Paused, Shutdown
 
 
 class SoftEngine(Core):
@@ -53,6 +56,9 @@ class SoftEngine(Core):
         self.use_blocks = True
         self.last_exception: tuple[int, int | None] | None = None
         self.debug = None               # a cpu.debug.DebugUnit while a debugger is attached
+        self.pause_yields = False       # PAUSE ends run() (set through yield_on_pause)
+        self.paused = False             # a PAUSE retired and run() must return Paused
+        self.pause_count = 0            # PAUSEs that ended run()
         from ringvisor.cpu.compiler.blocks import BlockCache
         self.blocks = BlockCache(self)
 
@@ -69,8 +75,16 @@ class SoftEngine(Core):
         self.halted = False
         self.shadow = False
         self.nmi_blocked = False
+        self.paused = False
         self.recache_all()
         self.flush_tlb()
+
+    def yield_on_pause(self, on: bool = True) -> None:
+        """PAUSE ends run() with Paused (on) or is a NOP (off). Traces end at
+        a PAUSE only while on, so the ones compiled before are dropped."""
+        if on != self.pause_yields:
+            self.pause_yields = on
+            self.blocks.clear()
 
     def attach_apic(self, apic) -> None:
         """Give the CPU its local APIC (devices/lapic.py): it becomes the
@@ -157,6 +171,9 @@ class SoftEngine(Core):
         apic = self.apic
         debug = self.debug
         while True:
+            if self.paused:                     # (before the budget: never carried over)
+                self.paused = False
+                return Paused()
             if self.instructions >= target and not self.halted:
                 return Interrupted()
             single = False

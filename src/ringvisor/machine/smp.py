@@ -17,7 +17,13 @@ What follows from it, stated:
 - memory is sequentially consistent and LOCK-prefixed instructions are
   trivially atomic: one instruction of one CPU executes at a time;
 - NMI, INIT and SIPI are taken where the CPU next looks at its APIC
-  (cpu/engine.py): between blocks, at the latest at the end of its turn.
+  (cpu/engine.py): between blocks, at the latest at the end of its turn;
+- PAUSE ends the executing CPU's turn (the engine's `Paused` exit, as
+  PAUSE-loop exiting does for a hypervisor): a CPU spinning on a lock gives
+  the rest of its quantum to the others (the holder among them) instead of
+  burning it, and its clock idles to the round's end. SeaBIOS's AP
+  bring-up needs it: with fixed quanta its lock handoff lined up with the
+  quantum and the AP never got the lock.
 
 INIT and SIPI (SDM 8.4, 9.1): an application processor starts the run
 waiting for a SIPI, as the firmware leaves it; INIT puts it back there with
@@ -77,6 +83,8 @@ class SoftCpus:
                      for i, engine in enumerate(engines)]
         for record in self.cpus[1:]:
             record.apic.wait_for_sipi = True
+        for record in self.cpus:
+            record.engine.yield_on_pause()
         self.rounds = 0
 
     # -- one round ------------------------------------------------------------------
@@ -114,7 +122,7 @@ class SoftCpus:
                 exit = engine.run(left)
                 platform.sync()
                 kind = exit.__class__
-                if kind is X.Halt:
+                if kind is X.Halt or kind is X.Paused:
                     return
                 if kind is X.Interrupted:
                     self._signals(record)
@@ -192,4 +200,5 @@ def cpu_statistics(engine, apic, *, index: int, inits: int = 0, startups: int = 
             **({"exits": exits} if exits is not None else {}),
             "ipis_sent": sum(s.ipis_sent.values()), "ipis_received": s.ipis_received,
             "interrupts": sum(s.delivered.values()), "timer_expiries": s.timer_expiries,
-            "nmis": s.nmis, "inits": inits, "startups": startups}
+            "nmis": s.nmis, "inits": inits, "startups": startups,
+            "pause_yields": getattr(engine, "pause_count", 0)}

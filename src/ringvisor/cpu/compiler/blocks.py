@@ -186,7 +186,7 @@ class BlockCache:
     def run(self, target: int) -> None:
         """Run traces back to back until the budget is spent or something the
         engine loop must see happens (HLT, an interrupt shadow, TF, a pending
-        interrupt with IF=1)."""
+        interrupt with IF=1, a PAUSE that yields)."""
         cpu = self.cpu
         intr = cpu.interrupts
         debug = cpu.debug
@@ -202,7 +202,7 @@ class BlockCache:
                     # through the accessors, never a compiled trace.
                     first = False
                     self._interpret_one(cpu.eip)
-                    if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & (TF | RF):
+                    if cpu.halted or cpu.shadow or cpu.paused or cpu.instructions >= target or cpu.flags & (TF | RF):
                         return
                     if intr is not None and (cpu.flags & IF or cpu.vmx is not None) and intr.pending():
                         return
@@ -226,7 +226,7 @@ class BlockCache:
                 cpu.step()                    # the budget ends inside this trace
             else:
                 self._chain(b, target, intr)
-            if cpu.halted or cpu.shadow or cpu.instructions >= target or cpu.flags & (TF | RF):
+            if cpu.halted or cpu.shadow or cpu.paused or cpu.instructions >= target or cpu.flags & (TF | RF):
                 return
             # (In VMX non-root operation some exits do not wait for IF: NMI
             # window, external-interrupt exiting.)

@@ -66,6 +66,11 @@ def classify(ins, nxt: int, limit: int):
     return "op", None
 
 
+def is_pause(ins) -> bool:
+    """F3 90: PAUSE (a NOP with a REP prefix)."""
+    return ins.rep == 3 and ins.row is not None and ins.row.mnemonic == "NOP"
+
+
 def discover(cpu, start: int) -> list[Step]:
     """The trace from CS:start (empty if its first instruction cannot be
     decoded: the interpreter then raises the fault)."""
@@ -96,6 +101,8 @@ def discover(cpu, start: int) -> list[Step]:
             break
         nxt = (eip + ins.length) & imask
         kind, target = classify(ins, nxt, limit)
+        if cpu.pause_yields and is_pause(ins):
+            kind = "end"                    # the handler asks run() to yield
         s = Step(len(steps), ins, eip, nxt, kind)
         s.target = target
         steps.append(s)
