@@ -31,7 +31,7 @@ import threading
 from collections import Counter
 
 from ringvisor.devices.apic_defs import Delivery
-from ringvisor.devices.lapic import locked
+from ringvisor.devices.apic_lock import locked
 
 DEFAULT_BASE = 0xFEC00000
 PAGE = 0x1000
