@@ -19,7 +19,7 @@ the guest's walk in ShadowMmu.fill checked the guest's permissions).
 from __future__ import annotations
 
 from ringvisor.monitors.common.operands import effective, linear, reg, set_reg
-from ringvisor.monitors.common.shadow_paging import DeviceAccess
+from ringvisor.monitors.common.shadow_paging import DeviceAccess, PoolExhausted
 from ringvisor.monitors.common.vcpu import TF
 
 # opcode -> (direction, width: 1 or None for the operand size, the register operand)
@@ -32,6 +32,21 @@ PLAIN_MOVES = {
     "A2": (STORE, 1, "acc"), "A3": (STORE, None, "acc"),
 }
 MASK = {1: 0xFF, 2: 0xFFFF, 4: 0xFFFFFFFF}
+
+
+def vcpu_lapic(machine):
+    """The local APIC of the machine's one CPU (the pc machine), or None."""
+    pc = getattr(getattr(machine, "platform", None), "pc", None)
+    return pc.lapics[0] if pc is not None else None
+
+
+def trapped(mon, st, access: DeviceAccess) -> None:
+    """The monitor's #PF path found a device access."""
+    mon.same_fault = (None, 0)            # progress, even when polled from one instruction
+    try:
+        handle(mon, st, access)
+    except PoolExhausted:                 # no frame to link the device page's table: retry
+        mon.shadow_reset()
 
 
 def handle(mon, st, access: DeviceAccess) -> None:

@@ -70,8 +70,7 @@ class TrapMonitor:
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
         self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats, trap_mmio=True)
         self.device_accesses = Counter()        # device MMIO traps by device (device_access.py)
-        pc = getattr(getattr(machine, "platform", None), "pc", None)
-        self.lapic = pc.lapics[0] if pc is not None else None    # the vCPU's local APIC (pc machine)
+        self.lapic = device_access.vcpu_lapic(machine)         # its MSRs: emulate.py
         self.stepper = Stepper(self.region, self.shadow)
         self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
         self.lifted: tuple[str, Segment] | None = None     # a cut segment lifted for one step
@@ -312,8 +311,7 @@ class TrapMonitor:
             self.shadow_reset()
             return self._resume(st)
         except DeviceAccess as access:
-            self.same_fault = (None, 0)       # a device access is progress, even polled in a loop
-            device_access.handle(self, st, access)
+            device_access.trapped(self, st, access)
             return self._resume(st)
         except VirtualFault:
             if self.stepper.active:

@@ -1,7 +1,8 @@
 """The trap and bt monitors' RDMSR/WRMSR emulation of the local APIC's
 MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, the x2APIC registers when the
 APIC offers x2APIC mode), against the vCPU's LAPIC itself; what the APIC
-refuses, and every APIC MSR on the isa machine, is the guest's #GP(0)."""
+refuses, and every APIC MSR on the isa machine, is the guest's #GP(0).
+And device_access.py's retry when the shadow's pool runs dry."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -86,3 +87,26 @@ def test_x2apic_msrs_are_gp_in_xapic_mode_and_the_apics_in_x2apic_mode():
     assert rdmsr(mon, X2_VERSION) & 0xFF == 0x14
     wrmsr(mon, X2_TPR, 0x20)
     assert rdmsr(mon, X2_TPR) == 0x20 and a.read_register(0x80) == 0x20
+
+
+def test_a_device_step_with_no_frame_for_its_table_resets_the_shadow_and_retries():
+    """device_access.trapped: the pool ran dry linking the device page's
+    shadow table: reset, and the guest's instruction faults again."""
+    from collections import Counter
+
+    from ringvisor.cpu.isa.decoder import decode
+    from ringvisor.monitors.common import device_access
+    from ringvisor.monitors.common.shadow_paging import DeviceAccess, PoolExhausted
+
+    def no_frame(lin):
+        raise PoolExhausted()
+    resets = []
+    mon = SimpleNamespace(same_fault=((0, 0, 0), 5), stats=Counter(), device_accesses=Counter(),
+                          stepper=SimpleNamespace(active=False),
+                          shadow=SimpleNamespace(device_pte=no_frame),
+                          fetch_decode=lambda st: decode(b"\x0f\xb6\x03", True),      # movzx eax,byte [ebx]
+                          shadow_reset=lambda: resets.append(1))
+    st = CpuState()
+    device_access.trapped(mon, st, DeviceAccess(0xFEE00030, 0xFEE00030, False))
+    assert resets == [1] and mon.same_fault == (None, 0) and st.eip == 0
+    assert mon.stats["mmio_steps"] == 0
