@@ -16,6 +16,9 @@ from ringvisor.errors import ConfigError
 from ringvisor.machine.machine import Machine, MachineConfig
 
 
+PC_TECHNIQUES = ("native", "hw", "trap", "bt")      # the soft engine's default machine is pc under these
+
+
 @dataclass
 class VmConfig:
     """Everything `ringvisor run` decides: the guest, the engine, the
@@ -37,11 +40,12 @@ class VmConfig:
 
     @property
     def machine_kind(self) -> str:
-        """The soft engine's board: pc under `native` and `hw`; the 1990 isa
-        PC under trap, bt and pv (they do not virtualize the APICs: docs/platform.md)."""
+        """The soft engine's board: pc under native, hw, trap and bt; the
+        1990 isa PC under pv (its guest has hypercalls, not an APIC):
+        docs/platform.md."""
         if self.machine is not None:
             return self.machine
-        return "pc" if self.technique in ("native", "hw") else "isa"
+        return "pc" if self.technique in PC_TECHNIQUES else "isa"
 
     def machine_config(self) -> MachineConfig:
         """The machine's share: its RAM, minus what the technique's monitor keeps."""

@@ -92,6 +92,10 @@ def boot(request):
     if mon.get("traps"):
         kinds = ", ".join(f"{k} {n:,}" for k, n in mon["traps_by_kind"].items())
         line += f"\n  {mon['traps']:,} traps: {kinds}"
+    if mon.get("device_mmio"):
+        dev = mon["device_mmio"]
+        line += (f"\n  device MMIO: {dev['emulated']:,} emulated, {dev['stepped']:,} stepped; "
+                 + ", ".join(f"{k} {n:,}" for k, n in dev["by_device"].items()))
     print(line)
     return b
 
@@ -122,6 +126,18 @@ def test_under_a_monitor_linux_keeps_out_of_the_monitors_linear_region(boot):
     else:
         assert "Reserving virtual address space above 0xffc00000" in boot.text
         assert boot.stats["monitor"]["descriptors_updated"] > 0       # the TLS slots, followed
+
+
+def test_on_the_pc_machine_trap_and_bt_virtualize_the_apics(boot):
+    """Linux without `noapic nolapic`: its xAPIC and I/O APIC accesses
+    trap into the monitor (device_access.py), none is left unemulated."""
+    if boot.technique not in ("trap", "bt") or boot.machine.platform.pc is None:
+        pytest.skip("the trap and bt monitors on the pc machine")
+    assert "nolapic" not in boot.default_cmdline
+    dev = boot.stats["monitor"]["device_mmio"]
+    assert dev["by_device"]["local APIC 0xfee00000"] > 0 and dev["by_device"]["I/O APIC"] > 0
+    assert dev["emulated"] > 0
+    assert boot.stats["platform"]["pc"]["cpus"][0]["timer_expiries"] > 0     # the APIC timer ticks
 
 
 def test_no_msr_the_kernel_reads_is_missing(boot):

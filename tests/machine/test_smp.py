@@ -92,7 +92,7 @@ def test_the_init_and_startup_states_are_the_sdms():
     (("--technique", "pv", "--cpus", "2"), "pv monitor runs one vCPU"),
     (("--technique", "native", "--machine", "isa", "--cpus", "2"), "need local APICs"),
     (("--technique", "native", "--cpus", "0"), "at least one CPU"),
-    (("--technique", "trap", "--machine", "pc"), "does not virtualize the local and I/O APICs"),
+    (("--technique", "pv", "--machine", "pc"), "hypercalls, not an APIC"),
 ])
 def test_what_cannot_apply_is_refused_in_one_line(args, words):
     proc = ringvisor(*SOFT, *args)

@@ -118,10 +118,10 @@ def machine_options(args, engine: str, technique: str) -> tuple[str | None, int]
             raise ConfigError(f"--cpus {cpus}: --gdb on the kvm engine debugs one vCPU (the other "
                               "vCPUs' threads would run on unseen): drop --cpus or use --engine soft")
         return None, cpus   # the host's own limit (KVM_CAP_MAX_VCPUS): kvm/engine.py
+    if machine == "pc" and technique == "pv":
+        raise ConfigError("--machine pc: the pv guest takes its timer and events through hypercalls, "
+                          "not an APIC; it runs on the isa machine")
     if technique not in ("native", "hw"):
-        if machine == "pc":
-            raise ConfigError(f"--machine pc: the {technique} monitor does not virtualize the local and "
-                              "I/O APICs yet; it runs on the isa machine (hw and native run the pc machine)")
         if cpus > 1:
             raise ConfigError(f"--cpus {cpus}: the {technique} monitor runs one vCPU (its virtual CPU, "
                               "shadow page tables and traps are per guest, not per vCPU); several CPUs "

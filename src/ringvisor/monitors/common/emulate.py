@@ -17,6 +17,7 @@ from ringvisor.cpu.isa.decoder import decode
 from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
+from ringvisor.devices.apic_defs import ApicMsrFault
 from ringvisor.monitors.common import delivery, fast_syscall
 from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, guest_descriptor
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
@@ -258,7 +259,9 @@ def rdmsr(mon, st, ins):
     elif n == MSR_PLATFORM_ID:
         value = PLATFORM_ID << 50
     else:
-        raise VirtualFault(GP, 0)
+        value = _apic_msr(mon, n, None)
+        if value is None:
+            raise VirtualFault(GP, 0)
     st.eax, st.edx = value & 0xFFFFFFFF, (value >> 32) & 0xFFFFFFFF
     return NEXT
 
@@ -270,9 +273,23 @@ def wrmsr(mon, st, ins):
     elif n in SYSENTER_MSRS:
         # Kept virtual: the real SYSENTER_CS stays 0, so SYSENTER faults to the monitor.
         mon.vcpu.msr[n] = value & 0xFFFFFFFF
-    elif n != MSR_BIOS_SIGN_ID:
+    elif n != MSR_BIOS_SIGN_ID and not _apic_msr(mon, n, value):
         raise VirtualFault(GP, 0)
     return NEXT
+
+
+def _apic_msr(mon, index: int, value: int | None):
+    """The vCPU's local APIC's MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, the
+    x2APIC registers if it has them), against the machine's LAPIC itself:
+    RDMSR (value None) gives the value or None, WRMSR True if the APIC took
+    it; None/False or a transition the SDM forbids is the guest's #GP(0)."""
+    apic = getattr(mon, "lapic", None)
+    if apic is None:
+        return None
+    try:
+        return apic.read_msr(index) if value is None else apic.write_msr(index, value)
+    except ApicMsrFault:
+        raise VirtualFault(GP, 0) from None
 
 
 # --- control transfers ---------------------------------------------------------------------------

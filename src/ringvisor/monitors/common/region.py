@@ -6,8 +6,9 @@ uses, supervisor-only, at a linear address the guest gives up:
   directory entry 1023), as in VMware's monitor. Guest segments are cut
   below it, so the guest loses 4 MiB of linear space and nothing else: the
   xAPIC (0xFEE00000), the I/O APIC (0xFEC00000) and the HPET (0xFED00000)
-  stay reachable. Linux is told `reservetop=` so its fixmap ends below
-  (boot/linux.py, docs/monitors.md);
+  stay reachable (under trap and bt through traps: device_access.py).
+  Linux is told `reservetop=` so its fixmap ends below (boot/linux.py,
+  docs/monitors.md);
 * pv: 0xF0000000, the hole of 256 MiB the PV ABI (docs/pv-abi.md) leaves to
   the monitor; the region uses the hole's first 4 MiB.
 

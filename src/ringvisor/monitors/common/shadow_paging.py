@@ -15,6 +15,11 @@ guest's (guest virtual -> machine), kept in the monitor's frame pool.
   the user view the monitor switches to whenever the guest enters user mode.
   In the 0/1/3 model one view serves both (ring 1 is supervisor).
 * Guest paging off: an identity view of guest RAM.
+* Device MMIO (`trap_mmio`, trap and bt): a guest page that maps physical
+  memory beyond RAM (the xAPIC, the I/O APIC, the HPET) is never present
+  in a shadow, so every access #PFs into the monitor, which emulates it
+  against the device (device_access.py), as a monitor on silicon must: the
+  host's physical address there is not the guest's device.
 Shadow directories are cached per (guest directory, view), so CR3 switches
 between known address spaces cost no refill; shadow page tables are shared
 between directories that share a guest page table.
@@ -43,7 +48,7 @@ class Table:
 
 class ShadowMmu:
     def __init__(self, region: R.MonitorRegion, vcpu, gmmu, ring: int, stats,
-                 linear_top: int | None = None):
+                 linear_top: int | None = None, trap_mmio: bool = False):
         """`linear_top`: where the guest's linear space ends; above it is the
         monitor's hole (a deprivileged guest shares its address space with the
         monitor: by default the region's linear base). The hw monitor's guest
@@ -52,6 +57,7 @@ class ShadowMmu:
         if linear_top is None:
             linear_top = region.linear_base
         self.linear_top, self.top_pde = linear_top, linear_top >> 22
+        self.trap_mmio = trap_mmio                   # device pages stay absent (device_access.py)
         self.mm = region.mm
         self.views = 2 if ring == 3 else 1
         self.compress = ring == 3
@@ -118,6 +124,8 @@ class ShadowMmu:
             how = "its page tables map" if self.vcpu.paging else "with paging off, is"
             raise ReservedAccess(f"the guest accessed linear {lin:#x}, which {how} physical "
                                  f"{phys:#x}: memory the memory map reserves for the monitor")
+        if self.trap_mmio and phys >= self.region.end:
+            raise DeviceAccess(lin, phys, write)
         pdi, pti = lin >> 22, (lin >> 12) & 0x3FF
         pt = self._link(self.current, pdi)
         pte_addr = pt.frame + 4 * pti
@@ -129,6 +137,14 @@ class ShadowMmu:
         if write and not self.mm[pte_addr] & RW:
             return pte_addr, phys & 0xFFFFF000
         return None
+
+    def device_pte(self, lin: int) -> tuple[int, int]:
+        """(shadow PTE address, the entry the guest's tables allow) for the
+        device page at `lin`, after `fill` raised DeviceAccess for it: the
+        stepper maps it for one instruction only."""
+        pdi, pti = lin >> 22, (lin >> 12) & 0x3FF
+        pt = self._link(self.current, pdi)
+        return pt.frame + 4 * pti, self._derive(pt, pti, device=True)
 
     def _link(self, d: Table, pdi: int) -> Table:
         """The shadow page table under entry `pdi` of directory `d`, created
@@ -169,12 +185,14 @@ class ShadowMmu:
         us = US if (self.compress and d.key[1] == KERNEL_VIEW) else gpde & US
         return P | A | (gpde & RW) | us
 
-    def _derive(self, pt: Table, i: int) -> int:
-        """Shadow PTE i of `pt` from the guest's entry (0 = not present)."""
+    def _derive(self, pt: Table, i: int, device: bool = False) -> int:
+        """Shadow PTE i of `pt` from the guest's entry (0 = not present);
+        a device page only when `device` (or MMIO is not trapped)."""
+        hide_devices = self.trap_mmio and not device
         key, view = pt.key, pt.key[-1]
         if key[0] == PHYS:
             frame = ((key[1] << 22) | (i << 12))
-            if self.region.contains(frame):
+            if self.region.contains(frame) or (hide_devices and frame >= self.region.end):
                 return 0
             kept = frame in self.protected or frame in self.descriptor_frames
             return frame | P | US | A | (0 if kept else RW | D)
@@ -186,7 +204,7 @@ class ShadowMmu:
         if not g & P or not g & A:
             return 0
         frame = g & 0xFFFFF000
-        if self.region.contains(frame):
+        if self.region.contains(frame) or (hide_devices and frame >= self.region.end):
             return 0
         if self.compress:
             if view == USER_VIEW and not g & US:
@@ -367,6 +385,15 @@ class ShadowMmu:
         if not pde & P:
             return None
         return (pde & 0xFFFFF000) + 4 * ((lin >> 12) & 0x3FF)
+
+
+class DeviceAccess(Exception):
+    """A guest access the guest's tables allow to device memory (beyond RAM):
+    the monitor emulates it (device_access.py)."""
+
+    def __init__(self, lin: int, phys: int, write: bool):
+        super().__init__(f"device access at linear {lin:#x} (physical {phys:#x})")
+        self.lin, self.phys, self.write = lin, phys, write
 
 
 class PoolExhausted(Exception):

@@ -8,6 +8,9 @@ the real CPU's single-step trap (EFLAGS.TF -> #DB after the instruction):
   frame are mirrored into the shadows, in a code frame reported to bt.
   Any instruction works (MOV, XCHG, CMPXCHG, one iteration of REP STOS...)
   without an x86 emulator in the monitor;
+* an access to a device page the shadow never maps (device_access.py): the
+  page is mapped for the one instruction, so the real CPU's access reaches
+  the device; then the entry is absent again;
 * the interrupt shadow of STI and MOV SS: the next instruction runs with the
   real IF still 0, so a pending interrupt arrives after it, as on hardware.
 """
@@ -49,6 +52,14 @@ class Stepper:
             or frame in self.shadow.descriptor_frames
         if watched and frame not in self.step.snapshots:
             self.step.snapshots[frame] = bytes(self.mm[frame:frame + 0x1000])
+
+    def map_once(self, pte_addr: int, entry: int) -> None:
+        """Give one shadow PTE the value `entry` until the step ends (a
+        device page: nothing to snapshot or mirror)."""
+        if self.step is None:
+            self.step = Step()
+        self.step.lifted.append((pte_addr, self.region.read_u32(pte_addr)))
+        self.region.write_u32(pte_addr, entry)
 
     def single_step(self) -> None:
         """Step the next instruction for the monitor's own reasons (trap's

@@ -28,7 +28,7 @@ from ringvisor.exits import Fault, Halt, Interrupted, Shutdown
 from ringvisor.machine import report
 from ringvisor.machine.trace import trap_event
 from ringvisor.monitors.common import cut_limit
-from ringvisor.monitors.common import debugview, v86
+from ringvisor.monitors.common import debugview, device_access, v86
 from ringvisor.monitors.common import emulate as E, v86_emulate as V86E
 from ringvisor.monitors.common import region as R
 from ringvisor.monitors.common import real_tables as T
@@ -39,7 +39,7 @@ from ringvisor.monitors.common.guest_mmu import GuestMmu, ReservedAccess, Virtua
 from ringvisor.monitors.common.realcpu import RealCpu
 from ringvisor.monitors.common.gdt_watch import GdtWatch
 from ringvisor.monitors.common.shadow_gdt import KERNEL_VIEW, USER_VIEW, ShadowGdt
-from ringvisor.monitors.common.shadow_paging import PoolExhausted, ShadowMmu
+from ringvisor.monitors.common.shadow_paging import DeviceAccess, PoolExhausted, ShadowMmu
 from ringvisor.monitors.common.stepper import Stepper
 from ringvisor.monitors.common.vcpu import VM, VirtualCpu
 from ringvisor.monitors.trap.cs_reload import CsReloadWatch
@@ -68,7 +68,9 @@ class TrapMonitor:
         self.vcpu = VirtualCpu(ring=ring)
         self.gdt = ShadowGdt(self.region, ring, self.hide_user_code)
         self.gmmu = GuestMmu(machine.memory, self.vcpu, self.region, self._guest_written)
-        self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats)
+        self.shadow = ShadowMmu(self.region, self.vcpu, self.gmmu, ring, self.stats, trap_mmio=True)
+        self.device_accesses = Counter()        # device MMIO traps by device (device_access.py)
+        self.lapic = device_access.vcpu_lapic(machine)         # its MSRs: emulate.py
         self.stepper = Stepper(self.region, self.shadow)
         self.gdt_watch = GdtWatch(self.shadow, self.gmmu, self.gdt)
         self.lifted: tuple[str, Segment] | None = None     # a cut segment lifted for one step
@@ -313,6 +315,9 @@ class TrapMonitor:
         except PoolExhausted:
             self.shadow_reset()
             return self._resume(st)
+        except DeviceAccess as access:
+            device_access.trapped(self, st, access)
+            return self._resume(st)
         except VirtualFault:
             if self.stepper.active:
                 self._end_step(st)
@@ -493,6 +498,8 @@ class TrapMonitor:
             "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
             "cut_limit_steps": s["cut_limit_steps"],
             "virtual_8086": {k: s[f"v86_{k}"] for k in ("entries", "exits", "emulated", "redirected")},
+            "device_mmio": {"emulated": s["mmio_emulated"], "stepped": s["mmio_steps"],
+                            "by_device": dict(self.device_accesses.most_common())},
             "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
             "monitor_host_seconds": round(self.monitor_seconds, 3),
             "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
