@@ -20,7 +20,6 @@ PAGING = ["ept", "shadow"]
 def test_pc_is_the_default_machine_of_hw():
     assert VmConfig(kernel="k", engine="soft", technique="hw").machine_kind == "pc"
     assert VmConfig(kernel="k", engine="soft", technique="hw", machine="isa").machine_kind == "isa"
-    assert VmConfig(kernel="k", engine="soft", technique="trap").machine_kind == "isa"
 
 
 @pytest.mark.parametrize("paging", PAGING)
