@@ -4,6 +4,21 @@ from __future__ import annotations
 
 from ringvisor.vm import VmConfig, build_machine
 
+# The test guests' protected-mode start (Intel syntax, at 0x100000): load the
+# guest's `gdtr`, reload CS with selector 0x08 and the data segments with
+# 0x10, a stack below 0x170000, then its `idtr`.
+FLAT_START = """    lgdt [gdtr]
+    .byte 0xEA
+    .long 1f
+    .word 0x08
+1:  mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov ss, ax
+    mov esp, 0x170000
+    lidt [idtr]
+"""
+
 
 def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):
     out = bytearray()

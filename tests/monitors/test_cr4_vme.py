@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_rig import run as run_guest
+from monitor_rig import FLAT_START, run as run_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))   # the CPU tests' assembler
 from cpu_rig import asm, needs_as  # noqa: E402
@@ -21,17 +21,7 @@ pytestmark = needs_as
 
 GUEST = """
 start:                         # at 0x100000
-    lgdt [gdtr]
-    .byte 0xEA
-    .long 1f
-    .word 0x08
-1:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov esp, 0x170000
-    lidt [idtr]
-    mov eax, cr4
+""" + FLAT_START + """    mov eax, cr4
     or eax, {bits}
     mov cr4, eax
     mov al, 0                  # no fault: exit status 0
@@ -81,17 +71,7 @@ start:                         # at 0x100000
     shr eax, 16
     mov byte ptr [gdt + 0x2C], al
     mov byte ptr [gdt + 0x2F], ah
-    lgdt [gdtr]
-    .byte 0xEA
-    .long 1f
-    .word 0x08
-1:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov esp, 0x170000
-    lidt [idtr]
-    mov ax, 0x28
+""" + FLAT_START + """    mov ax, 0x28
     ltr ax
     mov eax, cr4
     or eax, {cr4}
