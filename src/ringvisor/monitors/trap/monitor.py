@@ -43,6 +43,7 @@ from ringvisor.monitors.common.shadow_paging import DeviceAccess, PoolExhausted,
 from ringvisor.monitors.common.stepper import Stepper
 from ringvisor.monitors.common.vcpu import VM, VirtualCpu
 from ringvisor.monitors.trap.cs_reload import CsReloadWatch
+from ringvisor.monitors.trap.stats import statistics
 
 MASKED_LIMIT = 5_000_000        # instructions with an interrupt pending, IF=0 and no trap: stuck
 SAME_FAULT_LIMIT = 8            # the same fault unresolved this often in a row: a monitor bug
@@ -483,24 +484,4 @@ class TrapMonitor:
 
     # --- statistics -------------------------------------------------------------------------------
     def statistics(self) -> dict:
-        total = sum(self.trap_kinds.values())
-        s = self.stats
-        return {
-            "technique": "trap", "ring": self.ring,
-            "traps": total,
-            "traps_by_kind": dict(self.trap_kinds.most_common()),
-            "emulated": dict(self.emulated.most_common()),
-            "reflected": dict(self.reflected.most_common()),
-            "shadow_paging": {k: s[k] for k in (
-                "hidden_faults", "fills", "pte_write_traps", "pte_writes_mirrored", "wp0_write_steps",
-                "cr3_writes", "invlpg", "directories_created", "page_tables_created",
-                "directories_dropped", "frames_traced", "frames_untraced_flood", "resets")},
-            "gdt_loads": s["gdt_loads"], "gdt_write_steps": s["gdt_write_steps"],
-            "cut_limit_steps": s["cut_limit_steps"],
-            "virtual_8086": {k: s[f"v86_{k}"] for k in ("entries", "exits", "emulated", "redirected")},
-            "device_mmio": {"emulated": s["mmio_emulated"], "stepped": s["mmio_steps"],
-                            "by_device": dict(self.device_accesses.most_common())},
-            "descriptors_updated": self.gdt.updated, "delivery_faults": s["delivery_faults"],
-            "monitor_host_seconds": round(self.monitor_seconds, 3),
-            "monitor_us_per_trap": round(1e6 * self.monitor_seconds / total, 1) if total else 0.0,
-        }
+        return statistics(self)
