@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_rig import run as run_guest
+from monitor_rig import FLAT_START, run as run_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))   # the CPU tests' assembler
 from cpu_rig import asm, needs_as  # noqa: E402
@@ -21,17 +21,8 @@ TECHNIQUES = [("native", "ept"), ("hw", "ept"), ("hw", "shadow")]
 
 GUEST = """
 .set TSS_B, 0x181000
-    lgdt [gdtr]
-    .byte 0xEA
-    .long 1f
-    .word 0x08
-1:  mov ax, 0x10
-    mov ds, ax
-    mov es, ax
-    mov ss, ax
-    mov fs, ax
+""" + FLAT_START + """    mov fs, ax
     mov gs, ax
-    mov esp, 0x170000
     mov edi, TSS_B
     mov dword ptr [edi + 0x20], offset task_b
     mov dword ptr [edi + 0x24], 2
@@ -44,7 +35,6 @@ GUEST = """
     mov dword ptr [edi + 0x5c], 0x10
     mov ax, 0x18
     ltr ax
-    lidt [idtr]
     clts
 {task_a}
 task_b:
