@@ -35,6 +35,43 @@ def test_hlt_exits_only_with_hlt_exiting():
     assert rig.vmcs["VM_EXIT_INTR_INFO"] == 0x800000EC
 
 
+def test_pause_exits_only_with_pause_exiting():
+    """SDM 25.1.3: PAUSE exiting makes every PAUSE (F3 90) exit, at the
+    instruction (length 2); without it PAUSE is a NOP in the guest."""
+    rig = VmxRig("nop\npause\nhlt")
+    rig.controls(proc=C.CPU_PAUSE_EXITING | C.CPU_HLT_EXITING)
+    exit = rig.enter()
+    assert exit.reason == 40 and rig.vmcs["GUEST_RIP"] == CODE + 1
+    assert rig.vmcs["VM_EXIT_INSTRUCTION_LEN"] == 2
+    rig = VmxRig("nop\npause\nhlt")
+    rig.controls(proc=C.CPU_HLT_EXITING)
+    assert rig.enter().reason == 12 and rig.vmcs["GUEST_RIP"] == CODE + 3
+
+
+# A spin loop hot enough to be compiled into a trace; its PAUSE runs once ECX is 100.
+SPIN = """
+    mov ecx, 3000
+1:  dec ecx
+    cmp ecx, 100
+    jne 2f
+    pause
+2:  test ecx, ecx
+    jnz 1b
+    cpuid
+"""
+
+
+@pytest.mark.parametrize("pause_exiting", [False, True])
+def test_pause_in_compiled_guest_code_follows_pause_exiting(pause_exiting):
+    rig = VmxRig(SPIN)
+    rig.controls(proc=C.CPU_PAUSE_EXITING if pause_exiting else 0)
+    exit = rig.enter()
+    if pause_exiting:
+        assert exit.reason == 40 and rig.cpu.r[1] == 100
+    else:
+        assert exit.reason == 10 and rig.cpu.r[1] == 0          # CPUID: the loop ran out
+
+
 @pytest.mark.parametrize("code,qual", [
     ("mov al, 5\nout 0x80, al", 0x80 << 16 | 0x40),                  # size 1, OUT, immediate
     ("mov dx, 0x3f8\nin eax, dx", 0x3F8 << 16 | 0x08 | 3),           # size 4, IN, DX

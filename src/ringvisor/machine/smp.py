@@ -84,11 +84,7 @@ class SoftCpus:
         for record in self.cpus[1:]:
             record.apic.wait_for_sipi = True
         for record in self.cpus:
-            # Soft CPUs end their turn at PAUSE; the hw monitor's vCPUs have no
-            # such switch (PAUSE exiting is the VMM's control, not the machine's).
-            yield_on_pause = getattr(record.engine, "yield_on_pause", None)
-            if yield_on_pause is not None:
-                yield_on_pause()
+            record.engine.yield_on_pause()   # a soft CPU, or a hw vCPU (PAUSE exiting)
         self.rounds = 0
 
     # -- one round ------------------------------------------------------------------

@@ -101,8 +101,8 @@ def discover(cpu, start: int) -> list[Step]:
             break
         nxt = (eip + ins.length) & imask
         kind, target = classify(ins, nxt, limit)
-        if cpu.pause_yields and is_pause(ins):
-            kind = "end"                    # the handler asks run() to yield
+        if is_pause(ins) and (cpu.pause_yields or cpu.vmx is not None):
+            kind = "end"                    # the handler yields, or exits to the VMM
         s = Step(len(steps), ins, eip, nxt, kind)
         s.target = target
         steps.append(s)

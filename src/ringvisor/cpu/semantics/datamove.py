@@ -37,10 +37,13 @@ def xchg(cpu, ins):
 @sem("NOP")
 def nop(cpu, ins):
     # F3 90 is PAUSE: a spin-wait hint, a NOP unless the CPU yields on it
-    # (in VMX non-root operation the VMM's controls decide, not the machine).
-    if ins.rep == 3 and cpu.pause_yields and cpu.vmx is None:
-        cpu.paused = True
-        cpu.pause_count += 1
+    # (in VMX non-root operation the VMM's PAUSE exiting decides, not the machine).
+    if ins.rep == 3:
+        if cpu.vmx is not None:
+            cpu.vmx.pause(cpu)
+        elif cpu.pause_yields:
+            cpu.paused = True
+            cpu.pause_count += 1
 
 
 @sem("LEA")

@@ -34,9 +34,9 @@ PROC_DEFAULT1 = 0x0401E172
 EXIT_DEFAULT1 = 0x00036DFF
 ENTRY_DEFAULT1 = 0x000011FF
 
-# What this CPU implements (may be 1). Not offered: MWAIT, MONITOR and PAUSE
-# exiting and RDPMC exiting (this Pentium-class CPU has no such instructions:
-# they are #UD), the TPR shadow and CR8 exiting (no APIC), descriptor-table
+# What this CPU implements (may be 1). Not offered: MWAIT, MONITOR and RDPMC
+# exiting (this Pentium-class CPU has no such instructions: they are #UD),
+# pause-loop exiting (PAUSE exiting, every PAUSE, serves the same purpose), the TPR shadow and CR8 exiting (no APIC), descriptor-table
 # exiting and RDTSCP (not modelled).
 PIN_ALLOWED1 = PIN_DEFAULT1 | C.PIN_EXTERNAL_INTERRUPT_EXITING | C.PIN_NMI_EXITING | \
     C.PIN_VIRTUAL_NMIS | C.PIN_PREEMPTION_TIMER
@@ -44,7 +44,7 @@ PROC_ALLOWED1 = PROC_DEFAULT1 | C.CPU_INTERRUPT_WINDOW_EXITING | C.CPU_USE_TSC_O
     C.CPU_HLT_EXITING | C.CPU_INVLPG_EXITING | C.CPU_RDTSC_EXITING | C.CPU_CR3_LOAD_EXITING | C.CPU_CR3_STORE_EXITING | \
     C.CPU_NMI_WINDOW_EXITING | C.CPU_MOV_DR_EXITING | C.CPU_UNCONDITIONAL_IO_EXITING | \
     C.CPU_USE_IO_BITMAPS | C.CPU_USE_MSR_BITMAPS | C.CPU_MONITOR_TRAP_FLAG | \
-    C.CPU_ACTIVATE_SECONDARY
+    C.CPU_PAUSE_EXITING | C.CPU_ACTIVATE_SECONDARY
 PROC2_ALLOWED1 = C.SEC_ENABLE_EPT | C.SEC_ENABLE_VPID | C.SEC_WBINVD_EXITING | \
     C.SEC_UNRESTRICTED_GUEST
 EXIT_ALLOWED1 = EXIT_DEFAULT1 | C.EXIT_ACK_INTERRUPT_ON_EXIT | C.EXIT_SAVE_EFER | \

@@ -73,6 +73,12 @@ class NonRoot:
         q = getattr(ins, "disp", 0) or 0 if ins.mem else 0
         raise VmExitSignal(R[name], q & 0xFFFFFFFF)
 
+    def pause(self, cpu) -> None:
+        """PAUSE (F3 90) with PAUSE exiting (SDM 25.1.3): a VM exit, so a VMM
+        can deschedule a spinning vCPU; without it PAUSE is a NOP."""
+        if self.proc & C.CPU_PAUSE_EXITING:
+            raise VmExitSignal(R["PAUSE"])
+
     def _hlt(self, cpu, ins):
         if self.proc & C.CPU_HLT_EXITING:
             raise VmExitSignal(R["HLT"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
-from ringvisor.exits import Halt, Interrupted, Shutdown
+from ringvisor.exits import Halt, Interrupted, Paused, Shutdown
 from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.monitors.hw import fpu, hypercalls, mmio, vapic
 from ringvisor.monitors.hw.task import task_switch
@@ -31,6 +31,14 @@ def hlt(mon, exit):
     if mon._can_wake():
         return None                             # an interrupt is already waiting: no halt
     return Halt()
+
+
+def pause(mon, exit):
+    """The guest spins (PAUSE exiting, set with several vCPUs): end this
+    vCPU's turn so the one holding the lock runs."""
+    mon.skip(exit)
+    mon.pause_count += 1
+    return Paused()
 
 
 def io(mon, exit):
@@ -214,7 +222,7 @@ def unexpected(mon, exit):
 
 
 HANDLERS = {
-    R["CPUID"]: cpuid, R["HLT"]: hlt, R["IO_INSTRUCTION"]: io, R["CR_ACCESS"]: cr_access,
+    R["CPUID"]: cpuid, R["HLT"]: hlt, R["PAUSE"]: pause, R["IO_INSTRUCTION"]: io, R["CR_ACCESS"]: cr_access,
     R["MSR_READ"]: msr_read, R["MSR_WRITE"]: msr_write, R["NMI_WINDOW"]: nmi_window, R["VMCALL"]: vmcall, R["INTERRUPT_WINDOW"]: interrupt_window,
     R["EXTERNAL_INTERRUPT"]: external_interrupt, R["PREEMPTION_TIMER"]: preemption_timer,
     R["TRIPLE_FAULT"]: triple_fault, R["EPT_VIOLATION"]: ept_violation,

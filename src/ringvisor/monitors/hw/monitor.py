@@ -76,6 +76,7 @@ class HwMonitor:
         self.real_mode = None                     # shadow paging: an AP's start, emulated (realmode.py)
         self.real_mode_instructions = 0
         self.exits = Counter()
+        self.pause_count = 0                      # PAUSE exits that ended the vCPU's turn
         self.io_ports = Counter()
         self.mmio_accesses = Counter()            # device page -> emulated accesses
         self.stats_task_switches = Counter()      # by source (SDM table 27-2): emulated
@@ -121,6 +122,15 @@ class HwMonitor:
     def smp_cpus(self) -> list:
         """The vCPUs machine/smp.py interleaves (this one first)."""
         return self.siblings
+
+    def yield_on_pause(self, on: bool = True) -> None:
+        """Several vCPUs (machine/smp.py): PAUSE exiting, so a vCPU spinning
+        on a lock gives up its turn (handlers.pause), as KVM uses VT-x's
+        pause-loop exiting; one vCPU: PAUSE stays in the guest."""
+        if on:
+            self.vmcs["CPU_BASED_VM_EXEC_CONTROL"] |= C.CPU_PAUSE_EXITING
+        else:
+            self.vmcs["CPU_BASED_VM_EXEC_CONTROL"] &= ~C.CPU_PAUSE_EXITING
 
     def set_state(self, st) -> None:
         self.halted = False
