@@ -3,8 +3,9 @@ natively, under binary translation, under trap-and-emulate (ring 1 and
 ring 3) and under the hw monitor on the soft CPU's VMX (EPT and shadow
 paging). Each boot takes minutes, so `make test-linux` runs them (after
 `make linux`), not `make test`; RINGVISOR_LINUX_TECHNIQUES (default
-"native,native:smp2,bt,trap,trap:3,hw:ept,hw:shadow": a technique and
-optionally :ring for trap, :paging for hw, :smpN for native on N CPUs)
+"native,native:smp2,bt,trap,trap:3,hw:ept,hw:ept:smp2,hw:shadow": a
+technique and optionally :ring for trap, :paging for hw, :smpN for N CPUs
+under native or hw)
 chooses which.
 
 One boot per technique serves every test here; it stops at the first of:
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "guests" / "linux" / "build"
 LIMIT_S = 3000
 MEMORY = 64 << 20
-DEFAULT = "native,native:smp2,bt,trap,trap:3,hw:ept,hw:shadow"
+DEFAULT = "native,native:smp2,bt,trap,trap:3,hw:ept,hw:ept:smp2,hw:shadow"
 TECHNIQUES = [t for t in os.environ.get("RINGVISOR_LINUX_TECHNIQUES", DEFAULT).split(",") if t]
 STOP_MARKS = (b"Kernel panic", b"x86/fpu: Giving up")
 
@@ -42,10 +43,11 @@ class Boot:
         from ringvisor.errors import RingvisorError
         from ringvisor.boot import linux
         from ringvisor.vm import VmConfig, build_machine
-        technique, _, variant = choice.partition(":")
+        technique, *variants = choice.split(":")
         self.technique, self.name = technique, choice
         self.console = bytearray()
-        self.cpus = int(variant[3:]) if variant.startswith("smp") else 1
+        self.cpus = next((int(v[3:]) for v in variants if v.startswith("smp")), 1)
+        variant = next((v for v in variants if not v.startswith("smp")), "")
         if technique == "hw":
             ring, paging = 1, variant or "ept"
         else:
