@@ -81,6 +81,9 @@ def test_under_hw_ept_paging_needs_no_exit(doc):
     bench = doc["techniques"]["hw-ept"]["nanobench"]
     for b in ("syscall", "pgfault", "divzero", "mprotect", "call/ret"):
         reasons = bench[b].get("exits_per_iter_by_reason", {})
-        # no #PF, CR3 or EPT exit: what is left is the timer's I/O (a fraction per iteration)
-        assert not {"exception_nmi", "cr_access", "ept_violation", "invlpg"} & set(reasons), (b, reasons)
+        # No #PF, CR3 or INVLPG exit: what is left is the timer's, a fraction per
+        # iteration: its I/O and, on the pc machine, the local APIC's EOI (an EPT
+        # violation on the APIC page, not on RAM: test_linux_boot checks which pages).
+        assert not {"exception_nmi", "cr_access", "invlpg"} & set(reasons), (b, reasons)
+        assert reasons.get("ept_violation", 0) < 1, (b, reasons)
         assert bench[b]["traps_per_iter"] < 1, (b, bench[b])
