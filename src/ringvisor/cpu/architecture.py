@@ -7,6 +7,7 @@ from __future__ import annotations
 # EFLAGS
 CF, PF, AF, ZF, SF, TF, IF, DF, OF = 1, 4, 0x10, 0x40, 0x80, 0x100, 0x200, 0x400, 0x800
 IOPL_MASK, NT, RF, VM, AC, ID = 0x3000, 0x4000, 0x10000, 0x20000, 0x40000, 0x200000
+VIF, VIP = 0x80000, 0x100000      # virtual interrupt flag and pending (VME, PVI: semantics/vme.py)
 STATUS = CF | PF | AF | ZF | SF | OF
 # Bits software can change on this CPU (a Pentium-class IA-32: AC and ID exist).
 EFLAGS_WRITABLE = STATUS | TF | IF | DF | IOPL_MASK | NT | RF | VM | AC | ID

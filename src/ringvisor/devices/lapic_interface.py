@@ -187,3 +187,22 @@ class ApicSoftwareInterface:
             self._error(ESR_SEND_ILLEGAL_VECTOR)
         else:
             self.accept(Delivery.FIXED, vector)
+
+
+# --- for a monitor that virtualizes the APIC (hw, trap, bt) ------------------------------
+def guest_read_msr(apic, index: int) -> int | None:
+    """RDMSR as the guest's CPU answers it: the value, or None for #GP(0)
+    (not an APIC MSR now, or one the APIC refuses)."""
+    try:
+        return apic.read_msr(index)
+    except ApicMsrFault:
+        return None
+
+
+def guest_write_msr(apic, index: int, value: int) -> bool:
+    """WRMSR as the guest's CPU takes it: True, or False for #GP(0) (not an
+    APIC MSR now, reserved bits, a mode transition the SDM forbids)."""
+    try:
+        return bool(apic.write_msr(index, value))
+    except ApicMsrFault:
+        return False

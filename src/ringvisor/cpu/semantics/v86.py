@@ -102,15 +102,11 @@ def deliver_from_v86(cpu, gate, code_desc, sel: int, code: int | None, ext: int,
 
 def redirection_bit(cpu, vector: int) -> int:
     """`vector`'s bit in the TSS's interrupt redirection bitmap, the 32
-    bytes below the I/O map base (SDM 20.3.3.5); #GP(0) when the TSS is too
-    short to hold it (as Bochs does: the SDM leaves it unsaid)."""
-    tr = cpu.tr
-    if tr.unusable or tr.type not in (9, 11) or tr.limit < 103:
+    bytes below the I/O map base (vme.redirection_bit); #GP(0) without it."""
+    bit = None if cpu.tr.unusable else vme.redirection_bit(cpu.tr, cpu.rd_sys, vector)
+    if bit is None:
         raise gp(0)
-    at = vme.redirection_offset(cpu.rd_sys(tr.base + 102, 2), vector)
-    if at < 0 or at > tr.limit:
-        raise gp(0)
-    return cpu.rd_sys(tr.base + at, 1) >> (vector & 7) & 1
+    return bit
 
 
 def redirect(cpu, vector: int) -> None:

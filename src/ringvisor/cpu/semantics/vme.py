@@ -22,12 +22,11 @@ apply the same rules.
 """
 from __future__ import annotations
 
-IF, TF, IOPL, VM = 0x200, 0x100, 0x3000, 0x20000
-VIF, VIP = 0x80000, 0x100000
-CR4_VME, CR4_PVI = 1, 2
-STATUS = 0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800
+from ringvisor.cpu.architecture import (CR4_PVI, CR4_VME, DF, IF, IOPL_MASK as IOPL, NT, STATUS, TF,
+                                        VIF, VIP, VM)
+
 # What the VME forms of POPF and IRET (16-bit) change: not IF, not IOPL.
-VME_POPPED = STATUS | TF | 0x400 | 0x4000
+VME_POPPED = STATUS | TF | DF | NT
 REDIRECTION_BYTES = 32              # below the I/O map base in the TSS
 
 # SDM Table 20-2, software interrupts (INT n) in virtual-8086 mode:
@@ -51,6 +50,20 @@ def method(cr4: int, iopl: int, redirection_bit) -> int:
 def redirection_offset(io_map_base: int, vector: int) -> int:
     """The TSS offset of the byte holding `vector`'s redirection bit."""
     return io_map_base - REDIRECTION_BYTES + (vector >> 3)
+
+
+def redirection_bit(tr, read, vector: int) -> int | None:
+    """`vector`'s bit in the interrupt redirection bitmap of the 32-bit TSS
+    `tr` (SDM 20.3.3.5), its bytes read with `read(linear, size)`; None for
+    #GP(0): no 32-bit TSS, or one too short to hold the bit (as Bochs does:
+    the SDM leaves it unsaid). The soft CPU and the monitors' v86 emulation
+    read it each from their own view of memory."""
+    if tr.type not in (9, 11) or tr.limit < 103:
+        return None
+    at = redirection_offset(read(tr.base + 102, 2), vector)
+    if at < 0 or at > tr.limit:
+        return None
+    return read(tr.base + at, 1) >> (vector & 7) & 1
 
 
 def redirected_frame(flags: int, iopl: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ changes when a check fails: the VirtualFault says what the guest takes.
 from __future__ import annotations
 
 from ringvisor.cpu.semantics.segments import null_segment
-from ringvisor.cpu.semantics.vme import VIF, VIP
+from ringvisor.cpu.architecture import VIF, VIP
 from ringvisor.monitors.common import v86
 from ringvisor.monitors.common.descriptors import decode
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault

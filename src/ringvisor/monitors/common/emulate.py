@@ -14,10 +14,10 @@ deprivileging artefact": the original fault goes to the guest unchanged.
 from __future__ import annotations
 
 from ringvisor.cpu.isa.decoder import decode
-from ringvisor.cpu.semantics import vme
+from ringvisor.cpu.semantics import protection, vme
 from ringvisor.cpu.semantics.system import MICROCODE_REVISION, MSR_BIOS_SIGN_ID, MSR_PLATFORM_ID, PLATFORM_ID
 from ringvisor.cpu_state import Segment, TableRegister
-from ringvisor.devices.apic_defs import ApicMsrFault
+from ringvisor.devices.lapic_interface import guest_read_msr, guest_write_msr
 from ringvisor.monitors.common import delivery, fast_syscall
 from ringvisor.monitors.common.delivery import SOFT, Unsupported, far_return, guest_descriptor
 from ringvisor.monitors.common.guest_mmu import GP, VirtualFault
@@ -26,9 +26,10 @@ from ringvisor.monitors.common.outcomes import HALT, JUMPED, NEXT, REFLECT, SHAD
 from ringvisor.monitors.common.vcpu import CR0_ET, CR0_PE, CR0_PG, CR0_TS, CR4_PGE, CR4_PSE, VM
 
 UD = 6
-# VME PVI TSD DE PSE PGE. VME and PVI are the guest's only: v86_emulate.py and cli/sti
-# below do their rules against the virtual CPU (the real CR4 stays 0).
-CR4_VALID = vme.CR4_VME | vme.CR4_PVI | 0x4 | 0x8 | CR4_PSE | CR4_PGE
+# The CR4 bits the guest's CPU has (VME PVI TSD DE PSE PGE). VME and PVI are the guest's
+# only: v86_emulate.py and cli/sti below do their rules against the virtual CPU (the real
+# CR4 stays 0).
+CR4_VALID = protection.CR4_VALID
 MSR_TSC, SYSENTER_MSRS = 0x10, (0x174, 0x175, 0x176)
 
 
@@ -282,14 +283,11 @@ def _apic_msr(mon, index: int, value: int | None):
     """The vCPU's local APIC's MSRs (IA32_APIC_BASE, IA32_TSC_DEADLINE, the
     x2APIC registers if it has them), against the machine's LAPIC itself:
     RDMSR (value None) gives the value or None, WRMSR True if the APIC took
-    it; None/False or a transition the SDM forbids is the guest's #GP(0)."""
+    it; None/False is the guest's #GP(0)."""
     apic = getattr(mon, "lapic", None)
     if apic is None:
         return None
-    try:
-        return apic.read_msr(index) if value is None else apic.write_msr(index, value)
-    except ApicMsrFault:
-        raise VirtualFault(GP, 0) from None
+    return guest_read_msr(apic, index) if value is None else guest_write_msr(apic, index, value)
 
 
 # --- control transfers ---------------------------------------------------------------------------

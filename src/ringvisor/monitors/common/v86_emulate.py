@@ -28,8 +28,7 @@ from ringvisor.monitors.common.v86 import CS_LIMIT
 from ringvisor.cpu.semantics import vme
 from ringvisor.cpu.semantics.segments import v86_segment
 from ringvisor.monitors.common.vcpu import IOPL, RF, VM
-
-OF = 0x800
+from ringvisor.cpu.architecture import OF
 # What POPF (and, with RF, IRET) may change at CPL 3 = IOPL 3 (SDM POPF table): not IOPL, not VM.
 POPF_WRITABLE = EFLAGS_WRITABLE & ~(VM | IOPL | RF)
 
@@ -165,14 +164,11 @@ def int_n(mon, st, ins):
 
 
 def _redirection_bit(mon, vector: int) -> int:
-    """As cpu/semantics/v86.redirection_bit, in the guest's TSS."""
-    tr = mon.vcpu.tr
-    if tr.type not in (9, 11) or tr.limit < 103:
+    """vme.redirection_bit in the guest's TSS, through the guest's paging."""
+    bit = vme.redirection_bit(mon.vcpu.tr, mon.gmmu.read_u, vector)
+    if bit is None:
         raise VirtualFault(GP, 0)
-    at = vme.redirection_offset(mon.gmmu.read_u(tr.base + 102, 2), vector)
-    if at < 0 or at > tr.limit:
-        raise VirtualFault(GP, 0)
-    return mon.gmmu.read_u(tr.base + at, 1) >> (vector & 7) & 1
+    return bit
 
 
 def _redirect(mon, st, ins, vector: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.exits import EPT_GLA_TRANSLATED, EPT_GLA_VALID, R, decode_cr, decode_io
+from ringvisor.devices.lapic_interface import guest_read_msr, guest_write_msr
 from ringvisor.exits import Halt, Interrupted, Paused, Shutdown
 from ringvisor.cpu.vmx.operation import invvpid
 from ringvisor.monitors.hw import fpu, hypercalls, mmio, vapic
@@ -111,7 +112,7 @@ def cr_access(mon, exit):
 def msr_read(mon, exit):
     """Only the APIC's MSRs exit on a read (the MSR bitmap)."""
     r = mon.cpu.r
-    value = vapic.rdmsr(mon, r[1]) if mon.apic is not None and vapic.is_apic_msr(r[1]) else None
+    value = guest_read_msr(mon.apic, r[1]) if mon.apic is not None and vapic.is_apic_msr(r[1]) else None
     if value is None:
         mon.inject_exception(GP, 0)
         return None
@@ -123,7 +124,7 @@ def msr_read(mon, exit):
 def msr_write(mon, exit):
     r = mon.cpu.r
     if mon.apic is not None and vapic.is_apic_msr(r[1]):
-        if vapic.wrmsr(mon, r[1], r[2] << 32 | r[0]):
+        if guest_write_msr(mon.apic, r[1], r[2] << 32 | r[0]):
             mon.skip(exit)
         else:
             mon.inject_exception(GP, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from ringvisor.cpu.semantics import protection
 from ringvisor.cpu.vmx import controls as C
 from ringvisor.cpu.vmx.capabilities import CR4_VMXE
 from ringvisor.cpu.vmx.exits import decode_cr
@@ -30,7 +31,7 @@ CR0_PE, CR0_NE, CR0_WP, CR0_PG = 1, 0x20, 1 << 16, 1 << 31
 CR4_PSE, CR4_PGE = 0x10, 0x80
 CR0_OWNED = CR0_PE | CR0_NE | CR0_WP | CR0_PG
 CR4_OWNED = CR4_VMXE | CR4_PSE | CR4_PGE
-CR4_VALID = 0x9F     # VME PVI TSD DE PSE PGE: the guest's VME/PVI pass through to GUEST_CR4
+CR4_VALID = protection.CR4_VALID    # the CPU's own (VME/PVI pass through to GUEST_CR4)
 RW = 2
 
 

@@ -28,13 +28,12 @@ operation, has none of its own (the monitor is its only user):
 from __future__ import annotations
 
 from ringvisor.cpu.vmx import controls as C
-from ringvisor.devices.apic_defs import MSR_APIC_BASE, MSR_TSC_DEADLINE, ApicMsrFault
+from ringvisor.devices.apic_defs import MSR_APIC_BASE, MSR_TSC_DEADLINE, X2APIC_MSRS
 from ringvisor.devices.lapic import cpuid1
 
-X2APIC_FIRST, X2APIC_LAST = 0x800, 0x8FF
 # MSR-bitmap quarters (SDM 24.6.9): read-low, read-high, write-low, write-high.
 READ_LOW, WRITE_LOW = 0, 2048
-INTERCEPTED_MSRS = (MSR_APIC_BASE, MSR_TSC_DEADLINE, *range(X2APIC_FIRST, X2APIC_LAST + 1))
+INTERCEPTED_MSRS = (MSR_APIC_BASE, MSR_TSC_DEADLINE, *range(*X2APIC_MSRS))
 GP = 13
 
 
@@ -46,23 +45,7 @@ def intercept_msrs(region, bitmap: int) -> None:
 
 
 def is_apic_msr(index: int) -> bool:
-    return index in (MSR_APIC_BASE, MSR_TSC_DEADLINE) or X2APIC_FIRST <= index <= X2APIC_LAST
-
-
-def rdmsr(mon, index: int) -> int | None:
-    """The APIC's answer to RDMSR, or None for #GP."""
-    try:
-        return mon.apic.read_msr(index)
-    except ApicMsrFault:
-        return None
-
-
-def wrmsr(mon, index: int, value: int) -> bool:
-    """True if the APIC took the WRMSR; False for #GP."""
-    try:
-        return bool(mon.apic.write_msr(index, value))
-    except ApicMsrFault:
-        return False
+    return index in (MSR_APIC_BASE, MSR_TSC_DEADLINE) or X2APIC_MSRS[0] <= index < X2APIC_MSRS[1]
 
 
 def cpuid_leaf1(mon, ebx: int, ecx: int, edx: int) -> tuple[int, int, int]:
