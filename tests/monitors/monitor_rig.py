@@ -18,6 +18,14 @@ FLAT_START = """    lgdt [gdtr]
     mov esp, 0x170000
     lidt [idtr]
 """
+# The start of the GDT FLAT_START loads: null, flat ring-0 code (0x08) and
+# data (0x10); a guest appends its other descriptors.
+FLAT_GDT = """.align 8
+gdt:
+    .quad 0
+    .quad 0x00CF9A000000FFFF
+    .quad 0x00CF92000000FFFF
+"""
 
 
 def machine(kernel, cmdline: str = "", technique: str = "trap", ring: int = 1, **config):

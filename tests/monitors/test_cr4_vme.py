@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_rig import FLAT_START, run as run_guest
+from monitor_rig import FLAT_GDT, FLAT_START, run as run_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))   # the CPU tests' assembler
 from cpu_rig import asm, needs_as  # noqa: E402
@@ -31,12 +31,7 @@ gp:
     mov al, 13                 # #GP: exit status 13
     out 0xf4, al
     hlt
-.align 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF
-    .quad 0x00CF92000000FFFF
-gdtr:
+""" + FLAT_GDT + """gdtr:
     .word 3 * 8 - 1
     .long gdt
 .align 8
@@ -114,12 +109,7 @@ report:                        # INT 0x40: 0x40 | VIF after CLI, after STI (1, 2
     mov al, cl
     out 0xf4, al
     hlt
-.align 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF
-    .quad 0x00CF92000000FFFF
-    .quad 0x00CFFA000000FFFF
+""" + FLAT_GDT + """    .quad 0x00CFFA000000FFFF
     .quad 0x00CFF2000000FFFF
     .quad 0x0000890000000067
 gdtr:

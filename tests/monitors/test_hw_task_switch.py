@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor_rig import FLAT_START, run as run_guest
+from monitor_rig import FLAT_GDT, FLAT_START, run as run_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cpu"))   # the CPU tests' assembler
 from cpu_rig import asm, needs_as  # noqa: E402
@@ -41,12 +41,7 @@ task_b:
 {task_b}
     out 0xf4, al
     hlt
-.align 8
-gdt:
-    .quad 0
-    .quad 0x00CF9A000000FFFF
-    .quad 0x00CF92000000FFFF
-    .quad 0x0000891800000067
+""" + FLAT_GDT + """    .quad 0x0000891800000067
     .quad 0x0000891810000067
 gdtr:
     .word 5 * 8 - 1
